@@ -1,0 +1,53 @@
+# Two commands do everything (see README): `make run` and `make test`. Both install what they need and are
+# safe to run twice; the stamps under .venv/ skip work whose inputs did not change.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.yaml
+
+.PHONY: run test lint test-deps deps web-deps system-test-deps bench clean
+
+run: deps web-deps
+	$(BIN)/meetings serve --config $(CONFIG)
+
+test: test-deps
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+lint: test-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check gateway signaling sfu tests bench
+	$(BIN)/mypy
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.deps-stamp: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-deps-stamp: pyproject.toml $(VENV)/.deps-stamp
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+deps: $(VENV)/.deps-stamp
+
+web-deps: web/node_modules/.package-lock.json
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+
+# Debian's chromium (driven by Playwright through its system executable, never a browser download) and sipp.
+system-test-deps:
+	@if ! command -v chromium >/dev/null || ! command -v sipp >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium sip-tester >/dev/null; \
+	fi
+
+test-deps: $(VENV)/.test-deps-stamp web-deps system-test-deps
+
+bench: test-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) web/node_modules var .pytest_cache .mypy_cache .ruff_cache

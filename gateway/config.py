@@ -1,0 +1,177 @@
+"""Settings: config.yaml, validated, with MEETINGS_SECTION__KEY environment overrides."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "MEETINGS_"
+
+
+class ConfigError(Exception):
+    """A setting is unknown or has a bad value; the message names it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HttpSettings(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    public_uri: str | None = None
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, origins: list[str]) -> list[str]:
+        if "*" in origins:
+            raise ValueError('"*" is not allowed: tokens travel with the requests; list the web origins')
+        return origins
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+
+class SipSettings(_Section):
+    host: str = "0.0.0.0"
+    udp_port: int = Field(5060, ge=0, le=65535)
+    tcp_port: int = Field(5060, ge=0, le=65535)
+    domain: str = Field("meetings.local", min_length=1)
+
+
+class MediaSettings(_Section):
+    host_addresses: list[str] = Field(default_factory=list)
+    public_address: str | None = None
+    rtp_port_min: int = Field(10000, ge=1024, le=65535)
+    rtp_port_max: int = Field(20000, ge=1024, le=65535)
+    ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+    mixed_speakers: int = Field(3, ge=1, le=16)
+
+    @field_validator("host_addresses")
+    @classmethod
+    def _ip_addresses(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            ipaddress.ip_address(address)
+        return addresses
+
+    @model_validator(mode="after")
+    def _port_range(self) -> MediaSettings:
+        if self.rtp_port_min > self.rtp_port_max:
+            raise ValueError("rtp_port_min must not exceed rtp_port_max")
+        return self
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///var/meetings.db"
+
+
+class MeetingSettings(_Section):
+    max_participants: int = Field(100, ge=1, le=10000)
+    expiry_seconds: int = Field(172800, ge=1)
+    exten_prefix: str = Field("*41", max_length=16)
+    last_n: int = Field(4, ge=0, le=25)
+
+
+class AuthSettings(_Section):
+    default_token_expiration: int = Field(7200, ge=1)
+    max_token_expiration: int = Field(36000, ge=1)
+
+
+class TrunkPeer(_Section):
+    host: str
+    username: str | None = None
+    password: str | None = None
+
+
+class AsteriskSettings(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(5060, ge=1, le=65535)
+    transport: Literal["udp", "tcp"] = "udp"
+    username: str = "meetings-gateway"
+    password: str = ""
+    extension_pattern: str = "wazo-meeting-{uuid}"
+    connect: Literal["on_first_participant", "always"] = "on_first_participant"
+    hangup_when_empty: bool = True
+    codecs: list[Literal["opus", "g722", "pcmu", "pcma"]] = Field(
+        default_factory=lambda: ["opus", "g722", "pcmu", "pcma"]
+    )
+    trunk_peers: list[TrunkPeer] = Field(default_factory=list)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(_Section):
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    sip: SipSettings = Field(default_factory=SipSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    meetings: MeetingSettings = Field(default_factory=MeetingSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if len(path) < 2 or not all(path):
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        try:
+            node[path[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: not a valid YAML value: {exc}") from exc
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown setting" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from a YAML file (if it exists) and the environment; raise ConfigError naming a bad key."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if file.exists():
+            try:
+                loaded = yaml.safe_load(file.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{file}: the top level must be a mapping of sections")
+            data = loaded
+        elif Path(path) != Path("config.yaml"):
+            raise ConfigError(f"{file}: no such configuration file")
+    _apply_env(data, os.environ if environ is None else environ)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
