@@ -1,0 +1,214 @@
+"""A room: participants, one audio mixer, and the video selection (last-N most recent speakers per subscriber)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .errors import RoomClosed, RoomFull
+from .events import EventEmitter
+from .mixer import AudioMixer
+from .participant import Leg, Participant
+from .ports import PortAllocator
+from .settings import MediaSettings, RoomOptions
+from .webrtcleg import WebRtcLeg
+
+logger = logging.getLogger(__name__)
+
+
+class Room(EventEmitter):
+    """Events: ``participant_joined`` (p), ``participant_left`` (p, reason), ``talking_started`` (p),
+    ``talking_stopped`` (p), ``participant_muted`` (p, muted), ``dtmf`` (p, digit), ``closed`` ().
+    """
+
+    def __init__(
+        self, room_id: str, settings: MediaSettings, options: RoomOptions, ports: PortAllocator | None = None
+    ) -> None:
+        super().__init__()
+        self.id = room_id
+        self.settings = settings
+        self.options = options
+        self.max_participants = options.max_participants
+        self.ports = ports
+        self.participants: dict[str, Participant] = {}
+        self.closed = False
+        self.mixer = AudioMixer(
+            mixed_speakers=options.mixed_speakers,
+            speech_level=options.speech_level,
+            talk_start_ms=options.talk_start_ms,
+            talk_stop_ms=options.talk_stop_ms,
+            on_talking=self._on_talking,
+        )
+        #: participant ids, most recent talker first (joiners go to the end)
+        self.recent_speakers: list[str] = []
+        self._ids = itertools.count(1)
+        self._joining = 0
+
+    def __repr__(self) -> str:
+        return f"Room({self.id!r}, {len(self.participants)} participants)"
+
+    @property
+    def is_full(self) -> bool:
+        return len(self.participants) + self._joining >= self.max_participants
+
+    # joining
+
+    async def join_webrtc(
+        self, offer: str, info: dict[str, Any] | None = None, *, max_participants: int | None = None
+    ) -> tuple[Participant, str]:
+        """Join with a browser's SDP offer; returns the participant and the SDP answer.
+
+        Raises RoomFull (cap reached), RoomClosed, SdpError (unusable offer: SIP 488).
+        """
+
+        def make_leg(participant_id: str) -> WebRtcLeg:
+            return WebRtcLeg(participant_id, self.settings, self.ports, self.options.video_codecs)
+
+        return await self._join(make_leg, lambda leg: leg.answer(offer), info, max_participants)
+
+    async def join_rtp(
+        self, offer: str, info: dict[str, Any] | None = None, *, max_participants: int | None = None
+    ) -> tuple[Participant, str]:
+        """Join with a SIP phone's plain-RTP SDP offer; returns the participant and the SDP answer."""
+        from .rtpleg import RtpLeg
+
+        def make_leg(participant_id: str) -> RtpLeg:
+            return RtpLeg(participant_id, self.settings, self.ports)
+
+        return await self._join(make_leg, lambda leg: leg.answer(offer), info, max_participants)
+
+    async def join_rtp_outbound(
+        self, info: dict[str, Any] | None = None, *, max_participants: int | None = None
+    ) -> tuple[Participant, str]:
+        """Create a plain-RTP leg that makes the offer (calling out, e.g. to Asterisk); returns it and the offer.
+
+        Complete it with ``participant.leg.accept_answer(answer)``.
+        """
+        from .rtpleg import RtpLeg
+
+        def make_leg(participant_id: str) -> RtpLeg:
+            return RtpLeg(participant_id, self.settings, self.ports)
+
+        return await self._join(make_leg, lambda leg: leg.create_offer(), info, max_participants)
+
+    async def _join(
+        self,
+        make_leg: Callable[[str], Any],
+        negotiate: Callable[[Any], Awaitable[str]],
+        info: dict[str, Any] | None,
+        max_participants: int | None,
+    ) -> tuple[Participant, str]:
+        if self.closed:
+            raise RoomClosed(f"room {self.id} is closed")
+        if max_participants is not None:
+            self.max_participants = max_participants
+        if self.is_full:
+            raise RoomFull(self.id, self.max_participants)
+        participant_id = f"{self.id}-{next(self._ids)}"
+        leg = make_leg(participant_id)
+        self._joining += 1
+        try:
+            sdp = await negotiate(leg)
+        except BaseException:
+            await leg.close()
+            raise
+        finally:
+            self._joining -= 1
+        if self.closed:
+            await leg.close()
+            raise RoomClosed(f"room {self.id} is closed")
+        participant = Participant(participant_id, self, leg, dict(info or {}))
+        self._attach(participant, leg)
+        return participant, sdp
+
+    def _attach(self, participant: Participant, leg: Leg) -> None:
+        self.participants[participant.id] = participant
+        self.recent_speakers.append(participant.id)
+        self.mixer.add(participant.id, leg.inbox, leg)
+        leg.on("disconnected", lambda *_: self._spawn(participant.close("disconnected")))
+        leg.on("dtmf", participant._on_dtmf)
+        self.emit("participant_joined", participant)
+        self._update_video()
+
+    def _spawn(self, awaitable: Awaitable[None]) -> None:
+        async def run() -> None:
+            await awaitable
+
+        asyncio.get_running_loop().create_task(run())
+
+    def _detach(self, participant: Participant) -> None:
+        """First step of a participant's close: out of the mix and of everyone's video."""
+        self.mixer.remove(participant.id)
+        if participant.id in self.recent_speakers:
+            self.recent_speakers.remove(participant.id)
+
+    def _participant_closed(self, participant: Participant, reason: str) -> None:
+        if self.participants.pop(participant.id, None) is not None:
+            self.emit("participant_left", participant, reason)
+            self._update_video()
+
+    # control
+
+    def get(self, participant_id: str) -> Participant | None:
+        return self.participants.get(participant_id)
+
+    async def kick(self, participant_id: str) -> None:
+        participant = self.participants.get(participant_id)
+        if participant is not None:
+            await participant.close("kicked")
+
+    def mute(self, participant_id: str, muted: bool = True) -> None:
+        participant = self.participants.get(participant_id)
+        if participant is not None:
+            participant.set_muted(muted)
+
+    async def close(self, reason: str = "room closed") -> None:
+        """Close every participant (their legs, sockets and tasks), then the mixer."""
+        if self.closed:
+            return
+        self.closed = True
+        await asyncio.gather(*(p.close(reason) for p in list(self.participants.values())), return_exceptions=True)
+        await self.mixer.close()
+        self.emit("closed")
+        self.remove_all_listeners()
+
+    # talking and video selection
+
+    def _on_talking(self, participant_id: str, talking: bool) -> None:
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            return
+        participant.talking = talking
+        participant.emit("talking", talking)
+        self.emit("talking_started" if talking else "talking_stopped", participant)
+        if talking:
+            if participant_id in self.recent_speakers:
+                self.recent_speakers.remove(participant_id)
+            self.recent_speakers.insert(0, participant_id)
+            self._update_video()
+
+    def _update_video(self) -> None:
+        """Point each subscriber's slots at the most recent speakers other than himself (stable where possible)."""
+        if not self.options.video:
+            return
+        sources = []
+        for participant_id in self.recent_speakers:
+            participant = self.participants.get(participant_id)
+            if participant is not None and participant.video_source is not None:
+                sources.append(participant.video_source)
+        for subscriber in self.participants.values():
+            slots = [s for s in subscriber.slots if s.active]
+            if not slots:
+                continue
+            wanted = [s for s in sources if s.owner_id != subscriber.id and slots[0].accepts(s)][: len(slots)]
+            free = [slot for slot in slots if slot.target not in wanted]
+            shown = {slot.target for slot in slots}
+            for source in wanted:
+                if source not in shown and free:
+                    free.pop(0).assign(source)
+            for slot in free:
+                if slot.target is not None and slot.target not in wanted:
+                    slot.assign(None)
