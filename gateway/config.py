@@ -105,9 +105,7 @@ class AsteriskSettings(_Section):
     extension_pattern: str = "wazo-meeting-{uuid}"
     connect: Literal["on_first_participant", "always"] = "on_first_participant"
     hangup_when_empty: bool = True
-    codecs: list[Literal["opus", "g722", "pcmu", "pcma"]] = Field(
-        default_factory=lambda: ["opus", "g722", "pcmu", "pcma"]
-    )
+    codecs: list[Literal["opus", "g722", "pcmu", "pcma"]] = ["opus", "g722", "pcmu", "pcma"]
     trunk_peers: list[TrunkPeer] = Field(default_factory=list)
 
 
@@ -116,14 +114,14 @@ class LoggingSettings(_Section):
 
 
 class Settings(_Section):
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    sip: SipSettings = Field(default_factory=SipSettings)
-    media: MediaSettings = Field(default_factory=MediaSettings)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    meetings: MeetingSettings = Field(default_factory=MeetingSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
-    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    http: HttpSettings = HttpSettings()
+    sip: SipSettings = SipSettings()
+    media: MediaSettings = MediaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    meetings: MeetingSettings = MeetingSettings()
+    auth: AuthSettings = AuthSettings()
+    asterisk: AsteriskSettings = AsteriskSettings()
+    logging: LoggingSettings = LoggingSettings()
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:

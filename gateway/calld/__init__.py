@@ -1,0 +1,1 @@
+"""calld 1.0: live meeting participants and room status."""

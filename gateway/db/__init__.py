@@ -1,0 +1,1 @@
+"""Durable state: tenants, users, tokens, meetings, authorizations, ingresses, bridge options."""

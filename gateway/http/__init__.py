@@ -1,0 +1,1 @@
+"""What every API resource shares: errors as JSON, body validation, list parameters, CORS."""

@@ -1,0 +1,60 @@
+"""Request bodies and parameters checked by pydantic models; a bad one is a 400 naming the field."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, TypeVar
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway.http.errors import BadRequest, InvalidData, NotFound
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def describe(error: ValidationError) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]) or "body"
+        if item["type"] == "extra_forbidden":
+            fields[name] = "unknown field"
+        else:
+            fields.setdefault(name, item["msg"])
+    return fields
+
+
+def validate(model: type[Model], data: Any, resource: str | None = None) -> Model:
+    if not isinstance(data, dict):
+        raise BadRequest("Input Error - the body must be a JSON object", {"body": {"message": "not an object"}})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidData(describe(exc), resource) from None
+
+
+async def json_body(request: web.Request, *, optional: bool = False) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        if optional:
+            return {}
+        raise BadRequest("Input Error - a JSON body is required", {"body": {"message": "missing"}})
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Input Error - the body is not valid JSON", {"body": {"message": "invalid JSON"}}) from None
+
+
+async def body(request: web.Request, model: type[Model], resource: str | None = None) -> Model:
+    return validate(model, await json_body(request), resource)
+
+
+def path_uuid(request: web.Request, name: str, resource: str) -> UUID:
+    """A UUID from the path; a malformed one cannot name anything, so it is a 404 like an unknown one."""
+    raw = request.match_info[name]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(resource, **{name: raw}) from None
