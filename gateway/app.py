@@ -11,7 +11,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from gateway import websocketd
+from gateway import webapps, websocketd
 from gateway.auth import resource as auth_resource
 from gateway.auth.context import TENANTS, TOKENS
 from gateway.auth.tenants import TenantService
@@ -95,7 +95,7 @@ def _hang_up_on_delete(services: Services) -> Callable[[Event], None]:
 
 def create_app(settings: Settings, services: Services | None = None, auto_bootstrap: bool = False) -> web.Application:
     services = services or build_services(settings)
-    middlewares = [error_middleware]
+    middlewares = [webapps.vendor_cache, error_middleware]
     if settings.http.cors_origins:
         middlewares.insert(0, cors_middleware(settings.http.cors_origins))
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
@@ -138,5 +138,6 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         await expiry.close()
         await services.db.close()
 
+    webapps.add_routes(app)
     app.cleanup_ctx.append(lifecycle)
     return app
