@@ -9,7 +9,7 @@ import random
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -206,8 +206,7 @@ class RtpPhone(asyncio.DatagramProtocol):
         await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) > 12 and data[1] & 0x7F == 0:
