@@ -1,0 +1,631 @@
+"""SIP messages (RFC 3261 sections 7, 20 and 25): parsing and serialising requests and responses.
+
+Headers are kept as text, grouped by their long lower-case name; lists are split and values parsed only when
+asked for (`Headers.values`, `SipMessage.vias`, `SipMessage.cseq` ...), so a message that is only routed costs
+little. Bodies are bytes, kept byte for byte. Header text is decoded as UTF-8 with `surrogateescape`, so any
+byte sequence survives a parse/serialise round trip.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .uri import Address, SipUri, SipUriError, format_params, split_commas, split_params
+
+__all__ = [
+    "CSeq",
+    "Headers",
+    "ParserLimits",
+    "SipMessage",
+    "SipParseError",
+    "SipRequest",
+    "SipResponse",
+    "Via",
+    "parse_message",
+    "reason_phrase",
+]
+
+SIP_VERSION = "SIP/2.0"
+BRANCH_COOKIE = "z9hG4bK"
+
+# Compact forms (section 7.3.3 and later RFCs) -> long lower-case names.
+COMPACT = {
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
+    "o": "event",
+    "r": "refer-to",
+    "b": "referred-by",
+    "u": "allow-events",
+    "x": "session-expires",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+    "y": "identity",
+    "n": "identity-info",
+}
+
+# How we write header names (everything else: the spelling first seen, or Title-Case).
+_DISPLAY = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "mime-version": "MIME-Version",
+    "rack": "RAck",
+    "rseq": "RSeq",
+    "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match",
+}
+
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+_VIA = re.compile(
+    r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(\[[0-9A-Fa-f:.]+\]|[^\s;:\[]+)"
+    r"(?:\s*:\s*(\d{1,5}))?\s*(;.*)?$",
+    re.S,
+)
+
+_REASONS = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+
+def reason_phrase(status: int) -> str:
+    return _REASONS.get(status) or _REASONS.get(status // 100 * 100, "Unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class ParserLimits:
+    """Size limits. A datagram is one message; a stream frames at most `max_head + max_body` bytes."""
+
+    max_head: int = 32 * 1024
+    max_body: int = 256 * 1024
+    max_headers: int = 200
+
+
+DEFAULT_LIMITS = ParserLimits()
+
+
+class SipParseError(ValueError):
+    """A message could not be parsed.
+
+    `answerable` says whether enough was read to send `400 Bad Request` (request line plus Via, From, To,
+    Call-ID and CSeq): then `request` holds that partial request and `status` the code to answer with.
+    Otherwise the message is dropped (and logged).
+    """
+
+    def __init__(self, reason: str, request: SipRequest | None = None, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.request = request
+        self.status = status
+
+    @property
+    def answerable(self) -> bool:
+        return self.request is not None
+
+
+def canonical_name(name: str) -> str:
+    low = name.lower()
+    return COMPACT.get(low, low) if len(low) == 1 else low
+
+
+class Headers:
+    """Header fields by long lower-case name, each a list of raw values in arrival order."""
+
+    __slots__ = ("_display", "_fields")
+
+    def __init__(self) -> None:
+        self._fields: dict[str, list[str]] = {}
+        self._display: dict[str, str] = {}
+
+    def add(self, name: str, value: str) -> None:
+        key = canonical_name(name)
+        lst = self._fields.get(key)
+        if lst is None:
+            self._fields[key] = [value]
+            if key not in _DISPLAY and key != name.lower():
+                # compact form: display the long name
+                self._display[key] = key.title()
+            elif key not in self._display:
+                self._display[key] = _DISPLAY.get(key) or (name if name != key else key.title())
+        else:
+            lst.append(value)
+
+    def set(self, name: str, value: str) -> None:
+        key = canonical_name(name)
+        if key in self._fields:
+            self._fields[key] = [value]
+        else:
+            self.add(name, value)
+
+    def prepend(self, name: str, value: str) -> None:
+        key = canonical_name(name)
+        lst = self._fields.get(key)
+        if lst is None:
+            self.add(name, value)
+        else:
+            lst.insert(0, value)
+
+    def remove(self, name: str) -> None:
+        key = canonical_name(name)
+        self._fields.pop(key, None)
+        self._display.pop(key, None)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        lst = self._fields.get(canonical_name(name))
+        return lst[0] if lst else default
+
+    def get_all(self, name: str) -> list[str]:
+        """Raw values as they came (one per header line)."""
+        return self._fields.get(canonical_name(name), [])
+
+    def values(self, name: str) -> list[str]:
+        """Values with comma-separated lists split (Via, Route, Contact, Allow ...)."""
+        lst = self._fields.get(canonical_name(name))
+        if not lst:
+            return []
+        if len(lst) == 1 and "," not in lst[0]:
+            return [lst[0].strip()]
+        out: list[str] = []
+        for v in lst:
+            out.extend(split_commas(v))
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and canonical_name(name) in self._fields
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        for key, lst in self._fields.items():
+            display = self._display.get(key) or _DISPLAY.get(key) or key.title()
+            for v in lst:
+                yield display, v
+
+    def copy(self) -> Headers:
+        h = Headers()
+        h._fields = {k: list(v) for k, v in self._fields.items()}
+        h._display = dict(self._display)
+        return h
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._fields.values())
+
+
+class Via:
+    """One Via header value: `SIP/2.0/UDP host:port;branch=z9hG4bK...;rport`."""
+
+    __slots__ = ("host", "params", "port", "transport")
+
+    def __init__(self, transport: str, host: str, port: int | None = None, params: dict[str, str | None] | None = None):
+        self.transport = transport.upper()
+        self.host = host
+        self.port = port
+        self.params: dict[str, str | None] = params if params is not None else {}
+
+    @classmethod
+    def parse(cls, text: str) -> Via:
+        m = _VIA.match(text.strip())
+        if not m:
+            raise SipUriError(f"bad Via: {text[:80]!r}")
+        port = int(m.group(3)) if m.group(3) else None
+        if port is not None and port > 65535:
+            raise SipUriError("Via port out of range")
+        return cls(m.group(1), m.group(2).lower(), port, split_params(m.group(4) or ""))
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def sent_by(self) -> str:
+        return f"{self.host}:{self.port}" if self.port is not None else self.host
+
+    def __str__(self) -> str:
+        port = f":{self.port}" if self.port is not None else ""
+        return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    seq: int
+    method: str
+
+    @classmethod
+    def parse(cls, text: str) -> CSeq:
+        num, _, method = text.strip().partition(" ")
+        method = method.strip()
+        if not num.isdigit() or len(num) > 10 or not method or not _TOKEN.match(method):
+            raise SipUriError(f"bad CSeq: {text[:80]!r}")
+        seq = int(num)
+        if seq >= 2**31:
+            raise SipUriError("CSeq out of range")
+        return cls(seq, method)
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+class SipMessage:
+    """What requests and responses share: headers, body and lazily parsed common headers."""
+
+    __slots__ = ("_cseq", "_from", "_to", "_via", "body", "headers")
+
+    def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._via: Via | None = None
+        self._cseq: CSeq | None = None
+        self._from: Address | None = None
+        self._to: Address | None = None
+
+    # -- common headers ---------------------------------------------------------------------------------------
+    @property
+    def call_id(self) -> str:
+        return (self.headers.get("call-id") or "").strip()
+
+    @property
+    def cseq(self) -> CSeq:
+        if self._cseq is None:
+            self._cseq = CSeq.parse(self.headers.get("cseq") or "")
+        return self._cseq
+
+    @property
+    def from_(self) -> Address:
+        if self._from is None:
+            self._from = Address.parse(self.headers.get("from") or "")
+        return self._from
+
+    @property
+    def to(self) -> Address:
+        if self._to is None:
+            self._to = Address.parse(self.headers.get("to") or "")
+        return self._to
+
+    @property
+    def from_tag(self) -> str | None:
+        return self.from_.params.get("tag")
+
+    @property
+    def to_tag(self) -> str | None:
+        return self.to.params.get("tag")
+
+    @property
+    def via(self) -> Via:
+        """The top Via."""
+        if self._via is None:
+            first = self.headers.get("via") or ""
+            if "," in first:
+                first = split_commas(first)[0]
+            self._via = Via.parse(first)
+        return self._via
+
+    @property
+    def vias(self) -> list[Via]:
+        return [Via.parse(v) for v in self.headers.values("via")]
+
+    @property
+    def content_type(self) -> str | None:
+        ct = self.headers.get("content-type")
+        return ct.split(";", 1)[0].strip().lower() if ct else None
+
+    def set_top_via(self, via: Via) -> None:
+        """Replace the top Via (e.g. to add `received`/`rport`), keeping the others as they were."""
+        lst = self.headers._fields.get("via")
+        if not lst:
+            self.headers.add("Via", str(via))
+        else:
+            first = lst[0]
+            if "," in first:
+                rest = split_commas(first)[1:]
+                lst[0:1] = [str(via), *rest]
+            else:
+                lst[0] = str(via)
+        self._via = via
+
+    def invalidate(self) -> None:
+        """Forget cached parsed headers after editing `headers` directly."""
+        self._via = self._cseq = None
+        self._from = self._to = None
+
+    # -- serialising --------------------------------------------------------------------------------------------
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def serialize(self) -> bytes:
+        parts = [self.start_line(), "\r\n"]
+        for key, lst in self.headers._fields.items():
+            if key == "content-length":
+                continue
+            display = self.headers._display.get(key) or _DISPLAY.get(key) or key.title()
+            for v in lst:
+                parts.append(display)
+                parts.append(": ")
+                parts.append(v)
+                parts.append("\r\n")
+        parts.append(f"Content-Length: {len(self.body)}\r\n\r\n")
+        head = "".join(parts).encode("utf-8", "surrogateescape")
+        return head + self.body if self.body else head
+
+    __bytes__ = serialize
+
+
+class SipRequest(SipMessage):
+    __slots__ = ("_uri", "method", "uri")
+
+    def __init__(self, method: str, uri: str, headers: Headers | None = None, body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri = uri
+        self._uri: SipUri | None = None
+
+    @property
+    def request_uri(self) -> SipUri:
+        if self._uri is None:
+            self._uri = SipUri.parse(self.uri)
+        return self._uri
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} {SIP_VERSION}"
+
+    def create_response(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        to_tag: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+    ) -> SipResponse:
+        """A response per section 8.2.6: Via, From, To (+tag), Call-ID, CSeq copied; Record-Route for dialogs."""
+        h = Headers()
+        src = self.headers._fields
+        for key in ("via", "from", "to", "call-id", "cseq"):
+            lst = src.get(key)
+            if lst:
+                h._fields[key] = list(lst)
+        if to_tag is not None and status != 100:
+            to = self.headers.get("to") or ""
+            if ";tag=" not in to.replace(" ", "").lower():
+                h._fields["to"] = [f"{to};tag={to_tag}"]
+        if 100 < status < 300 and "record-route" in src:
+            h._fields["record-route"] = list(src["record-route"])
+        if status == 100 and "timestamp" in src:
+            h._fields["timestamp"] = list(src["timestamp"])
+        if headers:
+            for name, value in headers:
+                h.add(name, value)
+        return SipResponse(status, reason or reason_phrase(status), h, body)
+
+    def __repr__(self) -> str:
+        return f"<SipRequest {self.method} {self.uri}>"
+
+
+class SipResponse(SipMessage):
+    __slots__ = ("reason", "status")
+
+    def __init__(self, status: int, reason: str = "", headers: Headers | None = None, body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason or reason_phrase(status)
+
+    def start_line(self) -> str:
+        return f"{SIP_VERSION} {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<SipResponse {self.status} {self.reason}>"
+
+
+# -- parsing --------------------------------------------------------------------------------------------------
+_REQUIRED = ("via", "from", "to", "call-id", "cseq")
+
+
+def parse_message(
+    data: bytes, limits: ParserLimits = DEFAULT_LIMITS, *, datagram: bool = True
+) -> SipRequest | SipResponse:
+    """Parse one whole message. `datagram`: a Content-Length shorter than the data truncates the body (UDP);
+    for stream and WebSocket framing the body must be exactly Content-Length long (when present)."""
+    # Leading CRLFs before the start line are ignored (section 7.5).
+    start = 0
+    n = len(data)
+    while start < n and data[start] in (13, 10):
+        start += 1
+    sep = data.find(b"\r\n\r\n", start)
+    if sep >= 0:
+        head_end, body_start = sep, sep + 4
+    else:
+        sep = data.find(b"\n\n", start)
+        if sep >= 0:
+            head_end, body_start = sep, sep + 2
+        else:
+            head_end = body_start = n
+    if head_end - start > limits.max_head:
+        raise SipParseError("header section too large")
+    if n - body_start > limits.max_body:
+        raise SipParseError("body too large")
+    head = data[start:head_end].decode("utf-8", "surrogateescape")
+    if "\n" in head:
+        lines = head.split("\r\n")
+        if len(lines) - 1 != head.count("\n"):
+            lines = head.replace("\r\n", "\n").split("\n")
+    else:
+        lines = [head]
+    first = lines[0]
+    if not first:
+        raise SipParseError("empty message")
+    msg: SipRequest | SipResponse
+    problem: str | None = None
+    status_for_problem = 400
+    if first.startswith("SIP/"):
+        parts = first.split(" ", 2)
+        if len(parts) < 2 or parts[0] != SIP_VERSION or not parts[1].isdigit() or len(parts[1]) != 3:
+            raise SipParseError(f"bad status line: {first[:80]!r}")
+        status = int(parts[1])
+        if status < 100 or status > 699:
+            raise SipParseError(f"status out of range: {status}")
+        msg = SipResponse(status, parts[2] if len(parts) > 2 else "")
+    else:
+        parts = first.split(" ")
+        if len(parts) != 3:
+            parts = first.split()
+            if len(parts) != 3:
+                raise SipParseError(f"bad request line: {first[:80]!r}")
+            problem = "request line with extra whitespace"
+        method, uri, version = parts
+        if not _TOKEN.match(method):
+            raise SipParseError(f"bad method: {method[:40]!r}")
+        msg = SipRequest(method, uri)
+        if version != SIP_VERSION:
+            if version.upper().startswith("SIP/"):
+                problem, status_for_problem = f"unsupported version {version[:20]!r}", 505
+            else:
+                problem = f"bad version {version[:20]!r}"
+        if ":" not in uri or uri.startswith("<"):
+            problem = problem or "bad Request-URI"
+    headers = msg.headers
+    if len(lines) > limits.max_headers:
+        raise SipParseError("too many header lines")
+    fields = headers._fields
+    last_key: str | None = None
+    for line in lines[1:]:
+        if not line:
+            continue
+        c = line[0]
+        if c == " " or c == "\t":
+            # folded line (section 7.3.1): continues the previous value
+            if last_key is None:
+                problem = problem or "continuation line without a header"
+                continue
+            lst = fields[last_key]
+            lst[-1] = lst[-1] + " " + line.strip()
+            continue
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not _TOKEN.match(name):
+            problem = problem or f"bad header line: {line[:60]!r}"
+            last_key = None
+            continue
+        key = name.lower()
+        if len(key) == 1:
+            key = COMPACT.get(key, key)
+            name = key
+        value = value.strip(" \t")
+        lst2 = fields.get(key)
+        if lst2 is None:
+            fields[key] = [value]
+            if key != name:
+                headers._display[key] = name
+        else:
+            lst2.append(value)
+        last_key = key
+
+    # Body framing
+    body = data[body_start:] if body_start < n else b""
+    cl_values = fields.get("content-length")
+    if cl_values:
+        cl_text = cl_values[0]
+        if not cl_text.isdigit() or len(cl_text) > 9 or len(cl_values) > 1:
+            problem = problem or "bad Content-Length"
+        else:
+            cl = int(cl_text)
+            if cl < len(body):
+                if datagram:
+                    body = body[:cl]
+                else:
+                    problem = problem or "body longer than Content-Length"
+            elif cl > len(body):
+                problem = problem or "body shorter than Content-Length"
+    msg.body = body
+
+    if isinstance(msg, SipResponse):
+        if problem or any(k not in fields for k in _REQUIRED):
+            raise SipParseError(problem or "response without a mandatory header")
+        try:
+            msg.via  # noqa: B018 - the top Via must parse for the response to be matched
+            msg.cseq  # noqa: B018
+        except SipUriError as e:
+            raise SipParseError(str(e)) from None
+        return msg
+
+    # Requests: answerable when the headers a response copies are there and sane.
+    missing = [k for k in _REQUIRED if k not in fields]
+    if missing:
+        raise SipParseError(f"missing {', '.join(missing)}")
+    try:
+        msg.via  # noqa: B018
+        cseq = msg.cseq
+        msg.from_  # noqa: B018
+        msg.to  # noqa: B018
+    except SipUriError as e:
+        # From/To/CSeq/Via must be copied into a response: if they are garbage, a 400 is still possible as long
+        # as the raw values are there; the peer gets back what it sent.
+        raise SipParseError(str(e), msg) from None
+    if problem:
+        raise SipParseError(problem, msg, status_for_problem)
+    if cseq.method != msg.method:
+        raise SipParseError("CSeq method does not match the request method", msg)
+    mf = fields.get("max-forwards")
+    if mf and not (mf[0].isdigit() and len(mf[0]) <= 3):
+        raise SipParseError("bad Max-Forwards", msg)
+    return msg
+
+
+def content_length_of(head: bytes) -> int | None:
+    """For stream framing: the Content-Length in a raw header section, -1 when malformed, None when absent."""
+    m = _CONTENT_LENGTH.search(head)
+    if not m:
+        return None
+    v = m.group(1)
+    return int(v) if v.isdigit() and len(v) <= 9 else -1
+
+
+__all__ += ["Address", "SipUri", "content_length_of", "split_params"]

@@ -1,0 +1,774 @@
+"""The SIP user agent the gateway wires in: transports + transactions + dialogs + digest + registrar.
+
+The gateway provides a `CredentialStore` (who may authenticate) and an `InviteHandler` (what to do with an
+authenticated INVITE), starts the UDP/TCP transports and mounts `stack.websocket.handle` on its aiohttp app.
+
+    stack = SipStack(StackConfig(domain="meetings.local"), credentials, invite_handler)
+    await stack.start_udp("0.0.0.0", 5060)
+    await stack.start_tcp("0.0.0.0", 5060)
+    app.router.add_get("/api/asterisk/ws", stack.websocket.handle)
+    ...
+    await stack.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import secrets
+import socket
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .call import CallState, IncomingCall
+from .dialog import Dialog, DialogError, DialogState, RequestFailed
+from .digest import AuthOutcome, DigestChallenger, DigestClient, DigestCredentials
+from .message import (
+    DEFAULT_LIMITS,
+    Headers,
+    ParserLimits,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    parse_message,
+)
+from .registrar import Registrar
+from .transaction import (
+    ClientTransaction,
+    InviteServerTransaction,
+    ServerTransaction,
+    TimerSettings,
+    TransactionLayer,
+    new_branch,
+    server_key,
+)
+from .transport import Flow, TcpTransport, UdpTransport
+from .uri import Address, SipUri, SipUriError
+from .websocket import WebSocketTransport
+
+__all__ = [
+    "CallFailed",
+    "CredentialStore",
+    "InviteHandler",
+    "MessageHandler",
+    "SipAccount",
+    "SipStack",
+    "StackConfig",
+]
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, MESSAGE, UPDATE"
+SUPPORTED = {"outbound", "path", "gruu", "replaces", "timer", "ice"}
+
+
+@dataclass(frozen=True, slots=True)
+class SipAccount:
+    """An account that may authenticate: `owner` is the application's (which meeting, which user...)."""
+
+    username: str
+    password: str
+    owner: object = None
+
+
+class CredentialStore(Protocol):
+    async def lookup(self, username: str) -> SipAccount | None:
+        """The account for a digest username, or None (unknown, or deleted: it no longer authenticates)."""
+        ...
+
+
+class InviteHandler(Protocol):
+    async def on_invite(self, call: IncomingCall) -> None:
+        """Decide: `call.answer(sdp, dialog_handler)` or `call.reject(status, text)`. 100 Trying is already sent.
+        Raising answers 500; returning without a decision leaves the call pending (until the invite timeout)."""
+        ...
+
+    def on_cancel(self, call: IncomingCall) -> None:
+        """The caller cancelled before the answer (487 already sent): release what was reserved."""
+        ...
+
+
+class MessageHandler(Protocol):
+    async def on_message(self, request: SipRequest, account: SipAccount) -> int:
+        """An authenticated out-of-dialog MESSAGE: return the status."""
+        ...
+
+
+@dataclass(slots=True)
+class StackConfig:
+    domain: str = "meetings.local"  # the realm, and the host part of our From when calling out
+    timers: TimerSettings = field(default_factory=TimerSettings)
+    limits: ParserLimits = DEFAULT_LIMITS
+    user_agent: str = "meetings"
+    contact_user: str = "meetings"
+    advertised_host: str | None = None  # host put in Via/Contact instead of the local address
+    auth_secret: bytes | None = None  # HMAC key of the nonces (random per process when None)
+    nonce_lifetime: float = 300.0
+    invite_timeout: float = 180.0  # a call the application never decides on is ended with 480
+
+
+class CallFailed(RequestFailed):
+    """An outgoing INVITE got a non-2xx final response."""
+
+
+@dataclass(slots=True)
+class _OutgoingInvite:
+    tx: ClientTransaction | None = None
+    provisional: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def new_tag() -> str:
+    return secrets.token_hex(6)
+
+
+def _strip_tag(value: str) -> str:
+    addr = Address.parse(value)
+    addr.params.pop("tag", None)
+    return str(addr)
+
+
+class SipStack:
+    KNOWN_METHODS = frozenset(
+        {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "MESSAGE", "UPDATE", "PRACK"}
+        | {"SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH"}
+    )
+
+    def __init__(
+        self,
+        config: StackConfig,
+        credentials: CredentialStore,
+        invite_handler: InviteHandler | None = None,
+        message_handler: MessageHandler | None = None,
+        registrar: Registrar | None = None,
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.invite_handler = invite_handler
+        self.message_handler = message_handler
+        self.registrar = registrar or Registrar()
+        self.transactions = TransactionLayer(config.timers)
+        self.challenger = DigestChallenger(config.domain, config.auth_secret, config.nonce_lifetime)
+        self.websocket = WebSocketTransport(self.receive, config.limits)
+        self.udp: UdpTransport | None = None
+        self.tcp: TcpTransport | None = None
+        self.dialogs: dict[tuple[str, str, str], Dialog] = {}
+        self._calls: dict[tuple[str, ...], IncomingCall] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._source_cache: dict[str, str] = {}
+        self._capability_headers = [("Allow", ALLOW), ("Supported", "outbound, path, replaces")]
+        self.closed = False
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+    async def start_udp(self, host: str = "0.0.0.0", port: int = 5060) -> UdpTransport:
+        self.udp = await UdpTransport.start(self.receive, host, port, self.config.limits)
+        return self.udp
+
+    async def start_tcp(self, host: str = "0.0.0.0", port: int = 5060) -> TcpTransport:
+        self.tcp = await TcpTransport.start(self.receive, host, port, self.config.limits)
+        return self.tcp
+
+    async def close(self) -> None:
+        """Hang up every dialog (BYE, briefly), stop transports and timers."""
+        if self.closed:
+            return
+        self.closed = True
+        byes = [d.bye() for d in list(self.dialogs.values()) if d.state is not DialogState.TERMINATED]
+        if byes:
+            await asyncio.wait([asyncio.ensure_future(b) for b in byes], timeout=1.0)
+        for call in list(self._calls.values()):
+            if call.state is CallState.PENDING:
+                call.reject(503, "server shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        self.transactions.close()
+        await self.websocket.close()
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp is not None:
+            await self.tcp.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("SIP task failed", exc_info=task.exception())
+
+    # -- addresses --------------------------------------------------------------------------------------------
+    def _local_host(self, flow: Flow) -> str:
+        if self.config.advertised_host:
+            return self.config.advertised_host
+        host = flow.local_address[0]
+        if host in ("0.0.0.0", "::", ""):
+            remote = flow.remote_address[0]
+            host = self._source_cache.get(remote) or self._source_for(remote)
+        return host
+
+    def _source_for(self, remote: str) -> str:
+        try:
+            family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect((remote, 9))
+                host = str(s.getsockname()[0])
+        except OSError:
+            host = "127.0.0.1"
+        self._source_cache[remote] = host
+        return host
+
+    def sent_by(self, flow: Flow) -> str:
+        host = self._local_host(flow)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        port = flow.local_address[1]
+        return f"{host}:{port}" if port else host
+
+    def new_via(self, flow: Flow) -> str:
+        return f"SIP/2.0/{flow.transport} {self.sent_by(flow)};branch={new_branch()};rport"
+
+    def contact_for(self, flow: Flow) -> str:
+        t = flow.transport
+        suffix = "" if t == "UDP" else f";transport={t.lower()}"
+        return f"<sip:{self.config.contact_user}@{self.sent_by(flow)}{suffix}>"
+
+    def capability_headers(self) -> list[tuple[str, str]]:
+        return self._capability_headers
+
+    async def flow_for(self, uri: SipUri) -> Flow:
+        """A flow to reach a URI that has no connection of its own (phones, Asterisk)."""
+        transport = uri.transport or ("tcp" if uri.scheme == "sips" else "udp")
+        host = uri.host_no_brackets
+        if host.endswith(".invalid"):
+            raise DialogError(f"{host} is only reachable over its own connection")
+        port = uri.port or 5060
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            if not infos:
+                raise DialogError(f"cannot resolve {host}") from None
+            host = str(infos[0][4][0])
+        if transport == "tcp":
+            if self.tcp is None:
+                self.tcp = await TcpTransport.start(self.receive, "0.0.0.0", 0, self.config.limits)
+            return await self.tcp.connect(host, port)
+        if transport == "udp":
+            if self.udp is None:
+                self.udp = await UdpTransport.start(self.receive, "0.0.0.0", 0, self.config.limits)
+            return self.udp.flow_to(host, port)
+        raise DialogError(f"no transport {transport!r} to reach {uri}")
+
+    # -- receiving --------------------------------------------------------------------------------------------
+    def receive(self, data: bytes, flow: Flow) -> None:
+        """The transports' receiver: one framed message from `flow`."""
+        try:
+            msg = parse_message(data, self.config.limits, datagram=not flow.reliable)
+        except SipParseError as e:
+            req = e.request
+            if req is not None and req.method != "ACK":
+                try:
+                    reason = "Version Not Supported" if e.status == 505 else "Bad Request"
+                    flow.send(req.create_response(e.status, f"{reason} ({e.reason[:80]})").serialize())
+                except Exception:
+                    log.debug("could not answer an unparsable request", exc_info=True)
+            log.info("unparsable SIP message from %s: %s", flow, e.reason)
+            return
+        except Exception:
+            log.exception("parser failure on a message from %s", flow)
+            return
+        try:
+            if isinstance(msg, SipRequest):
+                self._receive_request(msg, flow)
+            else:
+                self._receive_response(msg, flow)
+        except (SipUriError, ValueError) as e:
+            log.info("bad SIP message from %s: %s", flow, e)
+            if isinstance(msg, SipRequest) and msg.method != "ACK":
+                flow.send(msg.create_response(400, f"Bad Request ({str(e)[:80]})").serialize())
+
+    def _receive_request(self, req: SipRequest, flow: Flow) -> None:
+        if not flow.reliable:
+            via = req.via
+            src_host, src_port = flow.remote_address
+            if "rport" in via.params or via.host != src_host:
+                via.params["received"] = src_host
+                if "rport" in via.params:
+                    via.params["rport"] = str(src_port)
+                req.set_top_via(via)
+        tx = self.transactions.match_request(req)
+        if tx is not None:
+            tx.receive_request(req)
+            return
+        method = req.method
+        if method == "ACK":
+            self._receive_ack(req)
+            return
+        if method == "CANCEL":
+            self._receive_cancel(req, flow)
+            return
+        tx = self.transactions.create_server(req, flow)
+        if method not in self.KNOWN_METHODS:
+            tx.respond(req.create_response(501, headers=self._capability_headers))
+            return
+        require = req.headers.values("require")
+        if require:
+            unsupported = [r for r in require if r.lower() not in SUPPORTED]
+            if unsupported:
+                tx.respond(req.create_response(420, headers=[("Unsupported", ", ".join(unsupported))]))
+                return
+        to_tag = req.to_tag
+        if to_tag:
+            dialog = self.dialogs.get((req.call_id, to_tag, req.from_tag or ""))
+            if dialog is None:
+                tx.respond(req.create_response(481))
+            else:
+                self._spawn(dialog.receive_request(req, tx))
+            return
+        if method == "REGISTER":
+            self._with_auth(req, tx, self._register)
+        elif method == "INVITE":
+            assert isinstance(tx, InviteServerTransaction)
+            if self.invite_handler is None:
+                tx.respond(req.create_response(480))
+            elif not req.headers.get("contact"):
+                tx.respond(req.create_response(400, "Missing Contact"))
+            else:
+                self._with_auth(req, tx, self._invite)
+        elif method == "OPTIONS":
+            tx.respond(req.create_response(200, headers=[*self._capability_headers, ("Accept", "application/sdp")]))
+        elif method == "MESSAGE" and self.message_handler is not None:
+            self._with_auth(req, tx, self._message)
+        elif method == "BYE":
+            tx.respond(req.create_response(481))
+        else:
+            tx.respond(req.create_response(405, headers=self._capability_headers))
+
+    def _receive_ack(self, req: SipRequest) -> None:
+        dialog = self.dialogs.get((req.call_id, req.to_tag or "", req.from_tag or ""))
+        if dialog is not None:
+            dialog.receive_ack(req)
+
+    def _receive_cancel(self, req: SipRequest, flow: Flow) -> None:
+        key = server_key(req)
+        invite_tx = self.transactions.server.get((key[0], key[1], "INVITE"))
+        cancel_tx = self.transactions.create_server(req, flow)
+        if invite_tx is None:
+            cancel_tx.respond(req.create_response(481))
+            return
+        call = self._calls.get(invite_tx.key)
+        to_tag = call.dialog.local_tag if call is not None else None
+        cancel_tx.respond(req.create_response(200, to_tag=to_tag))
+        if invite_tx.final_sent:
+            return
+        invite_tx.respond(invite_tx.request.create_response(487, to_tag=to_tag))
+        if call is not None:
+            self._call_done(call)
+            call._cancel()
+            if self.invite_handler is not None:
+                try:
+                    self.invite_handler.on_cancel(call)
+                except Exception:
+                    log.exception("on_cancel failed")
+
+    def _receive_response(self, resp: SipResponse, flow: Flow) -> None:
+        tx = self.transactions.match_response(resp)
+        if tx is not None:
+            tx.receive_response(resp)
+            return
+        if 200 <= resp.status < 300 and resp.cseq.method == "INVITE":
+            dialog = self.dialogs.get((resp.call_id, resp.from_tag or "", resp.to_tag or ""))
+            if dialog is not None:
+                dialog.resend_ack(resp)
+
+    # -- authentication ---------------------------------------------------------------------------------------
+    def _challenge(self, req: SipRequest, tx: ServerTransaction, stale: bool = False) -> None:
+        headers = [("WWW-Authenticate", c) for c in self.challenger.challenges(stale)]
+        tx.respond(req.create_response(401, to_tag=new_tag(), headers=headers))
+
+    def _with_auth(
+        self,
+        req: SipRequest,
+        tx: ServerTransaction,
+        then: Callable[[SipRequest, ServerTransaction, SipAccount], Coroutine[Any, Any, None] | None],
+    ) -> None:
+        values = req.headers.get_all("authorization")
+        params = self.challenger.credentials_for_realm(values) if values else None
+        if params is None:
+            self._challenge(req, tx)
+            return
+        self._spawn(self._authenticate(req, tx, params, then))
+
+    async def _authenticate(
+        self,
+        req: SipRequest,
+        tx: ServerTransaction,
+        params: dict[str, str],
+        then: Callable[[SipRequest, ServerTransaction, SipAccount], Coroutine[Any, Any, None] | None],
+    ) -> None:
+        username = params.get("username", "")
+        try:
+            account = await self.credentials.lookup(username)
+        except Exception:
+            log.exception("credential lookup failed")
+            tx.respond(req.create_response(500))
+            return
+        if account is None:
+            tx.respond(req.create_response(403, headers=[("Reason", 'SIP;cause=403;text="authentication failed"')]))
+            return
+        check = self.challenger.verify(params, req.method, account.password, req.body)
+        if check.outcome is AuthOutcome.STALE:
+            self._challenge(req, tx, stale=True)
+            return
+        if check.outcome is not AuthOutcome.OK:
+            tx.respond(req.create_response(403, headers=[("Reason", 'SIP;cause=403;text="authentication failed"')]))
+            return
+        result = then(req, tx, account)
+        if result is not None:
+            await result
+
+    # -- REGISTER ---------------------------------------------------------------------------------------------
+    def _register(self, req: SipRequest, tx: ServerTransaction, account: SipAccount) -> None:
+        aor = req.to.uri.user or ""
+        if aor != account.username:
+            tx.respond(req.create_response(403, "Forbidden (To does not match the credentials)"))
+            return
+        result = self.registrar.register(aor, req, tx.flow)
+        headers: list[tuple[str, str]] = list(result.headers)
+        if result.status == 200:
+            for b in result.bindings:
+                headers.append(("Contact", f"<{b.contact.uri}>;expires={b.expires_in()}"))
+        tx.respond(req.create_response(result.status, result.reason, to_tag=new_tag(), headers=headers))
+
+    # -- out-of-dialog MESSAGE --------------------------------------------------------------------------------
+    async def _message(self, req: SipRequest, tx: ServerTransaction, account: SipAccount) -> None:
+        assert self.message_handler is not None
+        try:
+            status = await self.message_handler.on_message(req, account)
+        except Exception:
+            log.exception("on_message failed")
+            status = 500
+        tx.respond(req.create_response(status, to_tag=new_tag()))
+
+    # -- INVITE (UAS) -----------------------------------------------------------------------------------------
+    def _invite(self, req: SipRequest, tx: ServerTransaction, account: SipAccount) -> None:
+        assert isinstance(tx, InviteServerTransaction)
+        try:
+            remote_target = Address.parse(req.headers.values("contact")[0]).uri
+            remote_uri = _strip_tag(req.headers.get("from") or "")
+        except (SipUriError, IndexError):
+            tx.respond(req.create_response(400, "Bad Contact"))
+            return
+        dialog = Dialog(
+            self,
+            call_id=req.call_id,
+            local_tag=new_tag(),
+            remote_tag=req.from_tag,
+            local_uri=req.headers.get("to") or "",
+            remote_uri=remote_uri,
+            remote_target=remote_target,
+            route_set=req.headers.values("record-route"),
+            local_seq=secrets.randbelow(10_000),
+            remote_seq=req.cseq.seq,
+            flow=tx.flow,
+            is_uas=True,
+        )
+        dialog.initial_request = req
+        dialog.account = account
+        call = IncomingCall(self, req, tx, account, dialog)
+        self._calls[tx.key] = call
+        tx.respond(req.create_response(100))
+        self._spawn(self._run_invite_handler(call))
+
+    async def _run_invite_handler(self, call: IncomingCall) -> None:
+        assert self.invite_handler is not None
+        try:
+            await self.invite_handler.on_invite(call)
+        except Exception:
+            log.exception("on_invite failed")
+            if call.state is CallState.PENDING:
+                call.reject(500, "internal error")
+            return
+        if call.state is CallState.PENDING:
+            await asyncio.sleep(self.config.invite_timeout)
+            if call.state is CallState.PENDING:
+                call.reject(480, "no answer")
+
+    def _call_done(self, call: IncomingCall) -> None:
+        self._calls.pop(call.transaction.key, None)
+
+    def _add_dialog(self, dialog: Dialog) -> None:
+        self.dialogs[dialog.id] = dialog
+        if dialog.flow.is_connection:
+            dialog.flow.add_close_callback(self._flow_closed)
+
+    def _forget_dialog(self, dialog: Dialog) -> None:
+        if self.dialogs.get(dialog.id) is dialog:
+            del self.dialogs[dialog.id]
+
+    def _flow_closed(self, flow: Flow) -> None:
+        if not flow.transport.startswith("WS"):
+            return  # a TCP peer may reconnect; its dialogs live on
+        for dialog in [d for d in self.dialogs.values() if d.flow is flow]:
+            dialog._terminate("transport-closed")
+
+    # -- sending (UAC) ----------------------------------------------------------------------------------------
+    async def transact(
+        self,
+        request: SipRequest,
+        flow: Flow,
+        credentials: DigestCredentials | None = None,
+        on_provisional: Callable[[SipResponse], None] | None = None,
+        on_transaction: Callable[[ClientTransaction], None] | None = None,
+    ) -> tuple[SipResponse, ClientTransaction, SipRequest]:
+        """Send a request in a client transaction; answer one 401/407 with `credentials`. Returns the final
+        response, its transaction and the request actually sent (its CSeq may have grown)."""
+        retried = False
+        while True:
+            tx = self.transactions.create_client(request, flow)
+            tx.on_provisional = on_provisional
+            if on_transaction is not None:
+                on_transaction(tx)
+            tx.start()
+            response = await asyncio.shield(tx.final)
+            if response.status in (401, 407) and credentials is not None and not retried:
+                name = "www-authenticate" if response.status == 401 else "proxy-authenticate"
+                challenge = DigestClient.pick_challenge(response.headers.get_all(name))
+                value = (
+                    DigestClient(credentials).authorization(challenge, request.method, request.uri, request.body)
+                    if challenge
+                    else None
+                )
+                if value is None:
+                    return response, tx, request
+                retried = True
+                h = request.headers.copy()
+                h.remove("via")
+                new = SipRequest(request.method, request.uri, Headers(), request.body)
+                new.headers.add("Via", self.new_via(flow))
+                for k, v in h.items():
+                    new.headers.add(k, v)
+                new.headers.set("CSeq", f"{request.cseq.seq + 1} {request.method}")
+                new.headers.set("Authorization" if response.status == 401 else "Proxy-Authorization", value)
+                request = new
+                continue
+            return response, tx, request
+
+    def _new_request(
+        self,
+        method: str,
+        uri: str,
+        flow: Flow,
+        *,
+        from_uri: str | None,
+        to_uri: str | None,
+        body: bytes,
+        content_type: str | None,
+        headers: list[tuple[str, str]] | None,
+        local_tag: str,
+        call_id: str,
+    ) -> SipRequest:
+        h = Headers()
+        h.add("Via", self.new_via(flow))
+        h.add("Max-Forwards", "70")
+        h.add("From", f"{from_uri or f'<sip:{self.config.contact_user}@{self.config.domain}>'};tag={local_tag}")
+        h.add("To", to_uri or f"<{uri}>")
+        h.add("Call-ID", call_id)
+        h.add("CSeq", f"1 {method}")
+        if method in ("INVITE", "SUBSCRIBE", "REFER"):
+            h.add("Contact", self.contact_for(flow))
+        h.add("User-Agent", self.config.user_agent)
+        if method == "INVITE":
+            for name, value in self._capability_headers:
+                h.add(name, value)
+        if content_type is not None:
+            h.add("Content-Type", content_type)
+        for name, value in headers or ():
+            h.add(name, value)
+        return SipRequest(method, uri, h, body)
+
+    async def request(
+        self,
+        method: str,
+        target: str | SipUri,
+        *,
+        flow: Flow | None = None,
+        body: bytes = b"",
+        content_type: str | None = None,
+        from_uri: str | None = None,
+        to_uri: str | None = None,
+        credentials: DigestCredentials | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> SipResponse:
+        """An out-of-dialog request (MESSAGE, OPTIONS ...): its final response."""
+        uri = target if isinstance(target, SipUri) else SipUri.parse(target)
+        flow = flow or await self.flow_for(uri)
+        req = self._new_request(
+            method,
+            str(uri),
+            flow,
+            from_uri=from_uri,
+            to_uri=to_uri,
+            body=body,
+            content_type=content_type,
+            headers=headers,
+            local_tag=new_tag(),
+            call_id=secrets.token_hex(12),
+        )
+        response, _, _ = await self.transact(req, flow, credentials)
+        return response
+
+    async def message_user(
+        self, username: str, body: bytes, content_type: str = "application/json"
+    ) -> list[SipResponse]:
+        """A MESSAGE to every registered contact of `username` (over the connection it registered on)."""
+        bindings = self.registrar.lookup(username)
+        results = await asyncio.gather(
+            *(
+                self.request(
+                    "MESSAGE",
+                    b.uri,
+                    flow=b.flow if b.flow is not None and b.flow.alive else None,
+                    body=body,
+                    content_type=content_type,
+                    to_uri=f"<sip:{username}@{self.config.domain}>",
+                )
+                for b in bindings
+            ),
+            return_exceptions=True,
+        )
+        return [r for r in results if isinstance(r, SipResponse)]
+
+    async def invite(
+        self,
+        target: str | SipUri,
+        sdp_offer: bytes,
+        *,
+        flow: Flow | None = None,
+        from_uri: str | None = None,
+        to_uri: str | None = None,
+        credentials: DigestCredentials | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        handler: Any = None,
+        content_type: str = "application/sdp",
+        on_provisional: Callable[[SipResponse], None] | None = None,
+    ) -> Dialog:
+        """Call out (UAC): INVITE with an offer, digest on 401/407, ACK the 2xx; the returned dialog's
+        `initial_response.body` is the answer. Non-2xx raises CallFailed. Cancelling the awaiting task sends
+        CANCEL (after the first provisional response, section 9.1) and ends the call."""
+        uri = target if isinstance(target, SipUri) else SipUri.parse(target)
+        flow = flow or await self.flow_for(uri)
+        local_tag = new_tag()
+        call_id = secrets.token_hex(12)
+        req = self._new_request(
+            "INVITE",
+            str(uri),
+            flow,
+            from_uri=from_uri,
+            to_uri=to_uri,
+            body=sdp_offer,
+            content_type=content_type,
+            headers=headers,
+            local_tag=local_tag,
+            call_id=call_id,
+        )
+        state = _OutgoingInvite()
+
+        def provisional(resp: SipResponse) -> None:
+            state.provisional.set()
+            if on_provisional is not None:
+                on_provisional(resp)
+
+        def got_tx(tx: ClientTransaction) -> None:
+            state.tx = tx
+
+        try:
+            response, tx, sent = await self.transact(req, flow, credentials, provisional, got_tx)
+        except asyncio.CancelledError:
+            self._spawn(self._cancel_invite(state, flow, handler, credentials))
+            raise
+        if not 200 <= response.status < 300:
+            raise CallFailed(response)
+        dialog = self._uac_dialog(sent, response, flow, handler, credentials)
+        dialog._send_ack(sent.cseq.seq, tx)
+        return dialog
+
+    def _uac_dialog(
+        self,
+        sent: SipRequest,
+        response: SipResponse,
+        flow: Flow,
+        handler: Any,
+        credentials: DigestCredentials | None,
+    ) -> Dialog:
+        contact = response.headers.values("contact")
+        try:
+            target = Address.parse(contact[0]).uri if contact else sent.request_uri
+        except SipUriError:
+            target = sent.request_uri
+        dialog = Dialog(
+            self,
+            call_id=sent.call_id,
+            local_tag=sent.from_tag or "",
+            remote_tag=response.to_tag,
+            local_uri=_strip_tag(sent.headers.get("from") or ""),
+            remote_uri=_strip_tag(sent.headers.get("to") or ""),
+            remote_target=target,
+            route_set=list(reversed(response.headers.values("record-route"))),
+            local_seq=sent.cseq.seq,
+            remote_seq=None,
+            flow=flow,
+            is_uas=False,
+            credentials=credentials,
+        )
+        dialog.initial_request = sent
+        dialog.initial_response = response
+        if handler is not None:
+            dialog.handler = handler
+        dialog.state = DialogState.CONFIRMED
+        dialog.confirmed.set()
+        self._add_dialog(dialog)
+        return dialog
+
+    async def _cancel_invite(
+        self, state: _OutgoingInvite, flow: Flow, handler: Any, credentials: DigestCredentials | None
+    ) -> None:
+        tx = state.tx
+        if tx is None:
+            return
+        timers = self.config.timers
+        if not tx.final.done():
+            # section 9.1: no CANCEL before a provisional response
+            waiter: asyncio.Future[Any] = asyncio.ensure_future(state.provisional.wait())
+            final: asyncio.Future[Any] = tx.final
+            await asyncio.wait([waiter, final], timeout=timers.b, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        if not tx.final.done() and tx.provisional_received:
+            inv = tx.request
+            h = Headers()
+            h.add("Via", inv.headers.values("via")[0])
+            for route in inv.headers.get_all("route"):
+                h.add("Route", route)
+            h.add("Max-Forwards", "70")
+            h.add("From", inv.headers.get("from") or "")
+            h.add("To", inv.headers.get("to") or "")
+            h.add("Call-ID", inv.call_id)
+            h.add("CSeq", f"{inv.cseq.seq} CANCEL")
+            cancel = SipRequest("CANCEL", inv.uri, h)
+            cancel_tx = self.transactions.create_client(cancel, flow)
+            cancel_tx.start()
+            try:
+                await asyncio.wait_for(asyncio.shield(tx.final), timers.b)
+            except TimeoutError:
+                tx.terminate()
+        if tx.final.done():
+            response = tx.final.result()
+            if 200 <= response.status < 300:
+                # the answer crossed our CANCEL: confirm and hang up at once
+                dialog = self._uac_dialog(tx.request, response, flow, handler, credentials)
+                dialog._send_ack(tx.request.cseq.seq, tx)
+                await dialog.bye()

@@ -1,0 +1,426 @@
+"""SIP transactions (RFC 3261 section 17, with the RFC 6026 "Accepted" states).
+
+Client and server, INVITE and non-INVITE, timers A B D E F G H I J K (and L, M from RFC 6026).
+Retransmissions happen over unreliable flows (UDP) only. Server transactions absorb retransmitted requests
+and repeat their last response. The ACK to a non-2xx final response is the client transaction's; the ACK to a
+2xx is end to end (the dialog's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from .message import BRANCH_COOKIE, Headers, SipRequest, SipResponse
+from .transport import Flow
+
+__all__ = [
+    "ClientTransaction",
+    "InviteClientTransaction",
+    "InviteServerTransaction",
+    "NonInviteClientTransaction",
+    "NonInviteServerTransaction",
+    "ServerTransaction",
+    "TimerSettings",
+    "TransactionLayer",
+    "TransactionState",
+    "new_branch",
+]
+
+log = logging.getLogger(__name__)
+
+
+def new_branch() -> str:
+    return BRANCH_COOKIE + secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSettings:
+    """T1, T2, T4 (section 17.1.1.1, table 4). Tests shrink them."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+    @property
+    def b(self) -> float:  # also F, H, J, L, M
+        return 64 * self.t1
+
+    @property
+    def d(self) -> float:
+        return max(32.0, 64 * self.t1) if self.t1 >= 0.5 else 64 * self.t1
+
+
+class TransactionState(Enum):
+    CALLING = "calling"
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    ACCEPTED = "accepted"
+    TERMINATED = "terminated"
+
+
+class _Transaction:
+    def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow, key: tuple[str, ...]) -> None:
+        self.layer = layer
+        self.request = request
+        self.flow = flow
+        self.key = key
+        self.state = TransactionState.TRYING
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def reliable(self) -> bool:
+        return self.flow.reliable
+
+    def _start_timer(self, name: str, delay: float, callback: Callable[[], None]) -> None:
+        self._cancel_timer(name)
+        self._timers[name] = self._loop.call_later(delay, self._fire, name, callback)
+
+    def _fire(self, name: str, callback: Callable[[], None]) -> None:
+        self._timers.pop(name, None)
+        if self.state is TransactionState.TERMINATED:
+            return
+        try:
+            callback()
+        except Exception:
+            log.exception("timer %s failed", name)
+
+    def _cancel_timer(self, name: str) -> None:
+        h = self._timers.pop(name, None)
+        if h is not None:
+            h.cancel()
+
+    def terminate(self) -> None:
+        if self.state is TransactionState.TERMINATED:
+            return
+        self.state = TransactionState.TERMINATED
+        for h in self._timers.values():
+            h.cancel()
+        self._timers.clear()
+        self.layer._remove(self)
+
+    def _terminate_later(self, delay: float) -> None:
+        if delay <= 0:
+            self.terminate()
+        else:
+            self._start_timer("end", delay, self.terminate)
+
+
+# -- server side --------------------------------------------------------------------------------------------
+class ServerTransaction(_Transaction):
+    """Sends responses for one received request; `last_response` is what retransmissions get."""
+
+    def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow, key: tuple[str, ...]) -> None:
+        super().__init__(layer, request, flow, key)
+        self.last_response: SipResponse | None = None
+        self._last_bytes: bytes | None = None
+        self.on_terminated: Callable[[ServerTransaction], None] | None = None
+
+    @property
+    def final_sent(self) -> bool:
+        return self.last_response is not None and self.last_response.status >= 200
+
+    def _send(self, response: SipResponse) -> None:
+        self.last_response = response
+        self._last_bytes = response.serialize()
+        self.flow.send(self._last_bytes)
+
+    def _resend(self) -> None:
+        if self._last_bytes is not None:
+            self.flow.send(self._last_bytes)
+
+    def respond(self, response: SipResponse) -> None:
+        raise NotImplementedError
+
+    def receive_request(self, request: SipRequest) -> None:
+        raise NotImplementedError
+
+    def terminate(self) -> None:
+        was = self.state
+        super().terminate()
+        if was is not TransactionState.TERMINATED and self.on_terminated is not None:
+            cb, self.on_terminated = self.on_terminated, None
+            cb(self)
+
+
+class NonInviteServerTransaction(ServerTransaction):
+    def respond(self, response: SipResponse) -> None:
+        st = self.state
+        if st in (TransactionState.COMPLETED, TransactionState.TERMINATED):
+            return
+        self._send(response)
+        if response.status < 200:
+            self.state = TransactionState.PROCEEDING
+        else:
+            self.state = TransactionState.COMPLETED
+            self._terminate_later(0 if self.reliable else self.layer.timers.b)  # Timer J
+
+    def receive_request(self, request: SipRequest) -> None:
+        if self.state in (TransactionState.PROCEEDING, TransactionState.COMPLETED):
+            self._resend()
+
+
+class InviteServerTransaction(ServerTransaction):
+    """`on_ack_timeout` is called when Timer H fires (no ACK for a non-2xx final response)."""
+
+    def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow, key: tuple[str, ...]) -> None:
+        super().__init__(layer, request, flow, key)
+        self.state = TransactionState.PROCEEDING
+        self.on_ack_timeout: Callable[[], None] | None = None
+        self.on_ack: Callable[[SipRequest], None] | None = None
+        self._g = layer.timers.t1
+
+    def respond(self, response: SipResponse) -> None:
+        st = self.state
+        status = response.status
+        if st is TransactionState.PROCEEDING:
+            self._send(response)
+            if status < 200:
+                return
+            if status < 300:
+                self.state = TransactionState.ACCEPTED
+                self._start_timer("L", self.layer.timers.b, self.terminate)
+            else:
+                self.state = TransactionState.COMPLETED
+                if not self.reliable:
+                    self._start_timer("G", self._g, self._timer_g)
+                self._start_timer("H", self.layer.timers.b, self._timer_h)
+        elif st is TransactionState.ACCEPTED and 200 <= status < 300:
+            # 2xx retransmissions by the UA core (section 13.3.1.4)
+            self._send(response)
+
+    def _timer_g(self) -> None:
+        if self.state is TransactionState.COMPLETED:
+            self._resend()
+            self._g = min(2 * self._g, self.layer.timers.t2)
+            self._start_timer("G", self._g, self._timer_g)
+
+    def _timer_h(self) -> None:
+        cb = self.on_ack_timeout
+        self.terminate()
+        if cb is not None:
+            cb()
+
+    def receive_request(self, request: SipRequest) -> None:
+        st = self.state
+        if request.method == "ACK":
+            if st is TransactionState.COMPLETED:
+                self.state = TransactionState.CONFIRMED
+                self._cancel_timer("G")
+                self._cancel_timer("H")
+                self._terminate_later(0 if self.reliable else self.layer.timers.t4)  # Timer I
+            elif st is TransactionState.ACCEPTED and self.on_ack is not None:
+                self.on_ack(request)
+            return
+        # retransmitted INVITE
+        if st is TransactionState.PROCEEDING or st is TransactionState.COMPLETED:
+            self._resend()
+
+
+# -- client side --------------------------------------------------------------------------------------------
+class ClientTransaction(_Transaction):
+    """Sends one request; `final` resolves with the final response (408 on timeout, 503 on transport error).
+    `on_provisional` sees 1xx; `on_retransmitted_2xx` sees 2xx retransmissions (INVITE only)."""
+
+    def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow) -> None:
+        branch = request.via.branch or ""
+        super().__init__(layer, request, flow, (branch, request.method))
+        self.final: asyncio.Future[SipResponse] = self._loop.create_future()
+        self.on_provisional: Callable[[SipResponse], None] | None = None
+        self.on_retransmitted_2xx: Callable[[SipResponse], None] | None = None
+        self.provisional_received = False
+        self._bytes = request.serialize()
+        self._interval = layer.timers.t1
+
+    def start(self) -> None:
+        self.layer._add_client(self)
+        if not self.flow.send(self._bytes):
+            self._fail(503, "Service Unavailable (transport error)")
+            return
+        self._started()
+
+    def _started(self) -> None:
+        raise NotImplementedError
+
+    def _fail(self, status: int, reason: str) -> None:
+        if not self.final.done():
+            resp = self.request.create_response(status, reason)
+            self.final.set_result(resp)
+        self.terminate()
+
+    def _deliver_final(self, response: SipResponse) -> None:
+        if not self.final.done():
+            self.final.set_result(response)
+
+    def _deliver_provisional(self, response: SipResponse) -> None:
+        self.provisional_received = True
+        if self.on_provisional is not None:
+            try:
+                self.on_provisional(response)
+            except Exception:
+                log.exception("provisional response handler failed")
+
+    def receive_response(self, response: SipResponse) -> None:
+        raise NotImplementedError
+
+    def terminate(self) -> None:
+        super().terminate()
+        if not self.final.done():
+            self.final.set_result(self.request.create_response(408, "Request Timeout"))
+
+
+class NonInviteClientTransaction(ClientTransaction):
+    def _started(self) -> None:
+        self.state = TransactionState.TRYING
+        if not self.reliable:
+            self._start_timer("E", self._interval, self._timer_e)
+        self._start_timer("F", self.layer.timers.b, lambda: self._fail(408, "Request Timeout"))
+
+    def _timer_e(self) -> None:
+        if self.state in (TransactionState.TRYING, TransactionState.PROCEEDING):
+            self.flow.send(self._bytes)
+            if self.state is TransactionState.PROCEEDING:
+                self._interval = self.layer.timers.t2
+            else:
+                self._interval = min(2 * self._interval, self.layer.timers.t2)
+            self._start_timer("E", self._interval, self._timer_e)
+
+    def receive_response(self, response: SipResponse) -> None:
+        st = self.state
+        if st not in (TransactionState.TRYING, TransactionState.PROCEEDING):
+            return
+        if response.status < 200:
+            self.state = TransactionState.PROCEEDING
+            self._deliver_provisional(response)
+            return
+        self.state = TransactionState.COMPLETED
+        self._cancel_timer("E")
+        self._cancel_timer("F")
+        self._deliver_final(response)
+        self._terminate_later(0 if self.reliable else self.layer.timers.t4)  # Timer K
+
+
+class InviteClientTransaction(ClientTransaction):
+    def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow) -> None:
+        super().__init__(layer, request, flow)
+        self._ack: bytes | None = None
+
+    def _started(self) -> None:
+        self.state = TransactionState.CALLING
+        if not self.reliable:
+            self._start_timer("A", self._interval, self._timer_a)
+        self._start_timer("B", self.layer.timers.b, lambda: self._fail(408, "Request Timeout"))
+
+    def _timer_a(self) -> None:
+        if self.state is TransactionState.CALLING:
+            self.flow.send(self._bytes)
+            self._interval *= 2
+            self._start_timer("A", self._interval, self._timer_a)
+
+    def build_ack(self, response: SipResponse) -> SipRequest:
+        """The ACK for a non-2xx final response (section 17.1.1.3)."""
+        req = self.request
+        h = Headers()
+        h.add("Via", req.headers.values("via")[0])
+        for name in ("route",):
+            for v in req.headers.get_all(name):
+                h.add("Route", v)
+        h.add("Max-Forwards", "70")
+        h.add("From", req.headers.get("from") or "")
+        h.add("To", response.headers.get("to") or "")
+        h.add("Call-ID", req.call_id)
+        h.add("CSeq", f"{req.cseq.seq} ACK")
+        return SipRequest("ACK", req.uri, h)
+
+    def receive_response(self, response: SipResponse) -> None:
+        st = self.state
+        status = response.status
+        if status < 200:
+            if st in (TransactionState.CALLING, TransactionState.PROCEEDING):
+                self.state = TransactionState.PROCEEDING
+                self._cancel_timer("A")
+                self._cancel_timer("B")
+                self._deliver_provisional(response)
+            return
+        if status < 300:
+            if st in (TransactionState.CALLING, TransactionState.PROCEEDING):
+                self.state = TransactionState.ACCEPTED
+                self._cancel_timer("A")
+                self._cancel_timer("B")
+                self._start_timer("M", self.layer.timers.b, self.terminate)
+                self._deliver_final(response)
+            elif st is TransactionState.ACCEPTED and self.on_retransmitted_2xx is not None:
+                self.on_retransmitted_2xx(response)
+            return
+        if st in (TransactionState.CALLING, TransactionState.PROCEEDING):
+            self.state = TransactionState.COMPLETED
+            self._cancel_timer("A")
+            self._cancel_timer("B")
+            self._ack = self.build_ack(response).serialize()
+            self.flow.send(self._ack)
+            self._deliver_final(response)
+            self._terminate_later(0 if self.reliable else self.layer.timers.d)  # Timer D
+        elif st is TransactionState.COMPLETED and self._ack is not None:
+            self.flow.send(self._ack)
+
+
+# -- the layer ----------------------------------------------------------------------------------------------
+def server_key(request: SipRequest) -> tuple[str, str, str]:
+    """Section 17.2.3: branch + sent-by + method (ACK matches its INVITE); RFC 2543 fallback without cookie."""
+    via = request.via
+    branch = via.branch
+    method = "INVITE" if request.method == "ACK" else request.method
+    if branch and branch.startswith(BRANCH_COOKIE):
+        return (branch, via.sent_by, method)
+    return (f"2543:{request.call_id}:{request.from_tag}:{request.cseq.seq}", via.sent_by, method)
+
+
+class TransactionLayer:
+    """Tables of live transactions and the matching rules."""
+
+    def __init__(self, timers: TimerSettings | None = None) -> None:
+        self.timers = timers or TimerSettings()
+        self.client: dict[tuple[str, ...], ClientTransaction] = {}
+        self.server: dict[tuple[str, ...], ServerTransaction] = {}
+
+    def match_request(self, request: SipRequest) -> ServerTransaction | None:
+        return self.server.get(server_key(request))
+
+    def match_response(self, response: SipResponse) -> ClientTransaction | None:
+        branch = response.via.branch or ""
+        return self.client.get((branch, response.cseq.method))
+
+    def create_server(self, request: SipRequest, flow: Flow) -> ServerTransaction:
+        key = server_key(request)
+        tx: ServerTransaction
+        if request.method == "INVITE":
+            tx = InviteServerTransaction(self, request, flow, key)
+        else:
+            tx = NonInviteServerTransaction(self, request, flow, key)
+        self.server[key] = tx
+        return tx
+
+    def create_client(self, request: SipRequest, flow: Flow) -> ClientTransaction:
+        if request.method == "INVITE":
+            return InviteClientTransaction(self, request, flow)
+        return NonInviteClientTransaction(self, request, flow)
+
+    def _add_client(self, tx: ClientTransaction) -> None:
+        self.client[tx.key] = tx
+
+    def _remove(self, tx: _Transaction) -> None:
+        table: dict[tuple[str, ...], ServerTransaction] | dict[tuple[str, ...], ClientTransaction]
+        table = self.server if isinstance(tx, ServerTransaction) else self.client
+        if table.get(tx.key) is tx:
+            del table[tx.key]
+
+    def close(self) -> None:
+        for tx in [*self.client.values(), *self.server.values()]:
+            tx.terminate()

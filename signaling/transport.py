@@ -1,0 +1,347 @@
+"""SIP transports (RFC 3261 section 18): UDP and TCP. See `websocket.py` for RFC 7118.
+
+A transport moves bytes and frames messages; it knows nothing of what they mean. Every received message is
+handed to a `Receiver` with the `Flow` it came on (the way back to that peer). Nothing raises out of a transport:
+a failing receiver is logged, a stream that cannot be framed any more is closed.
+
+Keep-alives (RFC 5626 section 3.5.1): a CRLFCRLF ping on a stream is answered with a CRLF pong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol, cast
+
+from .message import DEFAULT_LIMITS, ParserLimits, content_length_of
+
+__all__ = ["Flow", "FramingError", "Receiver", "StreamFramer", "TcpTransport", "UdpTransport"]
+
+log = logging.getLogger(__name__)
+
+PING = b"\r\n\r\n"
+PONG = b"\r\n"
+
+
+class Receiver(Protocol):
+    def __call__(self, data: bytes, flow: Flow) -> None: ...
+
+
+class Flow:
+    """The way to one peer over one transport: where responses and in-dialog requests go back.
+
+    `transport` is the Via transport name (UDP, TCP, WS, WSS); `reliable` is False for UDP only.
+    Stream and WebSocket flows are connections: they die, and say so to their close callbacks.
+    """
+
+    __slots__ = ("_close_callbacks", "local_address", "remote_address")
+
+    transport = "UDP"
+    reliable = False
+
+    def __init__(self, local_address: tuple[str, int], remote_address: tuple[str, int]) -> None:
+        self.local_address = local_address
+        self.remote_address = remote_address
+        self._close_callbacks: list[Callable[[Flow], None]] | None = None
+
+    def send(self, data: bytes) -> bool:
+        """Queue bytes to the peer. False if the flow is gone (never raises)."""
+        raise NotImplementedError
+
+    @property
+    def alive(self) -> bool:
+        return True
+
+    @property
+    def is_connection(self) -> bool:
+        return self.reliable
+
+    def add_close_callback(self, callback: Callable[[Flow], None]) -> None:
+        if self._close_callbacks is None:
+            self._close_callbacks = []
+        if callback not in self._close_callbacks:
+            self._close_callbacks.append(callback)
+
+    def remove_close_callback(self, callback: Callable[[Flow], None]) -> None:
+        if self._close_callbacks and callback in self._close_callbacks:
+            self._close_callbacks.remove(callback)
+
+    def _closed(self) -> None:
+        callbacks, self._close_callbacks = self._close_callbacks, None
+        for cb in callbacks or ():
+            try:
+                cb(self)
+            except Exception:
+                log.exception("flow close callback failed")
+
+    def close(self) -> None:
+        """Close a connection (no-op for UDP)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.transport} {self.remote_address[0]}:{self.remote_address[1]}>"
+
+
+def _safe_deliver(receiver: Receiver, data: bytes, flow: Flow) -> None:
+    try:
+        receiver(data, flow)
+    except Exception:
+        log.exception("SIP receiver failed on a message from %s", flow)
+
+
+# -- UDP --------------------------------------------------------------------------------------------------------
+class UdpFlow(Flow):
+    __slots__ = ("_udp",)
+    transport = "UDP"
+    reliable = False
+
+    def __init__(self, udp: UdpTransport, remote_address: tuple[str, int]) -> None:
+        super().__init__(udp.local_address, remote_address)
+        self._udp = udp
+
+    def send(self, data: bytes) -> bool:
+        return self._udp.sendto(data, self.remote_address)
+
+    @property
+    def alive(self) -> bool:
+        return self._udp.open
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UdpFlow) and other._udp is self._udp and other.remote_address == self.remote_address
+
+    def __hash__(self) -> int:
+        return hash((id(self._udp), self.remote_address))
+
+
+class UdpTransport(asyncio.DatagramProtocol):
+    """A UDP socket; one datagram is one message (or a keep-alive)."""
+
+    def __init__(self, receiver: Receiver, limits: ParserLimits = DEFAULT_LIMITS) -> None:
+        self._receiver = receiver
+        self._limits = limits
+        self._transport: asyncio.DatagramTransport | None = None
+        self.local_address: tuple[str, int] = ("0.0.0.0", 0)
+        self.open = False
+
+    @classmethod
+    async def start(
+        cls, receiver: Receiver, host: str = "0.0.0.0", port: int = 5060, limits: ParserLimits = DEFAULT_LIMITS
+    ) -> UdpTransport:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_datagram_endpoint(lambda: cls(receiver, limits), local_addr=(host, port))
+        return proto
+
+    @property
+    def host(self) -> str:
+        return self.local_address[0]
+
+    @property
+    def port(self) -> int:
+        return self.local_address[1]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("sockname")
+        self.local_address = (sock[0], sock[1])
+        self.open = True
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        if len(data) <= 4 and not data.strip(b"\r\n"):
+            return  # keep-alive
+        _safe_deliver(self._receiver, data, UdpFlow(self, (str(addr[0]), int(addr[1]))))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+
+    def flow_to(self, host: str, port: int) -> UdpFlow:
+        return UdpFlow(self, (host, port))
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> bool:
+        if self._transport is None or not self.open:
+            return False
+        try:
+            self._transport.sendto(data, addr)
+        except Exception as e:  # e.g. unresolvable or unreachable address
+            log.debug("UDP send to %s failed: %s", addr, e)
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self.open = False
+
+
+# -- stream framing -----------------------------------------------------------------------------------------------
+class FramingError(Exception):
+    """The stream cannot be framed any more (bad or missing Content-Length, oversize): close it."""
+
+
+class StreamFramer:
+    """Cuts a byte stream into SIP messages by Content-Length (section 18.3). `None` items are keep-alive pings."""
+
+    __slots__ = ("_buf", "_limits", "_scan")
+
+    def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
+        self._buf = bytearray()
+        self._limits = limits
+        self._scan = 0
+
+    def feed(self, data: bytes) -> list[bytes | None]:
+        buf = self._buf
+        buf += data
+        out: list[bytes | None] = []
+        while buf:
+            if buf[0] == 13 or buf[0] == 10:
+                if buf.startswith(PING):
+                    out.append(None)
+                    del buf[:4]
+                    self._scan = 0
+                    continue
+                if len(buf) < 4 and PING.startswith(bytes(buf)):
+                    break  # could be the start of a ping, or a pong
+                # a pong or stray line ends: drop leading CR/LF
+                i = 0
+                while i < len(buf) and buf[i] in (13, 10):
+                    i += 1
+                del buf[:i]
+                self._scan = 0
+                continue
+            idx = buf.find(b"\r\n\r\n", max(0, self._scan - 3))
+            if idx < 0:
+                if len(buf) > self._limits.max_head:
+                    raise FramingError("header section too large")
+                self._scan = len(buf)
+                break
+            cl = content_length_of(bytes(buf[:idx]))
+            if cl is None:
+                cl = 0
+            elif cl < 0:
+                raise FramingError("bad Content-Length")
+            if cl > self._limits.max_body:
+                raise FramingError("body too large")
+            total = idx + 4 + cl
+            if len(buf) < total:
+                self._scan = idx
+                break
+            out.append(bytes(buf[:total]))
+            del buf[:total]
+            self._scan = 0
+        return out
+
+
+# -- TCP --------------------------------------------------------------------------------------------------------
+class TcpConnection(asyncio.Protocol, Flow):
+    transport = "TCP"
+    reliable = True
+
+    def __init__(self, owner: TcpTransport) -> None:
+        Flow.__init__(self, ("0.0.0.0", 0), ("0.0.0.0", 0))
+        self._owner = owner
+        self._framer = StreamFramer(owner.limits)
+        self._tr: asyncio.Transport | None = None
+        self._open = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._tr = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.remote_address = (str(peer[0]), int(peer[1]))
+        self.local_address = (str(sock[0]), int(sock[1]))
+        self._open = True
+        self._owner._register(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            items = self._framer.feed(data)
+        except FramingError as e:
+            log.info("closing TCP connection from %s: %s", self.remote_address, e)
+            self.close()
+            return
+        for item in items:
+            if item is None:
+                self.send(PONG)
+            else:
+                _safe_deliver(self._owner.receiver, item, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._open = False
+        self._owner._unregister(self)
+        self._closed()
+
+    def send(self, data: bytes) -> bool:
+        if not self._open or self._tr is None or self._tr.is_closing():
+            return False
+        self._tr.write(data)
+        return True
+
+    @property
+    def alive(self) -> bool:
+        return self._open
+
+    def close(self) -> None:
+        if self._tr is not None:
+            self._tr.close()
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class TcpTransport:
+    """A TCP listener plus the connections made to and from it, reused per remote address."""
+
+    def __init__(self, receiver: Receiver, limits: ParserLimits = DEFAULT_LIMITS) -> None:
+        self.receiver = receiver
+        self.limits = limits
+        self._server: asyncio.Server | None = None
+        self._connections: dict[tuple[str, int], TcpConnection] = {}
+        self.local_address: tuple[str, int] = ("0.0.0.0", 0)
+
+    @classmethod
+    async def start(
+        cls, receiver: Receiver, host: str = "0.0.0.0", port: int = 5060, limits: ParserLimits = DEFAULT_LIMITS
+    ) -> TcpTransport:
+        self = cls(receiver, limits)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: TcpConnection(self), host, port)
+        sock = self._server.sockets[0].getsockname()
+        self.local_address = (sock[0], sock[1])
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.local_address[0]
+
+    @property
+    def port(self) -> int:
+        return self.local_address[1]
+
+    def _register(self, conn: TcpConnection) -> None:
+        self._connections[conn.remote_address] = conn
+
+    def _unregister(self, conn: TcpConnection) -> None:
+        if self._connections.get(conn.remote_address) is conn:
+            del self._connections[conn.remote_address]
+
+    async def connect(self, host: str, port: int) -> TcpConnection:
+        """An open connection to host:port, reusing one if there is."""
+        for conn in self._connections.values():
+            if conn.remote_address == (host, port) and conn.alive:
+                return conn
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(lambda: TcpConnection(self), host, port)
+        return conn
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections.values()):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
