@@ -139,7 +139,9 @@ class AudioMixer:
         talk_start_ms: int = 60,
         talk_stop_ms: int = 800,
         on_talking: Callable[[str, bool], None] | None = None,
+        clock: bool = True,
     ) -> None:
+        """With `clock` False nothing ticks by itself: the owner calls `tick()` every 20 ms (tests, benchmarks)."""
         self.mixed_speakers = mixed_speakers
         self.speech_level = speech_level
         self.talk_start_ticks = talk_start_ms // PTIME_MS
@@ -151,6 +153,7 @@ class AudioMixer:
         self.speakers: list[str] = []
         self._encoders: dict[tuple[str, str], tuple[AudioEncoder, int]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._clock = clock
         self._closed = False
 
     # membership
@@ -160,7 +163,7 @@ class AudioMixer:
             raise RuntimeError("mixer closed")
         member = MixerMember(member_id, inbox, sink, TalkDetector(self.talk_start_ticks, self.talk_stop_ticks))
         self.members[member_id] = member
-        if self._task is None:
+        if self._task is None and self._clock:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="sfu-mixer")
         return member
 

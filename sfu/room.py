@@ -65,7 +65,7 @@ class Room(EventEmitter):
         """
 
         def make_leg(participant_id: str) -> WebRtcLeg:
-            return WebRtcLeg(participant_id, self.settings, self.ports, self.options.video_codecs)
+            return WebRtcLeg(participant_id, self.settings, self.ports, self.options.video_codecs, self.options.video)
 
         return await self._join(make_leg, lambda leg: leg.answer(offer), info, max_participants)
 

@@ -92,13 +92,20 @@ class WebRtcLeg(EventEmitter):
     kind = "webrtc"
 
     def __init__(
-        self, participant_id: str, settings: MediaSettings, ports: PortAllocator | None, video_codecs: tuple[str, ...]
+        self,
+        participant_id: str,
+        settings: MediaSettings,
+        ports: PortAllocator | None,
+        video_codecs: tuple[str, ...],
+        video: bool = True,
     ) -> None:
         super().__init__()
         self.participant_id = participant_id
         self.settings = settings
         self.ports = ports
         self.video_codecs = video_codecs
+        #: False: the participant's video is refused (answered inactive), for audio-only rooms
+        self.video = video
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.inbox = AudioInbox()
         self.audio_codec: AudioCodec | None = None
@@ -228,7 +235,7 @@ class WebRtcLeg(EventEmitter):
                 transceiver.direction = "sendrecv"
                 aiortc_adapter.tap_rtp_packets(transceiver.receiver, self._on_audio_rtp, consume=True)
                 self._tap_unused(transceiver.receiver)
-            elif transceiver.kind == "video" and self._video_transceiver is None:
+            elif transceiver.kind == "video" and self._video_transceiver is None and self.video:
                 self._video_transceiver = transceiver
                 self._video_receiver = transceiver.receiver
                 transceiver.setCodecPreferences(_capabilities("video", self.video_codecs))

@@ -1,0 +1,109 @@
+"""The mixer on its own, ticked by hand: selection of the K loudest, minus-self mixes, silence never decoded."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sfu.codecs import AudioCodec, AudioDecoder, AudioEncoder
+from sfu.mixer import AudioInbox, AudioMixer, InboundAudio
+
+from .clients import tone_power
+
+PCMU = AudioCodec("PCMU", 8000, 0)
+OPUS = AudioCodec("opus", 48000, 111, 2)
+
+
+class Sink:
+    """A listener's sending side that keeps what it is given."""
+
+    def __init__(self, codec: AudioCodec) -> None:
+        self.audio_codec = codec
+        self.payloads: list[bytes] = []
+
+    def send_audio(self, payloads: list[bytes]) -> None:
+        self.payloads += payloads
+
+    def heard(self) -> np.ndarray:
+        decoder = AudioDecoder(self.audio_codec)
+        return np.concatenate([decoder.decode(p, 0) for p in self.payloads])
+
+
+def tone_packets(frequency: float | None, count: int, codec: AudioCodec = PCMU) -> list[bytes]:
+    encoder = AudioEncoder(codec)
+    packets = []
+    for i in range(count + 2):
+        t = (i * 960 + np.arange(960)) / 48000
+        pcm = np.zeros(960) if frequency is None else np.sin(2 * np.pi * frequency * t) * 0.3 * 32767
+        packets += encoder.encode(pcm.astype(np.int16))
+    return packets[:count]
+
+
+def run(
+    mixer: AudioMixer, feeds: dict[str, tuple[AudioInbox, list[bytes], int | None, AudioCodec]], ticks: int
+) -> None:
+    for i in range(ticks):
+        for inbox, packets, level, codec in feeds.values():
+            inbox.push(InboundAudio(codec, packets[i % len(packets)], i * codec.samples_per_packet, level))
+        mixer.tick()
+
+
+def test_k_loudest_are_mixed_and_each_speaker_hears_the_others() -> None:
+    mixer = AudioMixer(mixed_speakers=2, clock=False)
+    frequencies = {"a": 440.0, "b": 880.0, "c": 1320.0, "s": None}
+    levels = {"a": 10, "b": 20, "c": 30, "s": 127}
+    feeds = {}
+    sinks = {}
+    for name, frequency in frequencies.items():
+        inbox = AudioInbox()
+        sinks[name] = Sink(PCMU)
+        mixer.add(name, inbox, sinks[name])
+        feeds[name] = (inbox, tone_packets(frequency, 50), levels[name], PCMU)
+    run(mixer, feeds, 50)
+
+    assert mixer.speakers == ["a", "b"]
+    # c is above the speech level but not among the 2 loudest, s is silent: neither is decoded
+    assert mixer.members["c"].decoded == 0 and mixer.members["s"].decoded == 0
+    assert mixer.members["a"].decoded == 50
+    silent = sinks["s"].heard()[800:]
+    assert tone_power(silent, 440, 8000) > 0.3 and tone_power(silent, 880, 8000) > 0.3
+    assert tone_power(silent, 1320, 8000) < 0.01
+    a_hears = sinks["a"].heard()[800:]
+    assert tone_power(a_hears, 880, 8000) > 0.9 and tone_power(a_hears, 440, 8000) < 0.01
+    # listeners share one encoded stream: c and s were sent the same packets
+    assert sinks["c"].payloads == sinks["s"].payloads
+
+
+def test_without_levels_decoded_energy_selects_and_talk_events_follow() -> None:
+    events: list[tuple[str, bool]] = []
+    mixer = AudioMixer(
+        mixed_speakers=3, talk_start_ms=60, talk_stop_ms=200, on_talking=lambda m, t: events.append((m, t)), clock=False
+    )
+    inboxes = {name: AudioInbox() for name in ("talker", "quiet")}
+    sinks = {name: Sink(OPUS if name == "talker" else PCMU) for name in inboxes}
+    for name in inboxes:
+        mixer.add(name, inboxes[name], sinks[name])
+    feeds = {
+        "talker": (inboxes["talker"], tone_packets(440, 20), None, PCMU),
+        "quiet": (inboxes["quiet"], tone_packets(None, 20), None, PCMU),
+    }
+    run(mixer, feeds, 20)
+    assert mixer.speakers == ["talker"]
+    assert events == [("talker", True)]
+    assert tone_power(sinks["quiet"].heard()[800:], 440, 8000) > 0.9
+    # the talker stops: after talk_stop_ms of silence, talking stops
+    feeds["talker"] = (inboxes["talker"], tone_packets(None, 20), None, PCMU)
+    run(mixer, feeds, 15)
+    assert events == [("talker", True), ("talker", False)]
+    assert mixer.speakers == []
+
+
+def test_muted_member_is_not_mixed_nor_decoded() -> None:
+    mixer = AudioMixer(clock=False)
+    inbox, listener_inbox = AudioInbox(), AudioInbox()
+    listener = Sink(PCMU)
+    mixer.add("m", inbox, Sink(PCMU))
+    mixer.add("l", listener_inbox, listener)
+    mixer.set_muted("m", True)
+    run(mixer, {"m": (inbox, tone_packets(440, 10), 10, PCMU)}, 10)
+    assert mixer.members["m"].decoded == 0 and mixer.speakers == []
+    assert tone_power(listener.heard(), 440, 8000) < 0.01

@@ -1,0 +1,82 @@
+"""Plain-RTP SDP negotiation: answers to phones, outbound offers, re-offers that never fail the call."""
+
+from __future__ import annotations
+
+import pytest
+
+from sfu import SFU, RoomOptions, SdpError
+from sfu.dtmf import DtmfReceiver
+from sfu.rtpleg import RtpLeg
+from sfu.settings import MediaSettings
+
+
+def phone_offer(*media: str) -> str:
+    head = ["v=0", "o=phone 7 7 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0"]
+    return "\r\n".join([*head, *media]) + "\r\n"
+
+
+async def test_answer_prefers_g722_and_keeps_m_line_order(settings: MediaSettings) -> None:
+    leg = RtpLeg("p1", settings, None)
+    try:
+        answer = await leg.answer(
+            phone_offer(
+                "m=video 5004 RTP/AVP 96",
+                "a=rtpmap:96 H264/90000",
+                "m=audio 5000 RTP/AVP 0 8 9 101",
+                "a=rtpmap:101 telephone-event/8000",
+            )
+        )
+        lines = answer.split("\r\n")
+        media = [line for line in lines if line.startswith("m=")]
+        assert media[0] == "m=video 0 RTP/AVP 96"
+        assert media[1] == f"m=audio {leg.local_port} RTP/AVP 9 101"
+        assert "a=rtpmap:9 G722/8000" in lines and "a=sendrecv" in lines
+        assert leg.audio_codec is not None and leg.audio_codec.name == "G722"
+        assert leg.remote == ("127.0.0.1", 5000) and leg.telephone_event == 101
+    finally:
+        await leg.close()
+
+
+async def test_hold_and_no_usable_audio(settings: MediaSettings) -> None:
+    leg = RtpLeg("p2", settings, None)
+    try:
+        with pytest.raises(SdpError):
+            await leg.answer(phone_offer("m=audio 5000 RTP/AVP 18", "a=rtpmap:18 G729/8000"))
+        await leg.answer(phone_offer("m=audio 5000 RTP/AVP 0"))
+        answer = await leg.handle_offer(phone_offer("m=audio 5000 RTP/AVP 0", "a=sendonly"))
+        assert "a=recvonly" in answer and leg.direction == "recvonly"
+        # a re-offer the leg cannot use keeps the call: the stream is refused, the negotiated audio stays
+        answer = await leg.handle_offer(phone_offer("m=audio 5000 RTP/AVP 18", "a=rtpmap:18 G729/8000"))
+        assert "m=audio 0 RTP/AVP 18" in answer and leg.audio_codec is not None
+    finally:
+        await leg.close()
+
+
+async def test_outbound_offer_and_answer(sfu: SFU) -> None:
+    room = sfu.room("outbound", RoomOptions())
+    participant, offer = await room.join_rtp_outbound({"name": "asterisk"})
+    assert "m=audio" in offer and "opus/48000/2" in offer and "telephone-event/8000" in offer
+    leg = participant.leg
+    assert isinstance(leg, RtpLeg) and leg.audio_codec is None
+    await leg.accept_answer(phone_offer("m=audio 6000 RTP/AVP 8 101", "a=rtpmap:101 telephone-event/8000"))
+    assert leg.audio_codec is not None and leg.audio_codec.name == "PCMA" and leg.remote == ("127.0.0.1", 6000)
+
+
+async def test_public_address_is_announced(sfu: SFU) -> None:
+    settings = MediaSettings(
+        host_addresses=("127.0.0.1",), public_address="203.0.113.7", rtp_port_min=32000, rtp_port_max=32010
+    )
+    leg = RtpLeg("p3", settings, None)
+    try:
+        answer = await leg.answer(phone_offer("m=audio 5000 RTP/AVP 0"))
+        assert "c=IN IP4 203.0.113.7" in answer and "127.0.0.1" not in answer
+    finally:
+        await leg.close()
+
+
+def test_dtmf_digit_reported_once_per_event() -> None:
+    receiver = DtmfReceiver()
+    assert receiver.feed(bytes([1, 10, 0, 160]), 1000) is None  # not ended yet
+    assert receiver.feed(bytes([1, 0x80 | 10, 2, 128]), 1000) == "1"
+    assert receiver.feed(bytes([1, 0x80 | 10, 2, 128]), 1000) is None  # retransmitted end
+    assert receiver.feed(bytes([11, 0x80 | 10, 2, 128]), 2000) == "#"

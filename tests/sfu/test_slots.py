@@ -1,0 +1,68 @@
+"""Selective video through real peers: follow the talker, switch on a keyframe, never a broken picture."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from sfu import SFU, RoomOptions
+
+from .clients import ToneTrack, WebRtcClient
+from .test_room_media import wait_for
+
+
+def tone_of(client: WebRtcClient) -> ToneTrack:
+    track = next(s.track for s in client.pc.getSenders() if s.track is not None and s.track.kind == "audio")
+    assert isinstance(track, ToneTrack)
+    return track
+
+
+@pytest.mark.slow
+async def test_follow_talker_switches_to_the_new_speaker(sfu: SFU, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="aiortc")
+    room = sfu.room("follow", RoomOptions(last_n=1))
+    talking: list[tuple[str, str]] = []
+    room.on("talking_started", lambda p: talking.append((p.info["name"], "started")))
+    room.on("talking_stopped", lambda p: talking.append((p.info["name"], "stopped")))
+    a, b, c = WebRtcClient("A", 440, "red"), WebRtcClient("B", None, "blue"), WebRtcClient("C", None, "green")
+    try:
+        for client in (a, b, c):
+            await client.join(room)
+        for client in (a, b, c):
+            await client.accept_slots()
+        assert all(len(p.slots) == 1 and p.slots[0].active for p in room.participants.values())
+        await wait_for(lambda: ("A", "started") in talking, within=3)
+        await wait_for(lambda: c.colours_seen() == {"red"} and b.colours_seen() == {"red"}, within=8)
+        assert a.colours_seen() <= {"blue", "green"}
+
+        pb = b.participant
+        assert pb is not None and pb.video_source is not None
+        requests_before = pb.video_source.keyframe_requests
+        tone_of(a).frequency = None
+        tone_of(b).frequency = 880
+        await wait_for(lambda: ("B", "started") in talking, within=3)
+        await wait_for(lambda: c.colours_seen() == {"blue"}, within=8)
+        assert pb.video_source.keyframe_requests > requests_before
+        # A now sees B, the most recent speaker other than himself
+        await wait_for(lambda: a.colours_seen() == {"blue"}, within=8)
+        slot = c.participant.slots[0]  # type: ignore[union-attr]
+        assert slot.current is pb.video_source and slot.switches >= 2
+        await wait_for(lambda: ("A", "stopped") in talking, within=3)
+        # the subscribers' decoders never saw a frame they could not decode
+        assert not [r for r in caplog.records if "failed to decode" in r.getMessage()]
+    finally:
+        for client in (a, b, c):
+            await client.close()
+
+
+async def test_audio_only_room_offers_no_slots(sfu: SFU) -> None:
+    room = sfu.room("audio-only", RoomOptions(video=False))
+    a = WebRtcClient("A", None, "red")
+    try:
+        participant = await a.join(room)
+        assert participant.slot_count == 0
+        assert participant.video_source is None
+        assert "a=inactive" in a.pc.remoteDescription.sdp  # his camera is refused, not received for nothing
+    finally:
+        await a.close()
