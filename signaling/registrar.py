@@ -1,8 +1,8 @@
 """The registrar (RFC 3261 section 10.3): bindings of an address-of-record to contacts, with expiry.
 
-The address-of-record is the account's username (the realm is the one SIP domain). A binding made over a
-connection (WebSocket, TCP) remembers its flow: requests for that contact go back over it, and the binding dies
-when the connection closes (RFC 5626 / 7118 behaviour for `*.invalid` contacts).
+The address-of-record is the account's username (the realm is the one SIP domain). A binding remembers the
+flow it was made on: requests for that contact go back over it while it is open (NAT friendly). A WebSocket
+binding dies when its connection closes (RFC 7118: `*.invalid` contacts are reachable only over it).
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ from .transport import Flow
 from .uri import Address, SipUri, SipUriError
 
 __all__ = ["Binding", "RegisterResult", "Registrar"]
+
+
+def _dies_with(flow: Flow) -> bool:
+    """WebSocket contacts (`*.invalid`) are only reachable over their connection: the binding dies with it.
+    A TCP or UDP contact stays reachable at its address after its connection closes."""
+    return flow.transport.startswith("WS")
 
 
 @dataclass(slots=True, eq=False)
@@ -67,7 +73,7 @@ class Registrar:
         lst = self._bindings.get(aor)
         if not lst:
             return []
-        alive = [b for b in lst if b.expires_at > now and (b.flow is None or b.flow.alive)]
+        alive = [b for b in lst if b.expires_at > now and (b.flow is None or b.flow.alive or not _dies_with(b.flow))]
         if len(alive) != len(lst):
             self._store(aor, alive)
         return sorted(alive, key=lambda b: (-b.q, -b.expires_at))
@@ -158,16 +164,16 @@ class Registrar:
                 existing.call_id = call_id
                 existing.cseq = cseq
                 existing.q = q
-                if existing.flow is not flow and flow.is_connection:
+                if existing.flow is not flow:
                     existing.flow = flow
-                    flow.add_close_callback(self._drop_flow)
+                    if _dies_with(flow):
+                        flow.add_close_callback(self._drop_flow)
                 continue
             if expires == 0:
                 continue
-            binding_flow = flow
-            if flow.is_connection:
+            if _dies_with(flow):
                 flow.add_close_callback(self._drop_flow)
-            bindings.append(Binding(aor, contact, now + expires, call_id, cseq, binding_flow, q))
+            bindings.append(Binding(aor, contact, now + expires, call_id, cseq, flow, q))
         if len(bindings) > self.max_bindings:
             bindings = sorted(bindings, key=lambda b: b.expires_at)[-self.max_bindings :]
         self._store(aor, bindings)

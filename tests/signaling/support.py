@@ -105,6 +105,7 @@ class DialPlan:
         self.cancelled: list[IncomingCall] = []
         self.handlers: list[Recorder] = []
         self.answered = asyncio.Event()
+        self.hold = False  # leave calls pending (to be cancelled)
         self.cancel_seen = asyncio.Event()
 
     def resolve(self, call: IncomingCall) -> tuple[Meeting | None, int, str]:
@@ -130,6 +131,8 @@ class DialPlan:
             return
         if len(meeting.members) >= meeting.max_members:
             call.reject(486, "meeting is full")
+            return
+        if self.hold:
             return
         if self.delay:
             await asyncio.sleep(self.delay)
