@@ -96,15 +96,18 @@ class TokenService:
             async with self._db.read() as connection:
                 row = (
                     await connection.execute(
-                        select(Token, User).join(User, User.uuid == Token.user_uuid).where(Token.token_hash == key)
+                        select(
+                            Token.issued_at, Token.expires_at, Token.session_uuid, User.uuid, User.tenant_uuid,
+                            User.admin, User.username,
+                        )  # fmt: skip
+                        .join(User, User.uuid == Token.user_uuid)
+                        .where(Token.token_hash == key)
                     )
                 ).first()
             if row is None:
                 return None
-            stored: Token = row[0]
-            user: User = row[1]
-            expires_at = _aware(stored.expires_at)
-            caller = self._caller(token, user, _aware(stored.issued_at), expires_at, stored.session_uuid)
+            user = User(uuid=row.uuid, tenant_uuid=row.tenant_uuid, admin=row.admin, username=row.username)
+            caller = self._caller(token, user, _aware(row.issued_at), _aware(row.expires_at), row.session_uuid)
             self._cache[key] = caller
         if caller.expired:
             await self.revoke(token)
