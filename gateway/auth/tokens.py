@@ -97,9 +97,14 @@ class TokenService:
                 row = (
                     await connection.execute(
                         select(
-                            Token.issued_at, Token.expires_at, Token.session_uuid, User.uuid, User.tenant_uuid,
-                            User.admin, User.username,
-                        )  # fmt: skip
+                            Token.issued_at,
+                            Token.expires_at,
+                            Token.session_uuid,
+                            User.uuid,
+                            User.tenant_uuid,
+                            User.admin,
+                            User.username,
+                        )
                         .join(User, User.uuid == Token.user_uuid)
                         .where(Token.token_hash == key)
                     )
