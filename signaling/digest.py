@@ -174,10 +174,11 @@ class DigestChallenger:
             return AuthCheck(AuthOutcome.INVALID, username)
         if state is AuthOutcome.STALE:
             return AuthCheck(AuthOutcome.STALE, username)
-        last = self._nc_seen.get(nonce)
+        key = f"{algorithm}:{nonce}"
+        last = self._nc_seen.get(key)
         if last is not None and nc_value <= last:
             return AuthCheck(AuthOutcome.INVALID, username)  # replay
-        self._remember(nonce, nc_value)
+        self._remember(key, nc_value)
         return AuthCheck(AuthOutcome.OK, username)
 
     def _remember(self, nonce: str, nc: int) -> None:

@@ -59,12 +59,12 @@ class UdpPeer:
             data = data.replace("\r\n", "\n").replace("\n", "\r\n").encode()
         self.sock.sendto(data, ("127.0.0.1", port))
 
-    async def recv(self, timeout: float = 2.0) -> bytes:
+    async def recv(self, wait: float = 2.0) -> bytes:
         loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.sock_recv(self.sock, 65535), timeout)
+        return await asyncio.wait_for(loop.sock_recv(self.sock, 65535), wait)
 
-    async def response(self, timeout: float = 2.0) -> SipResponse:
-        msg = parse_message(await self.recv(timeout))
+    async def response(self, wait: float = 2.0) -> SipResponse:
+        msg = parse_message(await self.recv(wait))
         assert isinstance(msg, SipResponse), msg
         return msg
 

@@ -21,8 +21,9 @@ SCENARIOS = Path(__file__).parent / "sipp"
 
 
 async def run_sipp(
-    tmp_path: Path, scenario: str, port: int, *args: str, transport: str = "u1", calls: int = 3, timeout: int = 20
+    tmp_path: Path, scenario: str, port: int, *args: str, transport: str = "u1", calls: int = 3, limit: int = 20
 ) -> tuple[int, str]:
+    timeout = limit
     proc = await asyncio.create_subprocess_exec(
         "sipp",
         "-sf",
@@ -50,13 +51,18 @@ async def run_sipp(
         stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout + 10)
-    text = out.decode(errors="replace")
+    text = out.decode(errors="replace") + _logs(tmp_path)
+    assert proc.returncode is not None
+    return proc.returncode, text
+
+
+def _logs(tmp_path: Path) -> str:
+    text = ""
     for f in tmp_path.glob("*_errors.log"):
         text += "\n--- errors ---\n" + f.read_text(errors="replace")[:4000]
     for f in tmp_path.glob("*_screen.log"):
         text += "\n--- screen ---\n" + f.read_text(errors="replace")[-3000:]
-    assert proc.returncode is not None
-    return proc.returncode, text
+    return text
 
 
 def successful(text: str) -> int:
@@ -82,7 +88,7 @@ async def test_register_with_digest(stack: SipStack, tmp_path: Path, transport: 
 
 async def test_register_wrong_password_fails(stack: SipStack, tmp_path: Path) -> None:
     rc, out = await run_sipp(
-        tmp_path, "register_auth.xml", stack.udp.port, "-s", "alice", "-au", "alice", "-ap", "nope", calls=1, timeout=5
+        tmp_path, "register_auth.xml", stack.udp.port, "-s", "alice", "-au", "alice", "-ap", "nope", calls=1, limit=5
     )  # type: ignore[union-attr]
     assert rc != 0
     assert "403" in out
@@ -131,7 +137,7 @@ async def test_calls_complete_under_packet_loss(stack: SipStack, plan: DialPlan,
         "-lost",
         "10",
         calls=10,
-        timeout=30,
+        limit=30,
     )
     assert rc == 0, out
     assert successful(out) == 10, out

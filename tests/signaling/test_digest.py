@@ -1,0 +1,97 @@
+"""Digest: published examples, our nonces, and the client answering a challenge."""
+
+from __future__ import annotations
+
+import time
+
+from signaling.digest import (
+    AuthOutcome,
+    DigestChallenger,
+    DigestClient,
+    DigestCredentials,
+    compute_response,
+    parse_auth_params,
+)
+
+
+def test_rfc2617_example() -> None:
+    # RFC 2617 section 3.5
+    r = compute_response(
+        "MD5", "Mufasa", "testrealm@host.com", "Circle Of Life", "GET", "/dir/index.html",
+        "dcd98b7102dd2f0e8b11d0f600bfb0c093", "auth", "00000001", "0a4f113b",
+    )  # fmt: skip
+    assert r == "6629fae49393a05397450978507c4ef1"
+
+
+def test_rfc7616_examples() -> None:
+    # RFC 7616 section 3.9.1, SHA-256 and MD5
+    args = ("Mufasa", "http-auth@example.org", "Circle of Life", "GET", "/dir/index.html",
+            "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", "auth", "00000001",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ")  # fmt: skip
+    assert compute_response("SHA-256", *args) == "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+    assert compute_response("MD5", *args) == "8ca523f5e9506fed4657c9700eebdbec"
+
+
+def _answer(ch: DigestChallenger, challenge: str, password: str = "pw", method: str = "REGISTER") -> dict[str, str]:
+    client = DigestClient(DigestCredentials("alice", password))
+    value = client.authorization(challenge, method, "sip:meetings.test")
+    assert value is not None
+    return parse_auth_params(value)[1]
+
+
+def test_challenges_offer_md5_then_sha256_and_verify() -> None:
+    ch = DigestChallenger("meetings.test")
+    challenges = ch.challenges()
+    assert [parse_auth_params(c)[1]["algorithm"] for c in challenges] == ["MD5", "SHA-256"]
+    assert all('qop="auth"' in c for c in challenges)
+    for c in challenges:
+        params = _answer(ch, c)
+        assert ch.verify(params, "REGISTER", "pw").outcome is AuthOutcome.OK
+    # the client prefers SHA-256 when it can choose
+    assert "SHA-256" in (DigestClient.pick_challenge(challenges) or "")
+
+
+def test_wrong_password_method_or_forged_nonce_refused() -> None:
+    ch = DigestChallenger("meetings.test")
+    c = ch.challenges()[0]
+    assert ch.verify(_answer(ch, c, "bad"), "REGISTER", "pw").outcome is AuthOutcome.INVALID
+    assert ch.verify(_answer(ch, c), "INVITE", "pw").outcome is AuthOutcome.INVALID
+    other = DigestChallenger("meetings.test")  # another secret: its nonces are not ours
+    assert ch.verify(_answer(other, other.challenges()[0]), "REGISTER", "pw").outcome is AuthOutcome.INVALID
+
+
+def test_nonce_count_replay_refused_and_increment_accepted() -> None:
+    ch = DigestChallenger("meetings.test")
+    c = ch.challenges()[0]
+    client = DigestClient(DigestCredentials("alice", "pw"))
+    first = parse_auth_params(client.authorization(c, "REGISTER", "sip:x") or "")[1]
+    assert ch.verify(first, "REGISTER", "pw").outcome is AuthOutcome.OK
+    assert ch.verify(first, "REGISTER", "pw").outcome is AuthOutcome.INVALID  # same nc again: replay
+    second = parse_auth_params(client.authorization(c, "REGISTER", "sip:x") or "")[1]
+    assert second["nc"] == "00000002"
+    assert ch.verify(second, "REGISTER", "pw").outcome is AuthOutcome.OK
+
+
+def test_expired_nonce_is_stale() -> None:
+    ch = DigestChallenger("meetings.test", nonce_lifetime=60)
+    old = ch.make_nonce(time.time() - 120)
+    c = f'Digest realm="meetings.test", nonce="{old}", algorithm=MD5, qop="auth"'
+    assert ch.verify(_answer(ch, c), "REGISTER", "pw").outcome is AuthOutcome.STALE
+    assert ch.nonce_state(ch.make_nonce()) is AuthOutcome.OK
+
+
+def test_qop_is_required() -> None:
+    ch = DigestChallenger("meetings.test")
+    nonce = ch.make_nonce()
+    c = f'Digest realm="meetings.test", nonce="{nonce}", algorithm=MD5'  # RFC 2069 style answer
+    params = _answer(ch, c)
+    assert "qop" not in params
+    assert ch.verify(params, "REGISTER", "pw").outcome is AuthOutcome.INVALID
+
+
+def test_client_ignores_other_realm_and_unknown_algorithm() -> None:
+    client = DigestClient(DigestCredentials("a", "b", realm="asterisk"))
+    assert client.authorization('Digest realm="other", nonce="n", qop="auth"', "INVITE", "sip:x") is None
+    c2 = DigestClient(DigestCredentials("a", "b"))
+    assert c2.authorization('Digest realm="r", nonce="n", algorithm=SHA-512-256', "INVITE", "sip:x") is None
+    assert c2.authorization('Basic realm="r"', "INVITE", "sip:x") is None
