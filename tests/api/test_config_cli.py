@@ -1,0 +1,148 @@
+"""Settings validation and the `meetings` command, run as operators run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_config_loads_with_documented_defaults() -> None:
+    settings = load_settings(ROOT / "config.yaml", {})
+    assert settings.http.port == 8080
+    assert settings.sip.udp_port == settings.sip.tcp_port == 5060
+    assert settings.meetings.max_participants == 100
+    assert settings.meetings.expiry_seconds == 172800
+    assert settings.meetings.exten_prefix == "*41"
+    assert settings.database.url.startswith("sqlite:///var/")
+    assert settings.asterisk.extension_pattern == "wazo-meeting-{uuid}"
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"MEETINGS_HTTP__PROT": "1"}, "http.prot"),
+        ({"MEETINGS_HTTP__PORT": "eighty"}, "http.port"),
+        ({"MEETINGS_MEDIA__HOST_ADDRESSES": "[not-an-ip]"}, "media.host_addresses"),
+        ({"MEETINGS_HTTP__CORS_ORIGINS": "['*']"}, "http.cors_origins"),
+        ({"MEETINGS_ASTERISK__TRANSPORT": "sctp"}, "asterisk.transport"),
+        ({"MEETINGS_MEDIA__RTP_PORT_MIN": "30000", "MEETINGS_MEDIA__RTP_PORT_MAX": "20000"}, "media"),
+        ({"MEETINGS_NOPE__X": "1"}, "nope"),
+    ],
+)
+def test_bad_settings_are_named(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_settings(ROOT / "config.yaml", environ)
+
+
+def test_environment_overrides_file() -> None:
+    settings = load_settings(ROOT / "config.yaml", {"MEETINGS_HTTP__PORT": "9000", "MEETINGS_MEETINGS__LAST_N": "2"})
+    assert settings.http.port == 9000 and settings.meetings.last_n == 2
+
+
+def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "MEETINGS_DATABASE__URL": f"sqlite:///{tmp_path}/cli.db"}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_cli_bootstrap_is_idempotent_and_operators_commands(tmp_path: Path) -> None:
+    first = run(tmp_path, "bootstrap", "--username", "root", "--password", "root-password")
+    assert first.returncode == 0, first.stderr
+    assert "created the master tenant" in first.stdout and "created the admin user root" in first.stdout
+    second = run(tmp_path, "bootstrap", "--username", "root", "--password", "root-password")
+    assert second.returncode == 0 and "nothing to do" in second.stdout
+    tenant = run(tmp_path, "tenant", "create", "acme")
+    assert "created tenant acme" in tenant.stdout
+    user = run(tmp_path, "user", "create", "--tenant", "acme", "--username", "wile", "--password", "coyote-pass")
+    assert user.returncode == 0 and "created user wile" in user.stdout
+    missing = run(tmp_path, "user", "create", "--tenant", "nowhere", "--username", "x", "--password", "y")
+    assert missing.returncode != 0 and "no tenant named nowhere" in missing.stderr
+
+
+def test_cli_refuses_a_bad_config(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("http:\n  port: many\n")
+    result = run(tmp_path, "serve", "--config", str(tmp_path / "bad.yaml"))
+    assert result.returncode == 2 and "http.port" in result.stderr
+    result = run(tmp_path, "serve", "--config", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2 and "missing.yaml" in result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve_until_ready(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
+    import time
+    import urllib.request
+
+    environ = {
+        **os.environ,
+        "MEETINGS_DATABASE__URL": f"sqlite:///{tmp_path}/serve.db",
+        "MEETINGS_HTTP__HOST": "127.0.0.1",
+        "MEETINGS_HTTP__PORT": str(port),
+        "MEETINGS_SIP__HOST": "127.0.0.1",
+        "MEETINGS_SIP__UDP_PORT": "0",
+        "MEETINGS_SIP__TCP_PORT": "0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve"], cwd=tmp_path, env=environ, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/confd/1.1/guests/me/meetings/x", timeout=1)
+        except urllib.error.HTTPError:
+            return process, []
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("the server did not start")
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.terminate()
+    output, _ = process.communicate(timeout=20)
+    return output
+
+
+def test_first_serve_prints_generated_admin_password_once(tmp_path: Path) -> None:
+    import base64
+    import json
+    import urllib.request
+
+    port = _free_port()
+    process, _ = _serve_until_ready(tmp_path, port)
+    output = _stop(process)
+    password = next(line.split("password:")[1].split()[0] for line in output.splitlines() if "password:" in line)
+    assert len(password) >= 12
+
+    process, _ = _serve_until_ready(tmp_path, port)
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/auth/0.1/token",
+            data=b"{}",
+            method="POST",
+            headers={
+                "Authorization": "Basic " + base64.b64encode(f"admin:{password}".encode()).decode(),
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["data"]["token"]
+    finally:
+        second_output = _stop(process)
+    assert "password:" not in second_output
