@@ -27,8 +27,8 @@ async def events_socket(api: Api, token: str, *names: str) -> ClientWebSocketRes
     return socket
 
 
-async def next_event(socket: ClientWebSocketResponse, timeout: float = 5) -> dict[str, Any]:
-    message = json.loads((await socket.receive(timeout=timeout)).data)
+async def next_event(socket: ClientWebSocketResponse, wait: float = 5) -> dict[str, Any]:
+    message = json.loads((await socket.receive(timeout=wait)).data)
     assert message["op"] == "event", message
     event: dict[str, Any] = message["data"]
     return event
