@@ -1,0 +1,303 @@
+"""Synthetic participants, in their own process: they send pre-encoded media and count what they receive,
+without decoding. Prints one JSON object with the measurements.
+
+    python -m bench.sfu.loadgen forward --subscribers 5 --control-port 47000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import struct
+import time
+from typing import Any, cast
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
+from aiortc.rtp import RtpPacket
+
+from sfu import aiortc_adapter
+
+from . import media
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Control:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 22)
+
+    async def call(self, **request: Any) -> dict[str, Any]:
+        async with self.lock:
+            self.writer.write(json.dumps(request).encode() + b"\n")
+            response = json.loads(await self.reader.readline())
+        if "error" in response:
+            raise RuntimeError(response["error"])
+        return cast(dict[str, Any], response)
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.measuring = False
+        self.video_packets = 0
+        self.audio_packets = 0
+        self.latencies: list[float] = []
+        #: (publisher index) -> frame numbers received during the window
+        self.frames: dict[int, set[int]] = {}
+
+
+class WebRtcPeer:
+    """A browser-alike that never decodes: packets are counted at the RTP level, frames are dropped."""
+
+    def __init__(self, counters: Counters, index: int, video: list[bytes] | None, audio: list[bytes] | None) -> None:
+        self.counters = counters
+        self.pc = RTCPeerConnection()
+        self.video: media.PreEncodedVideo | None = None
+        if audio is not None:
+            self.pc.addTrack(media.PreEncodedAudio(audio))
+        else:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        if video is not None:
+            self.video = media.PreEncodedVideo(video, index)
+            sender = self.pc.addTrack(self.video)
+            aiortc_adapter.on_keyframe_request(sender, self.video.keyframe)
+        self.id = ""
+        self.join_seconds = 0.0
+        self.first_media: float | None = None
+        self._tapped: set[int] = set()
+
+    def _tap(self) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if id(transceiver.receiver) in self._tapped:
+                continue
+            self._tapped.add(id(transceiver.receiver))
+            if transceiver.kind == "audio":
+                aiortc_adapter.tap_rtp_packets(transceiver.receiver, self._on_audio, consume=True)
+            else:
+                aiortc_adapter.tap_rtp_packets(transceiver.receiver, self._on_video, consume=True)
+            aiortc_adapter.tap_encoded_frames(transceiver.receiver, lambda codec, frame: None)
+
+    def _on_audio(self, packet: RtpPacket) -> None:
+        if self.first_media is None:
+            self.first_media = time.perf_counter()
+        if self.counters.measuring:
+            self.counters.audio_packets += 1
+
+    def _on_video(self, packet: RtpPacket) -> None:
+        if not self.counters.measuring or packet.payload_type not in (96, 97, 98, 99, 100, 101, 102):
+            return
+        self.counters.video_packets += 1
+        if packet.marker and len(packet.payload) >= media.TRAILER.size:
+            magic, publisher, number, sent = media.TRAILER.unpack(packet.payload[-media.TRAILER.size :])
+            if magic == media.MAGIC:
+                self.counters.latencies.append(time.time() - sent)
+                self.counters.frames.setdefault(publisher, set()).add(number)
+
+    async def join(self, control: Control, slots: bool) -> None:
+        aiortc_adapter.gather_host_candidates(self.pc, ["127.0.0.1"], None)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        started = time.perf_counter()
+        response = await control.call(op="join_webrtc", offer=self.pc.localDescription.sdp)
+        self.join_seconds = time.perf_counter() - started
+        self.join_started = started
+        self.id = response["id"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response["answer"], type="answer"))
+        self._tap()
+        if slots:
+            offer = (await control.call(op="slots_offer", id=self.id))["offer"]
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            self._tap()
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            await control.call(op="slots_answer", id=self.id, answer=self.pc.localDescription.sdp)
+
+
+class RtpPeers(asyncio.DatagramProtocol):
+    """Many phones sending A-law from one ticker; each has its own socket."""
+
+    def __init__(self, audio: list[bytes]) -> None:
+        self.audio = audio
+        self.peers: list[dict[str, Any]] = []
+        self.measuring = False
+        self.received = 0
+        self.join_seconds: list[float] = []
+
+    async def add(self, control: Control) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        offer = (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+        )
+        started = time.perf_counter()
+        response = await control.call(op="join_rtp", offer=offer)
+        self.join_seconds.append(time.perf_counter() - started)
+        description = aiortc_sdp.SessionDescription.parse(response["answer"])
+        remote = (description.host, description.media[0].port)
+        self.peers.append(
+            {"transport": transport, "remote": remote, "ssrc": random.getrandbits(32), "seq": 0, "ts": 0, "n": 0}
+        )
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.measuring:
+            self.received += 1
+
+    async def run(self) -> None:
+        start = time.time()
+        tick = 0
+        offset = 0
+        while True:
+            for peer in self.peers:
+                payload = self.audio[(tick + offset) % len(self.audio)]
+                header = struct.pack("!BBHII", 0x80, 8, peer["seq"], peer["ts"], peer["ssrc"])
+                peer["transport"].sendto(header + payload, peer["remote"])
+                peer["seq"] = (peer["seq"] + 1) & 0xFFFF
+                peer["ts"] = (peer["ts"] + 160) & 0xFFFFFFFF
+                offset += 7
+            offset = 0
+            tick += 1
+            await asyncio.sleep(max(0.0, start + tick * 0.02 - time.time()))
+
+
+async def scenario(args: argparse.Namespace) -> dict[str, Any]:
+    control = Control(args.control_port)
+    await control.open()
+    assets = media.load()
+    counters = Counters()
+    options: dict[str, Any] = {"max_participants": 200, "mixed_speakers": 3}
+    publishers: list[WebRtcPeer] = []
+    subscribers: list[WebRtcPeer] = []
+    rtp = RtpPeers(assets["alaw"])
+    if args.scenario == "forward":
+        options.update(last_n=1)
+        publishers = [WebRtcPeer(counters, 0, assets["vp8"], assets["opus"])]
+        subscribers = [WebRtcPeer(counters, 100 + i, None, None) for i in range(args.subscribers)]
+        audio_peers = 0
+    elif args.scenario == "audio":
+        options.update(video=False)
+        audio_peers = args.participants
+    else:  # full room
+        options.update(last_n=args.last_n)
+        publishers = [WebRtcPeer(counters, i, assets["vp8"], assets["opus"]) for i in range(args.last_n)]
+        subscribers = [WebRtcPeer(counters, 100 + i, None, None) for i in range(args.subscribers)]
+        audio_peers = args.participants - len(publishers) - len(subscribers)
+    pid = (await control.call(op="room", options=options))["pid"]
+    rss_empty = rss_bytes(pid)
+
+    for peer in publishers:
+        await peer.join(control, slots=args.scenario == "full")
+    for peer in subscribers:
+        await peer.join(control, slots=True)
+    for _ in range(audio_peers):
+        await rtp.add(control)
+    sender = asyncio.ensure_future(rtp.run())
+    participants = len(publishers) + len(subscribers) + audio_peers
+
+    await asyncio.sleep(args.warmup)
+    rss_full = rss_bytes(pid)
+    before_stats = await control.call(op="stats")
+    cpu_before = cpu_seconds(pid)
+    sent_before = {p.video.index: p.video.sent for p in publishers if p.video}
+    counters.measuring = rtp.measuring = True
+    started = time.perf_counter()
+    await asyncio.sleep(args.window)
+    counters.measuring = rtp.measuring = False
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(pid) - cpu_before
+    after_stats = await control.call(op="stats")
+    sent_after = {p.video.index: p.video.sent for p in publishers if p.video}
+
+    # loss: frames each subscription should have received (publishers' frames in the window) vs frames received
+    received_frames = sum(len(v) for v in counters.frames.values())
+    video_subscriptions = len(subscribers) * min(len(publishers), 1 if args.scenario == "forward" else args.last_n)
+    if args.scenario == "full":
+        video_subscriptions += len(publishers) * (len(publishers) - 1)
+    frames_per_publisher = sum(sent_after[i] - sent_before[i] for i in sent_after) / max(1, len(sent_after))
+    expected_frames = int(frames_per_publisher * video_subscriptions)
+    video_loss = None
+    if expected_frames:
+        video_loss = max(0.0, 1 - len(counters.latencies) / expected_frames)
+    expected_audio = audio_peers * elapsed * 50
+    audio_loss = max(0.0, 1 - rtp.received / expected_audio) if expected_audio else None
+    mixer_busy = after_stats["mixer_busy"] - before_stats["mixer_busy"]
+    join_times = [p.join_seconds for p in publishers + subscribers] + rtp.join_seconds
+    first_media = [p.first_media - p.join_started for p in publishers + subscribers if p.first_media is not None]
+    result = {
+        "scenario": args.scenario,
+        "participants": participants,
+        "server_participants": after_stats["participants"],
+        "publishers": len(publishers),
+        "subscribers": len(subscribers),
+        "audio_peers": audio_peers,
+        "window_s": round(elapsed, 2),
+        "cpu_s": round(cpu, 3),
+        "cpu_core_fraction": round(cpu / elapsed, 4),
+        "video_packets": counters.video_packets,
+        "cpu_per_1000_video_packets": round(cpu / (counters.video_packets / 1000), 4)
+        if counters.video_packets
+        else None,
+        "video_packets_per_s": round(counters.video_packets / elapsed, 1),
+        "video_frame_loss": None if video_loss is None else round(video_loss, 5),
+        "latency_p50_ms": None if not counters.latencies else round(percentile(counters.latencies, 0.5) * 1000, 1),
+        "latency_p99_ms": None if not counters.latencies else round(percentile(counters.latencies, 0.99) * 1000, 1),
+        "audio_loss": None if audio_loss is None else round(audio_loss, 5),
+        "mixer_cpu_fraction": round(mixer_busy / elapsed, 4),
+        "mixer_cpu_per_participant_ms_per_s": round(mixer_busy / elapsed / max(1, participants) * 1000, 3),
+        "mixer_late_ticks": after_stats["mixer_late_ticks"] - before_stats["mixer_late_ticks"],
+        "rss_empty_mb": round(rss_empty / 2**20, 1),
+        "rss_full_mb": round(rss_full / 2**20, 1),
+        "rss_per_participant_kb": round((rss_full - rss_empty) / max(1, participants) / 1024, 1),
+        "join_p50_ms": round(percentile(join_times, 0.5) * 1000, 1) if join_times else None,
+        "join_p99_ms": round(percentile(join_times, 0.99) * 1000, 1) if join_times else None,
+        "first_media_p50_ms": round(percentile(first_media, 0.5) * 1000, 1) if first_media else None,
+        "received_frames_distinct": received_frames,
+    }
+    sender.cancel()
+    await control.call(op="close")
+    for peer in publishers + subscribers:
+        await peer.pc.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=["forward", "audio", "full"])
+    parser.add_argument("--control-port", type=int, default=47000)
+    parser.add_argument("--subscribers", type=int, default=1)
+    parser.add_argument("--participants", type=int, default=100)
+    parser.add_argument("--last-n", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--window", type=float, default=30)
+    print(json.dumps(asyncio.run(scenario(parser.parse_args()))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

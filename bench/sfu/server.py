@@ -1,0 +1,90 @@
+"""The SFU under test, in its own process, driven over a JSON-lines control socket on 127.0.0.1.
+
+python -m bench.sfu.server --control-port 47000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from sfu import SFU, MediaSettings, Participant, RoomOptions
+
+PROFILE = None
+if os.environ.get("SFU_BENCH_PROFILE"):
+    import cProfile
+
+    PROFILE = cProfile.Profile()
+    PROFILE.enable()
+
+
+class BenchServer:
+    def __init__(self) -> None:
+        self.sfu = SFU(MediaSettings(host_addresses=("127.0.0.1",), rtp_port_min=40000, rtp_port_max=44999))
+        self.participants: dict[str, Participant] = {}
+        self.room_options = RoomOptions()
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request["op"]
+        room = self.sfu.room("bench", self.room_options)
+        if op == "room":
+            self.room_options = RoomOptions(**request.get("options", {}))
+            return {"pid": os.getpid()}
+        if op in ("join_webrtc", "join_rtp"):
+            started = time.perf_counter()
+            join = room.join_webrtc if op == "join_webrtc" else room.join_rtp
+            participant, answer = await join(request["offer"], {"name": request.get("name", "")})
+            self.participants[participant.id] = participant
+            return {"id": participant.id, "answer": answer, "elapsed": time.perf_counter() - started}
+        if op == "slots_offer":
+            return {"offer": await self.participants[request["id"]].create_slots_offer()}
+        if op == "slots_answer":
+            await self.participants[request["id"]].accept_slots_answer(request["answer"])
+            return {}
+        if op == "stats":
+            stats = room.mixer.stats
+            return {
+                "pid": os.getpid(),
+                "participants": len(room.participants),
+                "mixer_busy": stats.busy_seconds,
+                "mixer_ticks": stats.ticks,
+                "mixer_late_ticks": stats.late_ticks,
+                "mixer_decodes": stats.decodes,
+                "forwarded_frames": sum(s.forwarded for p in room.participants.values() for s in p.slots),
+            }
+        if op == "close":
+            if PROFILE is not None:
+                PROFILE.disable()
+                PROFILE.dump_stats(os.environ["SFU_BENCH_PROFILE"])
+            await self.sfu.close()
+            self.participants.clear()
+            return {}
+        raise ValueError(op)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            try:
+                response = await self.handle(json.loads(line))
+            except Exception as exc:
+                response = {"error": repr(exc)}
+            writer.write(json.dumps(response).encode() + b"\n")
+            await writer.drain()
+        writer.close()
+
+
+async def main(port: int) -> None:
+    server = BenchServer()
+    control = await asyncio.start_server(server.serve, "127.0.0.1", port, limit=1 << 22)
+    print("ready", flush=True)
+    async with control:
+        await control.serve_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--control-port", type=int, default=47000)
+    asyncio.run(main(parser.parse_args().control_port))
