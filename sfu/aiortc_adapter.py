@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ RtpPacketHandler = Callable[[RtpPacket], None]
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _PATCHED = "_sfu_host_candidates"
+RECEIVE_BUFFER_SIZE = 1 << 20
 
 
 class _EncodedFrameTap(queue.Queue):
@@ -137,6 +139,10 @@ def _host_candidates_gatherer(
                 _, protocol = await loop.create_datagram_endpoint(protocol_factory, sock=sock)
             else:
                 _, protocol = await loop.create_datagram_endpoint(protocol_factory, local_addr=(address, 0))
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None:
+                # video keyframes arrive as bursts of packets: give the kernel room for them (as aioice does)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_SIZE)
             host, port = protocol.transport.get_extra_info("sockname")[:2]
             protocol.local_candidate = Candidate(
                 foundation=candidate_foundation("host", "udp", host),

@@ -279,6 +279,9 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "join_p99_ms": round(percentile(join_times, 0.99) * 1000, 1) if join_times else None,
         "first_media_p50_ms": round(percentile(first_media, 0.5) * 1000, 1) if first_media else None,
         "received_frames_distinct": received_frames,
+        "server_sources": after_stats["sources"],
+        "server_slots": after_stats["slots"][:4],
+        "publisher_frames_sent": sent_after,
     }
     sender.cancel()
     await control.call(op="close")

@@ -13,25 +13,31 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-CACHE = "/tmp/sfu-bench-media-v1.pickle"
+CACHE = "/tmp/sfu-bench-media-v2.pickle"
 FPS = 30
 #: appended to every video frame: magic, publisher index, frame number, send time (survives passthrough)
 TRAILER = struct.Struct("!4sBId")
 MAGIC = b"SFUB"
 
 
-def _encode_vp8(seconds: int = 10, width: int = 640, height: int = 480, bitrate: int = 1_950_000) -> list[bytes]:
+def _encode_vp8(seconds: int = 10, width: int = 640, height: int = 480, bitrate: int = 1_450_000) -> list[bytes]:
     codec = av.CodecContext.create("libvpx", "w")
     codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
     codec.bit_rate = bitrate
     codec.time_base = fractions.Fraction(1, FPS)
     codec.gop_size = seconds * FPS  # one keyframe per loop: every 10 s
     codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "error-resilient": "1"}
+    # camera-like content: smooth gradients, a textured moving square, light noise (keyframe ~ tens of KB)
     rng = np.random.default_rng(1)
-    base = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], axis=-1).astype(np.uint8)
+    texture = rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)
     frames = []
     for i in range(seconds * FPS):
-        image = np.roll(base, i * 4, axis=1)
+        image = base.copy()
+        left = (i * 6) % (width - 120)
+        image[180:300, left : left + 120] = texture
+        image = (image.astype(np.int16) + rng.integers(-6, 6, image.shape)).clip(0, 255).astype(np.uint8)
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = i
         frames += [bytes(p) for p in codec.encode(frame)]

@@ -55,6 +55,16 @@ class BenchServer:
                 "mixer_late_ticks": stats.late_ticks,
                 "mixer_decodes": stats.decodes,
                 "forwarded_frames": sum(s.forwarded for p in room.participants.values() for s in p.slots),
+                "sources": [
+                    [p.video_source.frames, p.video_source.keyframes, p.video_source.keyframe_requests]
+                    for p in room.participants.values()
+                    if p.video_source is not None
+                ],
+                "slots": [
+                    [s.active, s.codec_name, s.forwarded, s.current is not None, s.pending is not None]
+                    for p in room.participants.values()
+                    for s in p.slots
+                ],
             }
         if op == "close":
             if PROFILE is not None:
