@@ -20,7 +20,7 @@ TRAILER = struct.Struct("!4sBId")
 MAGIC = b"SFUB"
 
 
-def _encode_vp8(seconds: int = 10, width: int = 640, height: int = 480, bitrate: int = 1_450_000) -> list[bytes]:
+def _encode_vp8(seconds: int = 10, width: int = 640, height: int = 480, bitrate: int = 1_950_000) -> list[bytes]:
     codec = av.CodecContext.create("libvpx", "w")
     codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
     codec.bit_rate = bitrate

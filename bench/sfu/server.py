@@ -30,10 +30,11 @@ class BenchServer:
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request["op"]
-        room = self.sfu.room("bench", self.room_options)
         if op == "room":
             self.room_options = RoomOptions(**request.get("options", {}))
+            self.sfu.room("bench", self.room_options)
             return {"pid": os.getpid()}
+        room = self.sfu.room("bench", self.room_options)
         if op in ("join_webrtc", "join_rtp"):
             started = time.perf_counter()
             join = room.join_webrtc if op == "join_webrtc" else room.join_rtp

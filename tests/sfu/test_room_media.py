@@ -47,6 +47,12 @@ async def test_each_hears_the_others_and_sees_the_others(sfu: SFU) -> None:
             await client.join(room)
         for client in (a, b, c):
             await client.accept_slots()
+        # host candidates on the configured address, ports from the configured range, BUNDLE, one slot per m=video
+        answer = a.pc.remoteDescription.sdp
+        candidates = [line.split() for line in answer.splitlines() if line.startswith("a=candidate:")]
+        assert candidates and all(c[4] == "127.0.0.1" and 31000 <= int(c[5]) <= 31999 for c in candidates)
+        assert "a=group:BUNDLE" in answer and answer.count("m=video") == 3 and answer.count("a=sendonly") == 2
+        assert answer.split("m=audio", 1)[1].split("m=", 1)[0].count("a=sendrecv") == 1
         expected = {a: {"blue", "green"}, b: {"red", "green"}, c: {"red", "blue"}}
         await wait_for(lambda: all(cl.colours_seen() == colours for cl, colours in expected.items()), within=8)
         await asyncio.sleep(0.5)
