@@ -101,8 +101,12 @@ class DigestChallenger:
         nonce_lifetime: float = 300.0,
         algorithms: tuple[str, ...] = ("MD5", "SHA-256"),
         max_tracked_nonces: int = 100_000,
+        repeat_first_last: bool = True,
     ) -> None:
-        # MD5 first: sip.js 0.21 and sipp read only the first challenge and only do MD5.
+        # Clients that only do MD5 read one challenge: sipp the first, sip.js 0.21 the last (its parser keeps
+        # the last WWW-Authenticate header). So the first challenge (MD5) is also repeated last; clients that
+        # choose among all of them (our DigestClient, RFC 8760 ones) still see SHA-256.
+        self.repeat_first_last = repeat_first_last
         self.realm = realm
         self.algorithms = algorithms
         self.nonce_lifetime = nonce_lifetime
@@ -135,10 +139,13 @@ class DigestChallenger:
         """The WWW-Authenticate (or Proxy-Authenticate) values: one per algorithm, same nonce."""
         nonce = self.make_nonce()
         extra = ", stale=true" if stale else ""
-        return [
+        values = [
             f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={alg}, qop="auth"{extra}'
             for alg in self.algorithms
         ]
+        if self.repeat_first_last and len(values) > 1:
+            values.append(values[0])
+        return values
 
     # -- checking ---------------------------------------------------------------------------------------------
     def credentials_for_realm(self, header_values: list[str]) -> dict[str, str] | None:

@@ -42,7 +42,9 @@ def _answer(ch: DigestChallenger, challenge: str, password: str = "pw", method: 
 def test_challenges_offer_md5_then_sha256_and_verify() -> None:
     ch = DigestChallenger("meetings.test")
     challenges = ch.challenges()
-    assert [parse_auth_params(c)[1]["algorithm"] for c in challenges] == ["MD5", "SHA-256"]
+    # MD5 first for sipp, SHA-256, and MD5 again last for sip.js (which keeps the last header)
+    assert [parse_auth_params(c)[1]["algorithm"] for c in challenges] == ["MD5", "SHA-256", "MD5"]
+    challenges = challenges[:2]
     assert all('qop="auth"' in c for c in challenges)
     for c in challenges:
         params = _answer(ch, c)
