@@ -51,7 +51,10 @@ const ua = new UserAgent({
   authorizationUsername: "guest",
   authorizationPassword: "guest-pw",
   logLevel: "warn",
-  sessionDescriptionHandlerFactoryOptions: { peerConnectionConfiguration: { iceServers: [] }, iceGatheringTimeout: 500 },
+  sessionDescriptionHandlerFactoryOptions: {
+    peerConnectionConfiguration: { iceServers: [] },
+    iceGatheringTimeout: 500,
+  },
 });
 try {
   await ua.start();
