@@ -75,7 +75,7 @@ class TenantService:
         tenant = TenantInfo(uuid.uuid4(), name, parent_uuid)
         async with self._db.write() as connection:
             await connection.execute(
-                insert(Tenant).values(uuid=tenant.uuid, name=name, parent_uuid=parent_uuid, created_at=utcnow())
+                insert(Tenant), dict(uuid=tenant.uuid, name=name, parent_uuid=parent_uuid, created_at=utcnow())
             )
         self._tenants[tenant.uuid] = tenant
         return tenant

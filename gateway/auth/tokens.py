@@ -56,7 +56,8 @@ class TokenService:
         expires_at = issued_at + datetime.timedelta(seconds=expiration)
         async with self._db.write() as connection:
             await connection.execute(
-                insert(Token).values(
+                insert(Token),
+                dict(
                     token_hash=token_hash(token),
                     user_uuid=user.uuid,
                     session_uuid=session_uuid,
@@ -64,7 +65,7 @@ class TokenService:
                     expires_at=expires_at,
                     remote_addr=remote_addr,
                     user_agent=(user_agent or "")[:256] or None,
-                )
+                ),
             )
         caller = self._caller(token, user, issued_at, expires_at, session_uuid)
         self._cache[token_hash(token)] = caller

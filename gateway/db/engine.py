@@ -1,4 +1,9 @@
-"""The database handle: an async SQLAlchemy engine on SQLite (default) or PostgreSQL, migrated on start."""
+"""The database handle: SQLite (default) or PostgreSQL, migrated on start.
+
+PostgreSQL goes through asyncpg. SQLite statements run on the event loop's own thread: one takes tens of
+microseconds, far less than the two thread hops per statement an async SQLite driver costs (measured in
+bench/README.md), and SQLite has one writer at a time anyway.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,29 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import CursorResult, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def async_url(url: str) -> str:
-    """Map the plain URLs operators write to the async drivers this server uses."""
-    parsed = make_url(url)
-    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
-    name = driver.get(parsed.drivername, parsed.drivername)
-    return parsed.set(drivername=name).render_as_string(hide_password=False)
+class DbConnection(Protocol):
+    async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]: ...
+
+
+class _LoopConnection:
+    """A synchronous SQLite connection behind the same awaitable execute() as an async one."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
+        return self._connection.execute(statement, parameters)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -35,44 +46,70 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def plain_url(url: str) -> str:
+    """The URL with the driver this server uses: pysqlite for SQLite, asyncpg for PostgreSQL."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ValueError(f"unsupported database: {backend} (use sqlite or postgresql)")
+
+
 class Database:
     def __init__(self, url: str) -> None:
-        self.url = async_url(url)
+        self.url = plain_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        kwargs: dict[str, Any] = {}
+        self._sync: Engine | None = None
+        self._async: AsyncEngine | None = None
         if self.is_sqlite:
             database = make_url(self.url).database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self._sync = create_engine(self.url)
+            event.listen(self._sync, "connect", _sqlite_pragmas)
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
-        if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        # SQLite takes one writer at a time; queueing writers here avoids "database is locked" retries.
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+            self._async = create_async_engine(self.url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # SQLite takes one writer at a time: queue writers here rather than retry on "database is locked".
+        self._write_lock = asyncio.Lock()
 
     async def migrate(self) -> None:
-        async with self.engine.begin() as connection:
+        if self._sync is not None:
+            with self._sync.begin() as connection:
+                _upgrade(connection)
+            return
+        assert self._async is not None
+        async with self._async.begin() as connection:
             await connection.run_sync(_upgrade)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as connection:
-            yield connection
+    async def read(self) -> AsyncIterator[DbConnection]:
+        if self._sync is not None:
+            with self._sync.connect() as connection:
+                yield _LoopConnection(connection)
+            return
+        assert self._async is not None
+        async with self._async.connect() as async_connection:
+            yield async_connection
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[DbConnection]:
         """A transaction, committed when the block ends without error."""
-        if self._write_lock is None:
-            async with self.engine.begin() as connection:
-                yield connection
+        if self._sync is not None:
+            async with self._write_lock:
+                with self._sync.begin() as connection:
+                    yield _LoopConnection(connection)
             return
-        async with self._write_lock, self.engine.begin() as connection:
-            yield connection
+        assert self._async is not None
+        async with self._async.begin() as async_connection:
+            yield async_connection
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self._sync is not None:
+            self._sync.dispose()
+        if self._async is not None:
+            await self._async.dispose()
 
 
 def _upgrade(connection: Connection) -> None:

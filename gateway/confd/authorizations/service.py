@@ -80,14 +80,15 @@ class AuthorizationService:
                     "meeting_authorizations",
                 )
             await connection.execute(
-                insert(MeetingAuthorization).values(
+                insert(MeetingAuthorization),
+                dict(
                     uuid=authorization.uuid,
                     meeting_uuid=meeting.uuid,
                     guest_uuid=guest_uuid,
                     guest_name=guest_name,
                     status=authorization.status,
                     creation_time=authorization.creation_time,
-                )
+                ),
             )
         self._notifier.created(meeting, authorization.to_json(meeting))
         return authorization

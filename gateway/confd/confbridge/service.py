@@ -37,7 +37,7 @@ class ConfbridgeService:
     async def replace(self, profile: str, options: dict[str, Any]) -> None:
         async with self._db.write() as connection:
             await connection.execute(delete(ConfbridgeProfile).where(ConfbridgeProfile.name == profile))
-            await connection.execute(insert(ConfbridgeProfile).values(name=profile, options=options))
+            await connection.execute(insert(ConfbridgeProfile), dict(name=profile, options=options))
         self._profiles[profile] = copy.deepcopy(options)
 
     def policy(self) -> BridgePolicy:

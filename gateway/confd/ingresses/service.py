@@ -62,9 +62,7 @@ class IngressService:
         ingress = Ingress(uuid.uuid4(), tenant_uuid, uri)
         try:
             async with self._db.write() as connection:
-                await connection.execute(
-                    insert(HttpIngress).values(uuid=ingress.uuid, tenant_uuid=tenant_uuid, uri=uri)
-                )
+                await connection.execute(insert(HttpIngress), dict(uuid=ingress.uuid, tenant_uuid=tenant_uuid, uri=uri))
         except IntegrityError:
             raise InvalidData({"tenant_uuid": "this tenant already has an HTTP ingress; update it instead"}) from None
         self._by_tenant[tenant_uuid] = ingress

@@ -96,7 +96,7 @@ async def create_my_meeting(request: web.Request) -> web.Response:
     form = await body(request, MeetingCreate, "meetings")
     owners = [caller.user_uuid, *form.owner_uuids]
     meeting = await request.app[SERVICES].meetings.create(
-        caller.tenant_uuid, form.name, owners, form.persistent, form.require_authorization
+        caller.tenant_uuid, form.name, owners, form.persistent, form.require_authorization, caller.user_uuid
     )
     return created(request, meeting)
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.auth.passwords import random_secret
 from gateway.confd.ingresses.service import IngressService
 from gateway.confd.meetings.notifier import MeetingNotifier
-from gateway.db.engine import Database
+from gateway.db.engine import Database, DbConnection
 from gateway.db.models import Meeting, MeetingOwner, User, utcnow
 from gateway.http.errors import InvalidData, NotFound, ServiceUnavailable
 from gateway.http.lists import ListParams
@@ -147,7 +147,7 @@ class MeetingService:
             items = await self._fetch(ordered, connection)
         return total, items
 
-    async def _fetch(self, query: Select[Any], connection: Any = None) -> list[MeetingRecord]:
+    async def _fetch(self, query: Select[Any], connection: DbConnection | None = None) -> list[MeetingRecord]:
         if connection is None:
             async with self._db.read() as connection:
                 return await self._fetch(query, connection)
@@ -159,8 +159,8 @@ class MeetingService:
         owner_rows = await connection.execute(
             select(MeetingOwner.meeting_uuid, MeetingOwner.user_uuid).where(MeetingOwner.meeting_uuid.in_(uuids))
         )
-        for meeting_uuid, user_uuid in owner_rows:
-            owners[meeting_uuid].append(user_uuid)
+        for owner in owner_rows:
+            owners[owner.meeting_uuid].append(owner.user_uuid)
         return [_record(row, tuple(sorted(owners[row.uuid], key=str))) for row in rows]
 
     # --- writes
@@ -187,7 +187,9 @@ class MeetingService:
         owner_uuids: list[UUID],
         persistent: bool = False,
         require_authorization: bool = False,
+        verified_owner: UUID | None = None,
     ) -> MeetingRecord:
+        """verified_owner: an owner known to be a user of the tenant (the caller), spared the lookup."""
         if self._ingresses.uri_for(tenant_uuid) is None:
             raise ServiceUnavailable(
                 "No HTTP ingress applies to this tenant: create one with POST /api/confd/1.1/ingresses/http "
@@ -196,7 +198,7 @@ class MeetingService:
                 "meetings",
             )
         owners = list(dict.fromkeys(owner_uuids))
-        await self._check_owners(tenant_uuid, owners)
+        await self._check_owners(tenant_uuid, [owner for owner in owners if owner != verified_owner])
         for _attempt in range(8):
             meeting_uuid = uuid.uuid4()
             meeting = MeetingRecord(
@@ -214,7 +216,8 @@ class MeetingService:
             try:
                 async with self._db.write() as connection:
                     await connection.execute(
-                        insert(Meeting).values(
+                        insert(Meeting),
+                        dict(
                             uuid=meeting.uuid,
                             tenant_uuid=tenant_uuid,
                             name=name,
@@ -224,7 +227,7 @@ class MeetingService:
                             exten=meeting.exten,
                             guest_sip_username=meeting.guest_sip_username,
                             guest_sip_password=meeting.guest_sip_password,
-                        )
+                        ),
                     )
                     if owners:
                         await connection.execute(

@@ -64,7 +64,8 @@ class UserService:
         try:
             async with self._db.write() as connection:
                 await connection.execute(
-                    insert(User).values(
+                    insert(User),
+                    dict(
                         uuid=record.uuid,
                         tenant_uuid=tenant_uuid,
                         username=username,
@@ -75,7 +76,7 @@ class UserService:
                         sip_username=record.sip_username,
                         sip_password=record.sip_password,
                         created_at=utcnow(),
-                    )
+                    ),
                 )
         except IntegrityError:
             raise InvalidData({"username": f"{username} is already taken"}, "users") from None
