@@ -1,0 +1,444 @@
+// A participant's call into a meeting: sip.js over WebSocket (REGISTER, INVITE), WebRTC media, the server's
+// re-INVITEs that add one receive-only video m-line per slot, and the room updates carried by in-dialog MESSAGEs.
+//
+// Events (EventTarget, detail in event.detail):
+//   "slots"        the video slots changed (a slot appeared, went away, or was mapped to someone else)
+//   "participants" the participant list or someone's talking/muted state changed
+//   "ended"        {reason: "deleted" | "expired" | "kicked" | "hangup" | "left" | "lost", text}
+//   "connection"   {state} of the peer connection, for diagnostics
+//
+// The message formats this expects from the server are written down in web/README.md.
+
+import {
+  Inviter,
+  Registerer,
+  RegistererState,
+  SessionState,
+  UserAgent,
+} from "/vendor/sip.js/api/index.js";
+import { MultiTrackSessionDescriptionHandler } from "./multi-track-sdh.js";
+
+export class JoinError extends Error {
+  /** kind: "full" | "not-found" | "forbidden" | "unreachable" | "auth" | "unavailable" | "media" | "failed" */
+  constructor(kind, message, detail = {}) {
+    super(message);
+    this.kind = kind;
+    this.detail = detail;
+  }
+}
+
+const ICE_GATHERING_TIMEOUT_MS = 1000;
+const REGISTER_TIMEOUT_MS = 8000;
+
+/** The text of a SIP Reason header: `Q.850;cause=16;text="meeting deleted"` -> "meeting deleted". */
+export function reasonText(header) {
+  if (!header) return "";
+  const match = /text\s*=\s*"((?:[^"\\]|\\.)*)"/i.exec(header) || /text\s*=\s*([^;,]+)/i.exec(header);
+  return match ? match[1].replace(/\\(.)/g, "$1").trim() : "";
+}
+
+/** What a BYE means for the person who receives it. */
+export function byeReason(text) {
+  const lower = String(text || "").toLowerCase();
+  if (/kick|removed|remove/.test(lower)) return "kicked";
+  if (/expir/.test(lower)) return "expired";
+  if (/delet|ended|closed/.test(lower)) return "deleted";
+  return "hangup";
+}
+
+function channelList(body) {
+  if (Array.isArray(body.channels)) return body.channels;
+  if (body.channel && typeof body.channel === "object") return [body.channel];
+  return [];
+}
+
+export class MeetingCall extends EventTarget {
+  /**
+   * @param {object} options
+   * @param {import("./api.js").Api} options.api  the server (its origin gives the SIP WebSocket URL)
+   * @param {object} options.config   from Api.webConfig()
+   * @param {string} options.username SIP username (the meeting's guest account, or the user's own line)
+   * @param {string} options.password SIP password
+   * @param {string} options.target   what to dial: "meeting-guest" or "wazo-meeting-{uuid}"
+   * @param {string} options.displayName the name the others see
+   * @param {MediaStream} options.localStream camera and microphone, already opened by the page
+   */
+  constructor({ api, config, username, password, target, displayName, localStream }) {
+    super();
+    this.api = api;
+    this.config = config;
+    this.username = username;
+    this.password = password;
+    this.target = target;
+    this.displayName = displayName;
+    this.localStream = localStream;
+    this.participants = new Map(); // channel id -> {id, name, number, talking, muted, callId, isMe}
+    this.slots = new Map(); // mid -> {mid, track, stream, channelId}
+    this.slotMap = {}; // mid -> channel id, from the server's video_slots
+    this.audioElements = new Map(); // track id -> <audio>
+    this.audioHost = null;
+    this.userAgent = null;
+    this.registerer = null;
+    this.session = null;
+    this.callId = null;
+    this.ended = false;
+    this.joinedAt = null;
+  }
+
+  get peerConnection() {
+    const handler = this.session && this.session.sessionDescriptionHandler;
+    return handler ? handler.peerConnection : undefined;
+  }
+
+  /** Register, dial and wait for the answer. Throws JoinError with a kind the page can explain. */
+  async join({ audioHost = document.body } = {}) {
+    this.audioHost = audioHost;
+    const domain = this.config.sipDomain;
+    const uri = UserAgent.makeURI(`sip:${this.username}@${domain}`);
+    const target = UserAgent.makeURI(`sip:${this.target}@${domain}`);
+    if (!uri || !target) throw new JoinError("failed", "The meeting address is not valid.");
+    const localStream = this.localStream;
+    this.userAgent = new UserAgent({
+      uri,
+      displayName: this.displayName,
+      authorizationUsername: this.username,
+      authorizationPassword: this.password,
+      transportOptions: {
+        server: this.api.websocketUrl(this.config.sipWebsocketPath),
+        connectionTimeout: 6,
+        keepAliveInterval: 20,
+      },
+      logLevel: "error",
+      userAgentString: "meetings-web (sip.js 0.21)",
+      sessionDescriptionHandlerFactory: (session, options) => {
+        const logger = session.userAgent.getLogger("sip.SessionDescriptionHandler");
+        return new MultiTrackSessionDescriptionHandler(logger, () => Promise.resolve(localStream), {
+          iceGatheringTimeout: ICE_GATHERING_TIMEOUT_MS,
+          peerConnectionConfiguration: {
+            bundlePolicy: "balanced",
+            rtcpMuxPolicy: "require",
+            iceServers: this.config.iceServers, // explicit, even empty: never a public STUN server by default
+            ...(options && options.peerConnectionConfiguration),
+          },
+        });
+      },
+      delegate: {
+        onDisconnect: (error) => {
+          if (error && !this.ended && this.session) this.finish("lost", "The connection to the meeting was lost.");
+        },
+      },
+    });
+
+    try {
+      await this.userAgent.start();
+    } catch (error) {
+      await this.stopUserAgent();
+      throw new JoinError("unreachable", "The meeting server cannot be reached for calls. Check your connection.");
+    }
+    await this.register();
+    await this.invite(target);
+  }
+
+  async register() {
+    this.registerer = new Registerer(this.userAgent, { expires: 600 });
+    const registered = new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new JoinError("unreachable", "The meeting server did not answer the registration.")),
+        REGISTER_TIMEOUT_MS,
+      );
+      this.registerer.stateChange.addListener((state) => {
+        if (state === RegistererState.Registered) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      this.registerer
+        .register({
+          requestDelegate: {
+            onReject: (response) => {
+              clearTimeout(timer);
+              const code = response.message.statusCode;
+              const kind = code === 401 || code === 403 || code === 407 ? "auth" : "failed";
+              reject(new JoinError(kind, "The meeting server refused this participant's credentials.", { code }));
+            },
+          },
+        })
+        .catch((error) => {
+          clearTimeout(timer);
+          reject(new JoinError("unreachable", String(error.message || error)));
+        });
+    });
+    try {
+      await registered;
+    } catch (error) {
+      await this.stopUserAgent();
+      throw error;
+    }
+  }
+
+  async invite(target) {
+    const inviter = new Inviter(this.userAgent, target, {
+      sessionDescriptionHandlerOptions: { constraints: { audio: true, video: true } },
+      earlyMedia: false,
+    });
+    this.session = inviter;
+    this.callId = inviter.request.callId;
+    inviter.delegate = {
+      onMessage: (message) => this.onMessage(message),
+      onBye: (bye) => {
+        const text = reasonText(bye.request.getHeader("Reason"));
+        bye.accept();
+        this.finish(byeReason(text), text);
+      },
+      onSessionDescriptionHandler: (handler) => this.watchPeerConnection(handler),
+      onInvite: () => this.reconcileSlots(),
+    };
+    const answered = new Promise((resolve, reject) => {
+      inviter.stateChange.addListener((state) => {
+        if (state === SessionState.Established) resolve();
+        // The final response's delegate runs right after this state change: read the refusal once it has.
+        if (state === SessionState.Terminated) Promise.resolve().then(() => reject(this.refusal));
+      });
+    });
+    this.refusal = new JoinError("failed", "The call to the meeting failed.");
+    try {
+      await inviter.invite({
+        requestDelegate: {
+          onReject: (response) => {
+            this.refusal = refusalError(response.message);
+          },
+        },
+      });
+      await answered;
+    } catch (error) {
+      this.session = null;
+      await this.stopUserAgent();
+      throw error instanceof JoinError ? error : this.refusal;
+    }
+    this.joinedAt = Date.now();
+    inviter.stateChange.addListener((state) => {
+      if (state === SessionState.Terminated) this.finish("hangup", "");
+    });
+    this.reconcileSlots();
+  }
+
+  watchPeerConnection(handler) {
+    const pc = handler.peerConnection;
+    pc.addEventListener("track", (event) => this.onTrack(event));
+    pc.addEventListener("signalingstatechange", () => {
+      if (pc.signalingState === "stable") this.reconcileSlots();
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      this.emit("connection", { state: pc.connectionState });
+      if (pc.connectionState === "failed" && !this.ended) {
+        this.finish("lost", "The media connection to the meeting was lost.");
+      }
+    });
+  }
+
+  onTrack(event) {
+    const track = event.track;
+    if (track.kind === "audio") {
+      // Remote audio must play through an <audio autoplay> element, or Chrome decodes nothing.
+      const audio = document.createElement("audio");
+      audio.autoplay = true;
+      audio.dataset.remoteAudio = "";
+      audio.srcObject = new MediaStream([track]);
+      this.audioHost.append(audio);
+      audio.play().catch(() => {});
+      this.audioElements.set(track.id, audio);
+      return;
+    }
+    this.reconcileSlots();
+  }
+
+  /** The receive-only video transceivers are the slots; keep one entry (and one track) per mid. */
+  reconcileSlots() {
+    const pc = this.peerConnection;
+    if (!pc) return;
+    const seen = new Set();
+    let changed = false;
+    for (const transceiver of pc.getTransceivers()) {
+      const track = transceiver.receiver && transceiver.receiver.track;
+      if (!track || track.kind !== "video" || !transceiver.mid) continue;
+      const receiving =
+        !transceiver.stopped &&
+        (transceiver.currentDirection === "recvonly" || transceiver.currentDirection === "sendrecv");
+      if (!receiving || (transceiver.sender && transceiver.sender.track)) continue;
+      seen.add(transceiver.mid);
+      const existing = this.slots.get(transceiver.mid);
+      if (!existing || existing.track !== track) {
+        this.slots.set(transceiver.mid, {
+          mid: transceiver.mid,
+          track,
+          stream: new MediaStream([track]),
+          channelId: null,
+        });
+        changed = true;
+      }
+    }
+    for (const mid of [...this.slots.keys()]) {
+      if (!seen.has(mid)) {
+        this.slots.delete(mid);
+        changed = true;
+      }
+    }
+    if (this.applySlotMap() || changed) this.emit("slots");
+  }
+
+  /** Who is in each slot: the server's video_slots map first; a lone participant fills a lone slot. */
+  applySlotMap() {
+    let changed = false;
+    const others = [...this.participants.values()].filter((p) => !p.isMe);
+    for (const slot of this.slots.values()) {
+      let channelId = Object.prototype.hasOwnProperty.call(this.slotMap, slot.mid) ? this.slotMap[slot.mid] : undefined;
+      if (channelId === undefined && others.length === 1 && this.slots.size === 1) channelId = others[0].id;
+      channelId = channelId === undefined ? null : channelId;
+      if (slot.channelId !== channelId) {
+        slot.channelId = channelId;
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  onMessage(message) {
+    const request = message.request;
+    message.accept();
+    let body;
+    try {
+      body = JSON.parse(request.body);
+    } catch {
+      return;
+    }
+    if (!body || typeof body !== "object") return;
+    this.applyRoomEvent(body);
+  }
+
+  /** One room update (ConfbridgeWelcome/Join/Leave/Talking/Mute/Unmute, optionally with video_slots). */
+  applyRoomEvent(body) {
+    const channels = channelList(body);
+    switch (body.type) {
+      case "ConfbridgeWelcome":
+        this.participants.clear();
+        channels.forEach((channel) => this.upsert(channel));
+        break;
+      case "ConfbridgeJoin":
+        channels.forEach((channel) => this.upsert(channel));
+        break;
+      case "ConfbridgeLeave":
+        channels.forEach((channel) => this.participants.delete(String(channel.id)));
+        break;
+      case "ConfbridgeTalking":
+      case "ConfbridgeMute":
+      case "ConfbridgeUnmute":
+        channels.forEach((channel) => this.upsert(channel));
+        break;
+      default:
+        break;
+    }
+    if (body.video_slots && typeof body.video_slots === "object") {
+      this.slotMap = {};
+      for (const [mid, channelId] of Object.entries(body.video_slots)) {
+        this.slotMap[mid] = channelId === null || channelId === undefined ? null : String(channelId);
+      }
+    }
+    this.applySlotMap();
+    this.emit("participants");
+    this.emit("slots");
+  }
+
+  upsert(channel) {
+    if (!channel || channel.id === undefined || channel.id === null) return;
+    const id = String(channel.id);
+    const previous = this.participants.get(id) || {};
+    const caller = channel.caller || {};
+    const vars = channel.channelvars || {};
+    const callId = vars.WAZO_SIP_CALL_ID || previous.callId || null;
+    const participant = {
+      id,
+      name: caller.name || previous.name || caller.number || "Participant",
+      number: caller.number || previous.number || "",
+      talking: channel.talking_status !== undefined ? channel.talking_status === "on" : Boolean(previous.talking),
+      muted: channel.muted !== undefined ? Boolean(channel.muted) : Boolean(previous.muted),
+      callId,
+      isMe: Boolean(callId && callId === this.callId),
+    };
+    this.participants.set(id, participant);
+  }
+
+  participantFor(slot) {
+    return slot && slot.channelId ? this.participants.get(slot.channelId) || null : null;
+  }
+
+  me() {
+    return [...this.participants.values()].find((p) => p.isMe) || null;
+  }
+
+  setMicEnabled(enabled) {
+    this.localStream.getAudioTracks().forEach((track) => (track.enabled = enabled));
+  }
+
+  setCameraEnabled(enabled) {
+    this.localStream.getVideoTracks().forEach((track) => (track.enabled = enabled));
+  }
+
+  /** Hang up (the person clicked Leave). */
+  async leave() {
+    if (this.ended) return;
+    const session = this.session;
+    this.finish("left", "");
+    try {
+      if (session && session.state === SessionState.Established) await session.bye();
+      else if (session && session.state === SessionState.Establishing) await session.cancel();
+    } catch {
+      /* the call is gone either way */
+    }
+    await this.stopUserAgent();
+  }
+
+  finish(reason, text) {
+    if (this.ended) return;
+    this.ended = true;
+    for (const audio of this.audioElements.values()) {
+      audio.srcObject = null;
+      audio.remove();
+    }
+    this.audioElements.clear();
+    this.emit("ended", { reason, text });
+    if (reason !== "left") setTimeout(() => this.stopUserAgent(), 0);
+  }
+
+  async stopUserAgent() {
+    const userAgent = this.userAgent;
+    if (!userAgent) return;
+    this.userAgent = null;
+    try {
+      if (this.registerer && this.registerer.state === RegistererState.Registered) {
+        await this.registerer.unregister().catch(() => {});
+      }
+      await userAgent.stop();
+    } catch {
+      /* already stopped */
+    }
+  }
+
+  emit(name, detail = {}) {
+    this.dispatchEvent(new CustomEvent(name, { detail }));
+  }
+}
+
+function refusalError(message) {
+  const code = message.statusCode;
+  const text = reasonText(message.getHeader("Reason")) || message.reasonPhrase || "";
+  if (/full/i.test(text) || code === 486 || code === 600) {
+    return new JoinError("full", "This meeting is full.", { code, text });
+  }
+  if (code === 404 || code === 410 || code === 604) {
+    return new JoinError("not-found", "This meeting does not exist any more.", { code, text });
+  }
+  if (code === 401 || code === 407) return new JoinError("auth", "The meeting server refused the credentials.", { code, text });
+  if (code === 403) return new JoinError("forbidden", text || "You are not allowed into this meeting.", { code, text });
+  if (code === 480 || code === 503) return new JoinError("unavailable", "The meeting cannot be joined right now.", { code, text });
+  return new JoinError("failed", text ? `The call was refused: ${text}.` : `The call was refused (${code}).`, { code, text });
+}
