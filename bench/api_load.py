@@ -13,7 +13,6 @@ import base64
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -134,12 +133,15 @@ async def run(database: str, stored: int, seconds: float, clients: int) -> dict[
         "MEETINGS_SIP__TCP_PORT": "0",
         "MEETINGS_LOGGING__LEVEL": "WARNING",
     }
-    subprocess.run(
-        [sys.executable, "-m", "gateway", "bootstrap", "--username", "admin", "--password", PASSWORD],
-        cwd=workdir, env=environ, check=True, capture_output=True,
+    booting = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "bootstrap", "--username", "admin", "--password", PASSWORD,
+        cwd=workdir, env=environ, stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=workdir, env=environ,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert await booting.wait() == 0
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", cwd=workdir, env=environ,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         connector = aiohttp.TCPConnector(limit=clients + 4)
@@ -189,7 +191,7 @@ async def run(database: str, stored: int, seconds: float, clients: int) -> dict[
             }
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        await asyncio.wait_for(server.wait(), 20)
         if pg_name:
             await drop_pg_database(pg_name)
 
