@@ -592,6 +592,8 @@ def parse_message(
         try:
             msg.via  # noqa: B018 - the top Via must parse for the response to be matched
             msg.cseq  # noqa: B018
+            msg.from_  # noqa: B018
+            msg.to  # noqa: B018
         except SipUriError as e:
             raise SipParseError(str(e)) from None
         return msg
