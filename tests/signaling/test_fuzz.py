@@ -27,7 +27,8 @@ SEEDS = [
     request("ACK", "sip:x@127.0.0.1", 5060, to_tag="t"),
     (
         b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n"
-        b"To: <sip:c@d>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContact: <sip:c@127.0.0.1>\r\nContent-Length: 0\r\n\r\n"
+        b"To: <sip:c@d>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContact: <sip:c@127.0.0.1>\r\n"
+        b"Content-Length: 0\r\n\r\n"
     ),
     (
         b'MESSAGE sip:u@h SIP/2.0\r\nv: SIP/2.0/WS x.invalid;branch=z9hG4bKq\r\nf: "A, \\"B\\"" <sip:a@b>;tag=1\r\n'
