@@ -19,6 +19,10 @@ from gateway.auth.tokens import TokenService
 from gateway.bootstrap import bootstrap, has_admin
 from gateway.calld import resource as calld_resource
 from gateway.calld.conferences import Conferences
+from gateway.calls.accounts import AccountDirectory
+from gateway.calls.control import CallControl
+from gateway.calls.dialplan import DialPlan
+from gateway.calls.media import media_settings
 from gateway.confd.authorizations import resource as authorizations_resource
 from gateway.confd.authorizations.notifier import AuthorizationNotifier
 from gateway.confd.authorizations.service import AuthorizationService
@@ -39,10 +43,14 @@ from gateway.http.cors import cors_middleware
 from gateway.http.errors import error_middleware
 from gateway.openapi import resource as openapi_resource
 from gateway.services import SERVICES, Services
+from sfu.server import SFU
+from signaling.stack import SipStack, StackConfig
 
 logger = logging.getLogger(__name__)
 
 EXPIRY = web.AppKey("expiry", ExpiryScheduler)
+SIP_STACK = web.AppKey("sip_stack", SipStack)
+CALL_CONTROL = web.AppKey("call_control", CallControl)
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
 
@@ -133,11 +141,32 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
             expiry.schedule(meeting.uuid, meeting.creation_time, meeting.persistent)
         unsubscribe = services.bus.subscribe(_hang_up_on_delete(services), "meeting_deleted")
         await services.tokens.purge_expired()
+        await stack.start_udp(settings.sip.host, settings.sip.udp_port)
+        await stack.start_tcp(settings.sip.host, settings.sip.tcp_port)
         yield
         unsubscribe()
+        await control.close()
+        await stack.close()
         await expiry.close()
         await services.db.close()
 
+    control = CallControl(
+        settings,
+        SFU(media_settings(settings)),
+        DialPlan(services.meetings),
+        services.conferences,
+        services.confbridge,
+        services.capacity,
+    )
+    stack = SipStack(
+        StackConfig(domain=settings.sip.domain),
+        AccountDirectory(services.users, services.meetings),
+        invite_handler=control,
+    )
+    app[SIP_STACK] = stack
+    app[CALL_CONTROL] = control
+    # SIP over WebSocket shares the API's host and port (and TLS): what Wazo's SDK expects.
+    app.router.add_get("/api/asterisk/ws", stack.websocket.handle)
     webapps.add_routes(app)
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -1,0 +1,345 @@
+"""Call control: an answered INVITE becomes a participant of the meeting's SFU room, and the dialog and the
+participant live and die together.
+
+CallControl (the stack's InviteHandler) routes through the dial plan, enforces the cap, joins the room and
+answers. MeetingRoom follows one meeting's SFU room and sends the room updates. MeetingCall is one participant:
+his dialog's handler, his seat in the conference registry, his ordered outbox of MESSAGEs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+from uuid import UUID
+
+from gateway.calld.conferences import Conferences
+from gateway.calld.conferences import Participant as Seat
+from gateway.calls import roomstate
+from gateway.calls.dialplan import DialPlan, Refusal
+from gateway.confd.confbridge.service import ConfbridgeService
+from gateway.config import Settings
+from sfu.errors import RoomClosed, RoomFull, SdpError
+from sfu.participant import Participant
+from sfu.room import Room
+from sfu.server import SFU
+from sfu.settings import RoomOptions
+from signaling.call import CallCancelled, IncomingCall
+from signaling.dialog import BaseDialogHandler, Dialog, DialogError
+from signaling.message import SipRequest
+
+logger = logging.getLogger(__name__)
+
+FULL = "meeting is full"
+DTMF_SIGNAL = re.compile(rb"Signal\s*=\s*([0-9*#A-Da-d])")
+SINGLE_SLOT_MODES = {"follow_talker", "last_marked", "first_marked"}
+
+
+def _spawn(tasks: set[asyncio.Task[Any]], work: Any) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+class MeetingCall(BaseDialogHandler):
+    """One participant: a confirmed SIP dialog joined to an SFU participant."""
+
+    def __init__(self, room: MeetingRoom, participant: Participant, dialog: Dialog, seat: Seat) -> None:
+        self.room = room
+        self.participant = participant
+        self.dialog = dialog
+        self.seat = seat
+        self.left = False
+        self.slots_shown: dict[str, str | None] | None = None
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sender = asyncio.get_running_loop().create_task(self._send_messages())
+        participant.on("closed", self._participant_closed)
+
+    # -- what the room layer reads (roomstate.Member)
+    @property
+    def participant_id(self) -> str:
+        return self.participant.id
+
+    @property
+    def caller_name(self) -> str:
+        return self.seat.caller_id_name
+
+    @property
+    def caller_number(self) -> str:
+        return self.seat.caller_id_number
+
+    @property
+    def call_id(self) -> str:
+        return self.seat.call_id
+
+    @property
+    def user_uuid(self) -> UUID | None:
+        return self.seat.user_uuid
+
+    @property
+    def talking(self) -> bool:
+        return self.seat.talking
+
+    @property
+    def muted(self) -> bool:
+        return self.participant.muted
+
+    # -- dialog events
+    def on_confirmed(self, dialog: Dialog) -> None:
+        _spawn(self._tasks, self._after_ack())
+
+    async def _after_ack(self) -> None:
+        """After the ACK (sip.js drops a re-INVITE before it): add the video slots, then say welcome."""
+        try:
+            if self.participant.slot_count > 0:
+                offer = await self.participant.create_slots_offer()
+                answer = await self.dialog.reinvite(offer.encode())
+                await self.participant.accept_slots_answer(answer.decode())
+        except (DialogError, SdpError, RoomClosed) as exc:
+            logger.info("%s: no video slots (%s)", self.participant_id, exc)
+        except Exception:
+            logger.exception("%s: video slots failed", self.participant_id)
+        if not self.left:
+            self.send(roomstate.welcome(self.room.bridge, self, self.room.members()))
+            self.room.refresh_slots()
+
+    async def on_offer(self, dialog: Dialog, offer: bytes, request: SipRequest) -> bytes | None:
+        answer = await self.participant.handle_offer(offer.decode())
+        self.room.refresh_slots()
+        return answer.encode()
+
+    async def on_info(self, dialog: Dialog, request: SipRequest) -> int:
+        match = DTMF_SIGNAL.search(request.body)
+        if match is None:
+            return 415 if request.body else 200
+        if match.group(1) == b"1":
+            self.participant.toggle_mute()
+        return 200
+
+    async def on_message(self, dialog: Dialog, request: SipRequest) -> int:
+        return 200
+
+    def on_bye(self, dialog: Dialog, request: SipRequest) -> None:
+        _spawn(self._tasks, self.leave("hung up"))
+
+    def on_terminated(self, dialog: Dialog, reason: str) -> None:
+        _spawn(self._tasks, self.leave(reason))
+
+    def _participant_closed(self, reason: str) -> None:
+        # The media side ended (ICE lost, kicked from the room): end the call too.
+        if not self.left:
+            _spawn(self._tasks, self.hangup(reason))
+
+    # -- messages, in order, one at a time
+    def send(self, body: bytes) -> None:
+        if not self.left:
+            self._outbox.put_nowait(body)
+
+    async def _send_messages(self) -> None:
+        while True:
+            body = await self._outbox.get()
+            try:
+                await self.dialog.message(body)
+            except (DialogError, OSError) as exc:
+                logger.debug("%s: room update not delivered: %s", self.participant_id, exc)
+
+    # -- ending
+    async def hangup(self, reason: str) -> None:
+        """We end the call (kick, meeting deleted or expired, media lost): BYE, then leave."""
+        if not self.left:
+            with contextlib.suppress(DialogError, OSError):
+                await self.dialog.bye()
+        await self.leave(reason)
+
+    async def leave(self, reason: str) -> None:
+        if self.left:
+            return
+        self.left = True
+        self._sender.cancel()
+        await self.participant.close(reason)
+        await self.room.remove(self)
+
+
+class MeetingRoom:
+    """The gateway's side of one meeting's room: its calls, its updates, and closing when empty."""
+
+    def __init__(self, control: CallControl, meeting_uuid: UUID, name: str, sfu_room: Room) -> None:
+        self.control = control
+        self.meeting_uuid = meeting_uuid
+        self.bridge = roomstate.bridge(meeting_uuid, name)
+        self.sfu_room = sfu_room
+        self.calls: dict[str, MeetingCall] = {}
+        self._refresh_pending = False
+        sfu_room.on("talking_started", lambda p: self._talking(p, True))
+        sfu_room.on("talking_stopped", lambda p: self._talking(p, False))
+        sfu_room.on("participant_muted", lambda p, _muted: self.refresh_slots())
+
+    def members(self) -> list[MeetingCall]:
+        return list(self.calls.values())
+
+    def add(self, call: MeetingCall) -> None:
+        for other in self.calls.values():
+            other.send(roomstate.joined(self.bridge, call))
+        self.calls[call.participant_id] = call
+        self.refresh_slots()
+
+    async def remove(self, call: MeetingCall) -> None:
+        if self.calls.pop(call.participant_id, None) is None:
+            return
+        self.control.conferences.remove(call.seat)
+        for other in self.calls.values():
+            other.send(roomstate.left(self.bridge, call))
+        self.refresh_slots()
+        if not self.calls:
+            await self.control.close_room(self.meeting_uuid)
+
+    def _talking(self, participant: Participant, talking: bool) -> None:
+        call = self.calls.get(participant.id)
+        if call is None:
+            return
+        call.seat.talking = talking
+        for member in self.calls.values():
+            member.send(roomstate.talking(self.bridge, call))
+        self.refresh_slots()
+
+    def refresh_slots(self) -> None:
+        """Tell each subscriber which participant his video slots show, when that changed (after the SFU moved)."""
+        if self._refresh_pending:
+            return
+        self._refresh_pending = True
+        asyncio.get_running_loop().call_soon(self._send_slots)
+
+    def _send_slots(self) -> None:
+        self._refresh_pending = False
+        for call in self.calls.values():
+            shown = {
+                str(slot.mid): (slot.target.owner_id if slot.target else None)
+                for slot in call.participant.slots
+                if slot.active and slot.mid is not None
+            }
+            if shown != call.slots_shown and (shown or call.slots_shown):
+                call.slots_shown = shown
+                call.send(roomstate.video_slots(self.bridge, shown))
+
+
+class CallControl:
+    """The SIP stack's InviteHandler for meetings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sfu: SFU,
+        dialplan: DialPlan,
+        conferences: Conferences,
+        confbridge: ConfbridgeService,
+        capacity: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.sfu = sfu
+        self.dialplan = dialplan
+        self.conferences = conferences
+        self.confbridge = confbridge
+        self.capacity = capacity
+        self.rooms: dict[UUID, MeetingRoom] = {}
+
+    def room_options(self) -> RoomOptions:
+        policy = self.confbridge.policy()
+        last_n = 1 if policy.video_mode in SINGLE_SLOT_MODES else self.settings.meetings.last_n
+        return RoomOptions(
+            max_participants=self.capacity(),
+            video=policy.video_mode != "none" and last_n > 0,
+            last_n=last_n,
+            mixed_speakers=self.settings.media.mixed_speakers,
+        )
+
+    async def on_invite(self, call: IncomingCall) -> None:
+        try:
+            destination = await self.dialplan.route(call.account, call.extension, call.caller)
+        except Refusal as refusal:
+            call.reject(refusal.status, refusal.text)
+            return
+        meeting = destination.meeting
+        if self.conferences.count(meeting.uuid) >= self.capacity():
+            call.reject(486, FULL)
+            return
+        offer = call.offer.decode(errors="replace")
+        if not offer.strip():
+            call.reject(488, "an SDP offer is required")
+            return
+        room = self.room_for(meeting.uuid, meeting.name)
+        info = {"name": destination.caller_name, "number": destination.caller_number, "call_id": call.call_id}
+        try:
+            if "RTP/SAVPF" in offer or "UDP/TLS" in offer:
+                participant, answer = await room.sfu_room.join_webrtc(offer, info, max_participants=self.capacity())
+            else:
+                participant, answer = await room.sfu_room.join_rtp(offer, info, max_participants=self.capacity())
+        except RoomFull:
+            call.reject(486, FULL)
+            return
+        except SdpError as exc:
+            call.reject(488, str(exc) or "no common codec")
+            return
+        except RoomClosed:
+            call.reject(410, "meeting ended")
+            return
+        if call.cancelled.is_set():
+            await participant.close("cancelled")
+            return
+        seat = Seat(
+            id=participant.id,
+            meeting_uuid=meeting.uuid,
+            tenant_uuid=meeting.tenant_uuid,
+            caller_id_name=destination.caller_name,
+            caller_id_number=destination.caller_number,
+            call_id=call.call_id,
+            user_uuid=destination.user_uuid,
+            hangup=self._hangup_later(participant.id, meeting.uuid),
+        )
+        try:
+            dialog = call.answer(answer.encode())
+        except CallCancelled:
+            await participant.close("cancelled")
+            return
+        meeting_call = MeetingCall(room, participant, dialog, seat)
+        dialog.handler = meeting_call
+        room.add(meeting_call)
+        self.conferences.add(seat, meeting.owner_uuids)
+
+    def on_cancel(self, call: IncomingCall) -> None:
+        """Nothing is reserved before the answer: a join still under way sees call.cancelled and undoes itself."""
+
+    def _hangup_later(self, participant_id: str, meeting_uuid: UUID) -> Any:
+        async def hangup(reason: str) -> None:
+            room = self.rooms.get(meeting_uuid)
+            call = room.calls.get(participant_id) if room else None
+            if call is not None:
+                await call.hangup(reason)
+
+        return hangup
+
+    def room_for(self, meeting_uuid: UUID, name: str) -> MeetingRoom:
+        room = self.rooms.get(meeting_uuid)
+        options = self.room_options()
+        if room is None or room.sfu_room.closed:
+            room = MeetingRoom(self, meeting_uuid, name, self.sfu.room(str(meeting_uuid), options))
+            self.rooms[meeting_uuid] = room
+        else:
+            # The bridge options apply from the next join on.
+            room.sfu_room.options = replace(options)
+        return room
+
+    async def close_room(self, meeting_uuid: UUID) -> None:
+        room = self.rooms.pop(meeting_uuid, None)
+        if room is not None:
+            await room.sfu_room.close("empty")
+
+    async def close(self) -> None:
+        for room in list(self.rooms.values()):
+            for call in room.members():
+                await call.hangup("server shutting down")
+        await self.sfu.close()

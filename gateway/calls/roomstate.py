@@ -1,0 +1,84 @@
+"""Room updates for participants, as Asterisk ConfBridge events in SIP MESSAGE bodies (JSON).
+
+Wazo's SDK reads `type` (ConfbridgeWelcome, ConfbridgeJoin, ConfbridgeLeave, ConfbridgeTalking) and matches a
+channel to its call with `channelvars.WAZO_SIP_CALL_ID`. ConfbridgeVideoSlots is ours: which participant each
+of a subscriber's video slots (by SDP mid) shows, so an app can put names on tiles.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+from uuid import UUID
+
+
+class Member(Protocol):
+    @property
+    def participant_id(self) -> str: ...
+    @property
+    def caller_name(self) -> str: ...
+    @property
+    def caller_number(self) -> str: ...
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def user_uuid(self) -> UUID | None: ...
+    @property
+    def talking(self) -> bool: ...
+    @property
+    def muted(self) -> bool: ...
+
+
+def channel(member: Member) -> dict[str, Any]:
+    return {
+        "id": member.participant_id,
+        "caller": {"name": member.caller_name, "number": member.caller_number},
+        "connected": {"name": member.caller_name, "number": member.caller_number},
+        "talking_status": "on" if member.talking else "off",
+        "muted": member.muted,
+        "user_uuid": str(member.user_uuid) if member.user_uuid else None,
+        "channelvars": {"WAZO_SIP_CALL_ID": member.call_id},
+    }
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def bridge(meeting_uuid: UUID, name: str) -> dict[str, str]:
+    return {"id": str(meeting_uuid), "name": name}
+
+
+def welcome(bridge_info: dict[str, str], me: Member, members: Sequence[Member]) -> bytes:
+    return _encode(
+        {
+            "type": "ConfbridgeWelcome",
+            "bridge": bridge_info,
+            "channel": channel(me),
+            "channels": [channel(member) for member in members],
+        }
+    )
+
+
+def joined(bridge_info: dict[str, str], member: Member) -> bytes:
+    return _encode({"type": "ConfbridgeJoin", "bridge": bridge_info, "channel": channel(member)})
+
+
+def left(bridge_info: dict[str, str], member: Member) -> bytes:
+    return _encode({"type": "ConfbridgeLeave", "bridge": bridge_info, "channel": channel(member)})
+
+
+def talking(bridge_info: dict[str, str], member: Member) -> bytes:
+    return _encode(
+        {
+            "type": "ConfbridgeTalking",
+            "bridge": bridge_info,
+            "channel": channel(member),
+            "talking_status": "on" if member.talking else "off",
+        }
+    )
+
+
+def video_slots(bridge_info: dict[str, str], slots: dict[str, str | None]) -> bytes:
+    return _encode({"type": "ConfbridgeVideoSlots", "bridge": bridge_info, "video_slots": slots})
