@@ -406,15 +406,17 @@ export class MeetingCall extends EventTarget {
     }
     this.audioElements.clear();
     this.emit("ended", { reason, text });
-    if (reason !== "left") setTimeout(() => this.stopUserAgent(), 0);
+    // Ended by the server: the account may be gone with the meeting, so no un-REGISTER; closing the WebSocket
+    // drops the binding.
+    if (reason !== "left") setTimeout(() => this.stopUserAgent({ unregister: false }), 0);
   }
 
-  async stopUserAgent() {
+  async stopUserAgent({ unregister = true } = {}) {
     const userAgent = this.userAgent;
     if (!userAgent) return;
     this.userAgent = null;
     try {
-      if (this.registerer && this.registerer.state === RegistererState.Registered) {
+      if (unregister && this.registerer && this.registerer.state === RegistererState.Registered) {
         await this.registerer.unregister().catch(() => {});
       }
       await userAgent.stop();

@@ -1,7 +1,24 @@
-// sip.js's stock SessionDescriptionHandler keeps one remote video track and stops the previous one when another
-// arrives: with one video m-line per slot, every tile but the last would go black. This one keeps every track.
+// Two changes to sip.js's stock SessionDescriptionHandler, both for a server that adds one video m-line per slot:
+// - keep every remote track: the stock one keeps a single remote video track and stops the previous one when
+//   another arrives, so every tile but the last would go black;
+// - answer each m-line of a re-offer with its own direction: the stock one applies the first direction it finds in
+//   the offer to every transceiver (a first m-line offered recvonly would make every slot inactive).
 
 import { SessionDescriptionHandler } from "/vendor/sip.js/platform/web/session-description-handler/session-description-handler.js";
+
+const DIRECTION = /^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m;
+
+/** mid -> offered direction, per m-section of an SDP (the session-level attribute applies where none is given). */
+export function offeredDirections(sdp) {
+  const [session, ...sections] = sdp.split(/\r?\n(?=m=)/);
+  const sessionDirection = (DIRECTION.exec(session) || [])[1] || "sendrecv";
+  const directions = new Map();
+  for (const section of sections) {
+    const mid = (/^a=mid:(\S+)/m.exec(section) || [])[1];
+    if (mid !== undefined) directions.set(mid, (DIRECTION.exec(section) || [])[1] || sessionDirection);
+  }
+  return directions;
+}
 
 export class MultiTrackSessionDescriptionHandler extends SessionDescriptionHandler {
   setRemoteTrack(track) {
@@ -15,5 +32,34 @@ export class MultiTrackSessionDescriptionHandler extends SessionDescriptionHandl
         SessionDescriptionHandler.dispatchRemoveTrackEvent(remoteStream, track);
       }
     });
+  }
+
+  updateDirection(options) {
+    const pc = this.peerConnection;
+    if (!pc || pc.signalingState !== "have-remote-offer" || !pc.remoteDescription) {
+      return super.updateDirection(options);
+    }
+    const hold = Boolean(options && options.hold);
+    const offered = offeredDirections(pc.remoteDescription.sdp);
+    for (const transceiver of pc.getTransceivers()) {
+      if (transceiver.stopped || transceiver.direction === "stopped" || transceiver.mid === null) continue;
+      const sending = Boolean(transceiver.sender && transceiver.sender.track) && !hold;
+      let wanted;
+      switch (offered.get(transceiver.mid) || "sendrecv") {
+        case "inactive":
+          wanted = "inactive";
+          break;
+        case "recvonly": // the far end only receives: send if we have something to send
+          wanted = sending ? "sendonly" : "inactive";
+          break;
+        case "sendonly": // the far end only sends (a video slot): receive
+          wanted = hold ? "inactive" : "recvonly";
+          break;
+        default:
+          wanted = sending ? "sendrecv" : hold ? "inactive" : "recvonly";
+      }
+      if (transceiver.direction !== wanted) transceiver.direction = wanted;
+    }
+    return Promise.resolve();
   }
 }
