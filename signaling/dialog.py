@@ -279,14 +279,14 @@ class Dialog:
         if ack is not None:
             self.flow.send(ack)
 
-    async def bye(self) -> None:
-        """Hang up. The dialog ends whatever the answer (or none) to the BYE."""
+    async def bye(self, headers: list[tuple[str, str]] | None = None) -> None:
+        """Hang up (`headers`: e.g. a Reason). The dialog ends whatever the answer (or none) to the BYE."""
         if self.state is DialogState.TERMINATED:
             return
         try:
             if self.flow.alive or not self.flow.is_connection:
                 flow = await self._flow()
-                req = self.create_request("BYE")
+                req = self.create_request("BYE", headers=headers)
                 self._terminate("local-bye")
                 await self.stack.transact(req, flow, self.credentials)
         except (DialogError, OSError) as e:
