@@ -133,6 +133,8 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         async def expire(meeting_uuid: UUID) -> None:
             meeting = await services.meetings.find(meeting_uuid)
             if meeting is not None and not meeting.persistent:
+                # Hang up first, so participants hear why; the deletion then finds the room empty.
+                await services.conferences.hang_up_all(meeting.uuid, "meeting expired")
                 await services.meetings.delete(meeting)
 
         expiry = ExpiryScheduler(services.bus, settings.meetings.expiry_seconds, expire)

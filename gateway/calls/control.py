@@ -153,7 +153,7 @@ class MeetingCall(BaseDialogHandler):
         """We end the call (kick, meeting deleted or expired, media lost): BYE, then leave."""
         if not self.left:
             with contextlib.suppress(DialogError, OSError):
-                await self.dialog.bye()
+                await self.dialog.bye([("Reason", f'Q.850;cause=16;text="{reason}"')])
         await self.leave(reason)
 
     async def leave(self, reason: str) -> None:

@@ -27,7 +27,7 @@ def _boolean(value: Any) -> str:
 
 
 def _natural(value: Any) -> str:
-    if isinstance(value, bool) or not _text(value).isdigit():
+    if isinstance(value, bool) or not (_text(value).isascii() and _text(value).isdigit()):
         raise ValueError("must be a non-negative integer")
     return _text(value)
 

@@ -1,0 +1,120 @@
+"""What the gateway answers and when it hangs up: dial plan refusals, the cap, kicks, deletion, expiry, and
+nothing left running once everyone has gone."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import uuid
+from typing import Any
+
+import pytest
+
+from gateway.app import CALL_CONTROL
+from tests.conftest import Api, make_settings
+from tests.e2e.conftest import Member, Room, guest_credentials, user_line
+from tests.e2e.sipclient import CallRefused
+from tests.e2e.test_meeting_media import until
+from tests.sfu.clients import open_sockets
+
+
+async def test_dial_plan_refusals(api: Api, room: Room) -> None:
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    guest = await room.member(guest_credentials(meeting), None, "red")
+    with pytest.raises(CallRefused) as refused:
+        await guest.join(f"wazo-meeting-{meeting['uuid']}")
+    assert refused.value.response.status == 403
+    assert "meeting-guest" in (refused.value.response.header("Reason") or "")
+
+    tenant = await api.create_tenant("acme")
+    _, acme_token = await api.create_user("acme-user", tenant=tenant)
+    outsider = await room.member(await user_line(api, acme_token), None, "blue")
+    for extension in (f"wazo-meeting-{meeting['uuid']}", meeting["exten"], f"wazo-meeting-{uuid.uuid4()}", "nothing"):
+        with pytest.raises(CallRefused) as refused:
+            await outsider.join(extension)
+        assert refused.value.response.status == 404, extension
+        assert "Reason" in {name for name, _ in refused.value.response.headers}
+
+
+async def test_deleted_meeting_guest_account_no_longer_authenticates(api: Api, room: Room) -> None:
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", alice_token, expect=204)
+    with pytest.raises(AssertionError, match=r"401|403"):
+        await room.member(guest_credentials(meeting), None, None)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Any:
+    return make_settings(database_url, MEETINGS_MEETINGS__MAX_PARTICIPANTS="2", MEETINGS_MEETINGS__LAST_N="1")
+
+
+async def test_the_cap_refuses_clearly_and_full_is_reported(api: Api, room: Room) -> None:
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    status = f"/api/calld/1.0/guests/me/meetings/{meeting['uuid']}/status"
+    members = [await room.member(guest_credentials(meeting), None, colour) for colour in ("red", "green", "blue")]
+    await members[0].join("meeting-guest")
+    assert await api.call("GET", status) == {"full": False}
+    await members[1].join("meeting-guest")
+    assert await api.call("GET", status) == {"full": True}
+    with pytest.raises(CallRefused) as refused:
+        await members[2].join("meeting-guest")
+    assert refused.value.response.status == 486
+    assert 'text="meeting is full"' in (refused.value.response.header("Reason") or "")
+    # One leaves: there is room again.
+    first = members[0]
+    assert first.call is not None
+    await first.sip.bye(first.call)
+    await until(lambda: api.services.conferences.count(uuid.UUID(meeting["uuid"])) == 1, 5, "the seat to free")
+    assert await api.call("GET", status) == {"full": False}
+
+
+async def join_two(api: Api, room: Room, token: str, meeting: dict[str, Any]) -> list[Member]:
+    members = [await room.member(guest_credentials(meeting), None, colour) for colour in ("red", "green")]
+    for member in members:
+        await member.join("meeting-guest")
+    await until(lambda: api.services.conferences.count(uuid.UUID(meeting["uuid"])) == 2, 5, "two participants")
+    return members
+
+
+async def test_kick_hangs_up_one(api: Api, room: Room) -> None:
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    kicked, stays = await join_two(api, room, alice_token, meeting)
+    participants = await api.call(
+        "GET", f"/api/calld/1.0/users/me/meetings/{meeting['uuid']}/participants", alice_token
+    )
+    target = next(p for p in participants["items"] if kicked.call and p["call_id"] == kicked.call.call_id)
+    path = f"/api/calld/1.0/users/me/meetings/{meeting['uuid']}/participants/{target['id']}"
+    await api.call("DELETE", path, alice_token, expect=204)
+    assert kicked.call is not None and stays.call is not None
+    await asyncio.wait_for(kicked.call.ended.wait(), 5)
+    assert "kicked" in (kicked.call.bye_reason or "")
+    await until(lambda: bool(stays.messages("ConfbridgeLeave")), 5, "the others told")
+    assert not stays.call.ended.is_set()
+
+
+async def test_delete_hangs_everyone_up_and_nothing_is_left_running(api: Api, room: Room) -> None:
+    gc.collect()
+    tasks_before = len(asyncio.all_tasks())
+    sockets_before = open_sockets()
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    members = await join_two(api, room, alice_token, meeting)
+    await asyncio.sleep(1)
+    await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", alice_token, expect=204)
+    for member in members:
+        assert member.call is not None
+        await asyncio.wait_for(member.call.ended.wait(), 5)
+        assert "meeting deleted" in (member.call.bye_reason or "")
+    for member in members:
+        await member.close()
+    room.members.clear()
+    control = api.client.app[CALL_CONTROL]
+    await until(lambda: not control.rooms and not control.sfu.rooms, 5, "the room to close")
+    await asyncio.sleep(1)
+    gc.collect()
+    assert len(asyncio.all_tasks()) <= tasks_before + 1, asyncio.all_tasks()
+    assert open_sockets() <= sockets_before
