@@ -177,7 +177,7 @@ class MeetingRoom:
         self._refresh_pending = False
         sfu_room.on("talking_started", lambda p: self._talking(p, True))
         sfu_room.on("talking_stopped", lambda p: self._talking(p, False))
-        sfu_room.on("participant_muted", lambda p, _muted: self.refresh_slots())
+        sfu_room.on("participant_muted", lambda p, _muted: self._muted(p))
 
     def members(self) -> list[MeetingCall]:
         return list(self.calls.values())
@@ -206,6 +206,12 @@ class MeetingRoom:
         for member in self.calls.values():
             member.send(roomstate.talking(self.bridge, call))
         self.refresh_slots()
+
+    def _muted(self, participant: Participant) -> None:
+        call = self.calls.get(participant.id)
+        if call is not None:
+            for member in self.calls.values():
+                member.send(roomstate.muted(self.bridge, call))
 
     def refresh_slots(self) -> None:
         """Tell each subscriber which participant his video slots show, when that changed (after the SFU moved)."""

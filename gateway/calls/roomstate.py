@@ -61,23 +61,26 @@ def welcome(bridge_info: dict[str, str], me: Member, members: Sequence[Member]) 
     )
 
 
+def _about(kind: str, bridge_info: dict[str, str], member: Member) -> bytes:
+    # As in Asterisk, `channels` is a list in every event; `channel` names the one concerned.
+    described = channel(member)
+    return _encode({"type": kind, "bridge": bridge_info, "channel": described, "channels": [described]})
+
+
 def joined(bridge_info: dict[str, str], member: Member) -> bytes:
-    return _encode({"type": "ConfbridgeJoin", "bridge": bridge_info, "channel": channel(member)})
+    return _about("ConfbridgeJoin", bridge_info, member)
 
 
 def left(bridge_info: dict[str, str], member: Member) -> bytes:
-    return _encode({"type": "ConfbridgeLeave", "bridge": bridge_info, "channel": channel(member)})
+    return _about("ConfbridgeLeave", bridge_info, member)
 
 
 def talking(bridge_info: dict[str, str], member: Member) -> bytes:
-    return _encode(
-        {
-            "type": "ConfbridgeTalking",
-            "bridge": bridge_info,
-            "channel": channel(member),
-            "talking_status": "on" if member.talking else "off",
-        }
-    )
+    return _about("ConfbridgeTalking", bridge_info, member)
+
+
+def muted(bridge_info: dict[str, str], member: Member) -> bytes:
+    return _about("ConfbridgeMute" if member.muted else "ConfbridgeUnmute", bridge_info, member)
 
 
 def video_slots(bridge_info: dict[str, str], slots: dict[str, str | None]) -> bytes:

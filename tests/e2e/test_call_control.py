@@ -118,3 +118,15 @@ async def test_delete_hangs_everyone_up_and_nothing_is_left_running(api: Api, ro
     gc.collect()
     assert len(asyncio.all_tasks()) <= tasks_before + 1, asyncio.all_tasks()
     assert open_sockets() <= sockets_before
+
+
+async def test_key_1_toggles_mute_like_wazo_menu(api: Api, room: Room) -> None:
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    speaker, listener = await join_two(api, room, alice_token, meeting)
+    assert speaker.call is not None
+    assert (await speaker.sip.info_dtmf(speaker.call, "1")).status == 200
+    await until(lambda: bool(listener.messages("ConfbridgeMute")), 5, "the mute to be told")
+    assert listener.messages("ConfbridgeMute")[0]["channel"]["channelvars"]["WAZO_SIP_CALL_ID"] == speaker.call.call_id
+    assert (await speaker.sip.info_dtmf(speaker.call, "1")).status == 200
+    await until(lambda: bool(listener.messages("ConfbridgeUnmute")), 5, "the unmute to be told")
