@@ -146,3 +146,74 @@ def test_first_serve_prints_generated_admin_password_once(tmp_path: Path) -> Non
     finally:
         second_output = _stop(process)
     assert "password:" not in second_output
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+async def test_https_and_wss_on_one_port(tmp_path: Path) -> None:
+    import asyncio
+    import ssl
+
+    import aiohttp
+
+    cert_file, key_file = _self_signed(tmp_path)
+    port = _free_port()
+    environ = {
+        **os.environ,
+        "MEETINGS_DATABASE__URL": f"sqlite:///{tmp_path}/tls.db",
+        "MEETINGS_HTTP__HOST": "127.0.0.1",
+        "MEETINGS_HTTP__PORT": str(port),
+        "MEETINGS_HTTP__TLS_CERT": str(cert_file),
+        "MEETINGS_HTTP__TLS_KEY": str(key_file),
+        "MEETINGS_SIP__HOST": "127.0.0.1",
+        "MEETINGS_SIP__UDP_PORT": "0",
+        "MEETINGS_SIP__TCP_PORT": "0",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", cwd=tmp_path, env=environ,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    context = ssl.create_default_context(cafile=str(cert_file))
+    context.check_hostname = False
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(150):
+                try:
+                    async with session.get(
+                        f"https://127.0.0.1:{port}/api/confd/1.1/guests/me/meetings/x", ssl=context
+                    ) as r:
+                        assert r.status == 404
+                        break
+                except aiohttp.ClientConnectorError:
+                    await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("the HTTPS server did not start")
+            async with session.ws_connect(
+                f"wss://127.0.0.1:{port}/api/asterisk/ws", protocols=("sip",), ssl=context
+            ) as ws:
+                assert ws.protocol == "sip"
+    finally:
+        process.terminate()
+        await process.wait()
