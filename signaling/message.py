@@ -203,16 +203,23 @@ class Headers:
         self._display.pop(key, None)
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        lst = self._fields.get(canonical_name(name))
+        lst = self._fields.get(name)  # internal callers pass canonical names
+        if lst is None:
+            lst = self._fields.get(canonical_name(name))
         return lst[0] if lst else default
 
     def get_all(self, name: str) -> list[str]:
         """Raw values as they came (one per header line)."""
-        return self._fields.get(canonical_name(name), [])
+        lst = self._fields.get(name)
+        if lst is None:
+            lst = self._fields.get(canonical_name(name), [])
+        return lst
 
     def values(self, name: str) -> list[str]:
         """Values with comma-separated lists split (Via, Route, Contact, Allow ...)."""
-        lst = self._fields.get(canonical_name(name))
+        lst = self._fields.get(name)
+        if lst is None:
+            lst = self._fields.get(canonical_name(name))
         if not lst:
             return []
         if len(lst) == 1 and "," not in lst[0]:
@@ -467,6 +474,7 @@ class SipResponse(SipMessage):
 
 # -- parsing --------------------------------------------------------------------------------------------------
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")
+_NAME_CACHE: dict[str, str] = {}  # raw header name as written -> canonical key, for names already validated
 
 
 def parse_message(
@@ -549,14 +557,20 @@ def parse_message(
             lst[-1] = lst[-1] + " " + line.strip()
             continue
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not _TOKEN.match(name):
-            problem = problem or f"bad header line: {line[:60]!r}"
-            last_key = None
-            continue
-        key = name.lower()
-        if len(key) == 1:
-            key = COMPACT.get(key, key)
+        key = _NAME_CACHE.get(name) if colon else None
+        if key is None:
+            name = name.rstrip(" \t")
+            if not colon or not _TOKEN.match(name):
+                problem = problem or f"bad header line: {line[:60]!r}"
+                last_key = None
+                continue
+            key = name.lower()
+            if len(key) == 1:
+                key = COMPACT.get(key, key)
+                name = key
+            if len(_NAME_CACHE) < 4096:
+                _NAME_CACHE[line.partition(":")[0]] = key
+        elif key != name.lower():
             name = key
         value = value.strip(" \t")
         lst2 = fields.get(key)

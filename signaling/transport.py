@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -20,6 +21,7 @@ __all__ = ["Flow", "FramingError", "Receiver", "StreamFramer", "TcpTransport", "
 
 log = logging.getLogger(__name__)
 
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 PING = b"\r\n\r\n"
 PONG = b"\r\n"
 
@@ -141,6 +143,12 @@ class UdpTransport(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
+        raw = transport.get_extra_info("socket")
+        if raw is not None:
+            try:  # bursts of requests must wait in the kernel, not be dropped (they would cost retransmissions)
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+            except OSError:
+                pass
         sock = transport.get_extra_info("sockname")
         self.local_address = (sock[0], sock[1])
         self.open = True

@@ -16,6 +16,13 @@ class SipUriError(ValueError):
     """A URI or an address could not be parsed."""
 
 
+# Fast paths for the common shapes; anything else goes through the general code.
+_FAST_URI = re.compile(
+    r"^(sips?):(?:([^:@;?\s]+)(?::([^@;?\s]*))?@)?(\[[0-9A-Fa-f:.]+\]|[^:;?\[\]@\s]+)(?::(\d{1,5}))?"
+    r"((?:;[^?@]*)?)(?:\?(.*))?$",
+    re.S,
+)
+_FAST_NAME_ADDR = re.compile(r'^(?:"((?:[^"\\]|\\.)*)"\s*|([^"<]*?)\s*)<([^<>]*)>(.*)$', re.S)
 _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::(\d{1,5}))?$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
 
@@ -124,6 +131,25 @@ class SipUri:
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
+        m = _FAST_URI.match(text)
+        if m is not None:
+            port_text = m.group(5)
+            port = int(port_text) if port_text else None
+            if port is None or port <= 65535:
+                ptext = m.group(6)
+                return cls(
+                    m.group(4).lower(),
+                    m.group(2),
+                    port,
+                    split_params(ptext) if ptext else {},
+                    m.group(1),
+                    m.group(3),
+                    m.group(7),
+                )
+        return cls._parse_general(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> SipUri:
         text = text.strip()
         scheme, colon, rest = text.partition(":")
         if not colon or not _SCHEME.match(scheme):
@@ -226,6 +252,11 @@ class Address:
     @classmethod
     def parse(cls, text: str) -> Address:
         text = text.strip()
+        m = _FAST_NAME_ADDR.match(text)
+        if m is not None:
+            quoted, plain, uri_text, rest = m.groups()
+            name = unquote(f'"{quoted}"') if quoted is not None else (plain or None)
+            return cls(SipUri.parse(uri_text), name, split_params(rest) if rest else {})
         if text == "*":
             return cls(SipUri(), wildcard=True)
         display: str | None = None
