@@ -30,9 +30,12 @@ def _boolean(name: str, raw: str) -> bool:
     raise InvalidData({name: "must be true or false"})
 
 
+MAX_NATURAL = 2**31 - 1
+
+
 def _natural(name: str, raw: str) -> int:
-    if not raw.isdigit():
-        raise InvalidData({name: "must be a non-negative integer"})
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_NATURAL:
+        raise InvalidData({name: f"must be an integer from 0 to {MAX_NATURAL}"})
     return int(raw)
 
 
@@ -45,8 +48,8 @@ def parse_list_params(query: Mapping[str, str], orderable: Iterable[str]) -> Lis
     if direction not in ("asc", "desc"):
         raise InvalidData({"direction": "must be asc or desc"})
     search = query.get("search")
-    if search is not None and len(search) > 512:
-        raise InvalidData({"search": "longer than 512 characters"})
+    if search is not None and (len(search) > 512 or "\x00" in search):
+        raise InvalidData({"search": "at most 512 characters, and no NUL"})
     return ListParams(
         recurse=_boolean("recurse", query["recurse"]) if "recurse" in query else False,
         search=search or None,

@@ -42,9 +42,34 @@ async def json_body(request: web.Request, *, optional: bool = False) -> Any:
             return {}
         raise BadRequest("Input Error - a JSON body is required", {"body": {"message": "missing"}})
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Input Error - the body is not valid JSON", {"body": {"message": "invalid JSON"}}) from None
+    where = _nul_at(data, "")
+    if where is not None:
+        # PostgreSQL cannot store NUL in text, and no name or URI needs one: refuse it everywhere alike.
+        raise InvalidData({where or "body": "must not contain the NUL character"})
+    return data
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    """The path of the first string (value or key) holding a NUL character, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return inner
+            found = _nul_at(item, inner)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
 
 
 async def body(request: web.Request, model: type[Model], resource: str | None = None) -> Model:

@@ -150,9 +150,15 @@ async def test_bad_bodies_and_paths(api: Api) -> None:
     await api.call("GET", f"{MY}/not-a-uuid", alice, expect=404)
     await api.call("GET", f"{MY}/{uuid.uuid4()}", alice, expect=404)
     await api.call("GET", f"{GUEST}/not-a-uuid", expect=404)
-    for params in ("limit=-1", "limit=x", "offset=abc", "order=password", "direction=up", "recurse=maybe"):
+    for params in (
+        "limit=-1", "limit=x", "offset=abc", "order=password", "direction=up", "recurse=maybe",
+        "limit=11992062570025723904", "limit=%C2%B2", "offset=99999999999", "search=a%00",
+    ):  # fmt: skip
         answer = await api.call("GET", f"{ADMIN}?{params}", api.admin_token, expect=400)
         assert params.split("=")[0] in answer["details"]
+    for body in ({"name": "a\u0000b"}, {"name": "ok", "owner_uuids": ["\u0000"]}, {"name\u0000": "x"}):
+        answer = await api.call("POST", MY, alice, body, expect=400)
+        assert "NUL" in answer["message"]
     too_big = await api.request("POST", MY, alice, data=b'{"name": "' + b"x" * 2_000_000 + b'"}')
     assert too_big.status == 413
 
