@@ -42,3 +42,45 @@ def announce_address(text: str, host_addresses: tuple[str, ...], public_address:
                 line = f"c=IN {family} {public_address}"
         lines.append(line)
     return "\r\n".join(lines)
+
+
+def align_bundled_setup(text: str) -> str:
+    """Give every m-line of the BUNDLE group the DTLS role (``a=setup``) of the group's tagged (first) m-line.
+
+    Bundled m-lines share one DTLS association, whose role only the tagged m-line decides (RFC 8843 section 7,
+    RFC 8842 section 5). aiortc applies the role of each m-line in turn to the one shared transport, so a peer
+    whose answer gives a bundled m-line another role (an aiortc client adding m-lines of a kind its first offer
+    lacked answers them ``active`` while the rest say ``passive``) flips the role mid-handshake: both ends then
+    derive the same SRTP keys for opposite directions and every packet fails authentication, both ways.
+    """
+    lines = text.split("\r\n")
+    bundle: list[str] = []
+    for line in lines:
+        if line.startswith("a=group:BUNDLE "):
+            bundle = line[len("a=group:BUNDLE ") :].split()
+            break
+    if len(bundle) < 2:
+        return text
+    # split into the session part and one list of line indexes per m-line
+    sections: list[list[int]] = []
+    for index, line in enumerate(lines):
+        if line.startswith("m="):
+            sections.append([])
+        if sections:
+            sections[-1].append(index)
+    mids: dict[str, list[int]] = {}
+    for section in sections:
+        for index in section:
+            if lines[index].startswith("a=mid:"):
+                mids[lines[index][len("a=mid:") :].strip()] = section
+    tagged = mids.get(bundle[0])
+    if tagged is None:
+        return text
+    role = next((lines[i] for i in tagged if lines[i].startswith("a=setup:")), None)
+    if role is None:
+        return text
+    for mid in bundle[1:]:
+        for index in mids.get(mid, []):
+            if lines[index].startswith("a=setup:"):
+                lines[index] = role
+    return "\r\n".join(lines)

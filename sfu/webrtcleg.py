@@ -193,7 +193,7 @@ class WebRtcLeg(EventEmitter):
 
     async def _set_remote(self, text: str, kind: str) -> None:
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type=kind))
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp.align_bundled_setup(text), type=kind))
         except Exception as exc:
             raise SdpError(f"cannot apply the {kind}: {exc}") from exc
 

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import av
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack, VideoStreamTrack
 from av.frame import Frame
 
@@ -108,11 +108,23 @@ def tone_power(samples: np.ndarray, frequency: float, rate: int = RATE) -> float
 
 
 class WebRtcClient:
-    """A browser-alike: sends a tone and a coloured picture, records what it receives."""
+    """A browser-alike: sends a tone and a coloured picture, records what it receives.
 
-    def __init__(self, name: str, tone: float | None, colour: str | None) -> None:
+    Bundle policy max-bundle by default: with aiortc's default ("balanced"), an aiortc peer whose first offer had
+    no video answers the server's slot re-offer with the second and later video m-lines on a transport of their
+    own that it never starts (aiortc 1.16 bug; see test_audio_only_first_offer_keeps_audio_after_slots): those
+    slots would receive nothing. Browsers bundle every m-line of the BUNDLE group, as max-bundle does here.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tone: float | None,
+        colour: str | None,
+        bundle_policy: RTCBundlePolicy = RTCBundlePolicy.MAX_BUNDLE,
+    ) -> None:
         self.name = name
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=bundle_policy))
         self.pc.addTrack(ToneTrack(tone))
         if colour is not None:
             self.pc.addTrack(ColourTrack(colour))
