@@ -55,6 +55,7 @@ __all__ = [
     "MessageHandler",
     "SipAccount",
     "SipStack",
+    "SourceTrust",
     "StackConfig",
 ]
 
@@ -87,6 +88,13 @@ class InviteHandler(Protocol):
 
     def on_cancel(self, call: IncomingCall) -> None:
         """The caller cancelled before the answer (487 already sent): release what was reserved."""
+        ...
+
+
+class SourceTrust(Protocol):
+    def account_for_source(self, host: str, transport: str) -> SipAccount | None:
+        """The account a new INVITE from this source address is taken as, without a digest challenge (a trunk
+        peer trusted by address, e.g. Asterisk), or None: the usual challenge. Never asked about WebSocket flows."""
         ...
 
 
@@ -142,8 +150,10 @@ class SipStack:
         invite_handler: InviteHandler | None = None,
         message_handler: MessageHandler | None = None,
         registrar: Registrar | None = None,
+        source_trust: SourceTrust | None = None,
     ) -> None:
         self.config = config
+        self.source_trust = source_trust
         self.credentials = credentials
         self.invite_handler = invite_handler
         self.message_handler = message_handler
@@ -338,7 +348,11 @@ class SipStack:
             elif not req.headers.get("contact"):
                 tx.respond(req.create_response(400, "Missing Contact"))
             else:
-                self._with_auth(req, tx, self._invite)
+                trusted = self._trusted_source(flow)
+                if trusted is not None:
+                    self._invite(req, tx, trusted)
+                else:
+                    self._with_auth(req, tx, self._invite)
         elif method == "OPTIONS":
             tx.respond(req.create_response(200, headers=[*self._capability_headers, ("Accept", "application/sdp")]))
         elif method == "MESSAGE" and self.message_handler is not None:
@@ -386,6 +400,15 @@ class SipStack:
                 dialog.resend_ack(resp)
 
     # -- authentication ---------------------------------------------------------------------------------------
+    def _trusted_source(self, flow: Flow) -> SipAccount | None:
+        if self.source_trust is None or flow.transport.startswith("WS"):
+            return None
+        try:
+            return self.source_trust.account_for_source(flow.remote_address[0], flow.transport)
+        except Exception:
+            log.exception("source trust lookup failed")
+            return None
+
     def _challenge(self, req: SipRequest, tx: ServerTransaction, stale: bool = False) -> None:
         headers = [("WWW-Authenticate", c) for c in self.challenger.challenges(stale)]
         tx.respond(req.create_response(401, to_tag=new_tag(), headers=headers))
