@@ -13,6 +13,10 @@ loudly when an upgrade changes one. What is borrowed, and why:
   passthrough sender has no encoder to force.
 - ``RTCRtpSender._stream_id``: aiortc gives every sender of a peer connection the same msid stream; each video slot
   gets its own.
+- ``RTCRtpTransceiver._codecs`` / ``._headerExtensions`` and the ``CODECS`` / ``HEADER_EXTENSIONS`` tables that
+  ``aiortc.rtcpeerconnection`` reads: ``createOffer`` renumbers every m-line with aiortc's own payload types and
+  extension IDs, which a re-offer must not do (Chrome refuses a changed extension ID, and a started sender or
+  receiver keeps the numbers it began with). ``create_reoffer`` lends it the numbers already negotiated.
 - ``RTCIceGatherer._connection`` / aioice ``Connection._protocols``, ``Connection.get_component_candidates`` and
   ``aioice.ice.StunProtocol``: aioice never gathers 127.0.0.1 and binds ephemeral ports; host candidates are gathered
   here from the configured addresses, on ports from the configured range.
@@ -27,10 +31,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aioice.ice
+import aiortc.rtcpeerconnection
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
+from aiortc.codecs import CODECS, HEADER_EXTENSIONS
 from aiortc.jitterbuffer import JitterFrame
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtp import RtpPacket
 
 from .ports import PortAllocator
@@ -158,3 +164,70 @@ def _host_candidates_gatherer(
         return candidates
 
     return get_component_candidates
+
+
+def _negotiated(pc: RTCPeerConnection, kind: str) -> tuple[list[Any], list[Any]] | None:
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == kind and transceiver.mid is not None and transceiver._codecs:
+            return list(transceiver._codecs), list(transceiver._headerExtensions)
+    return None
+
+
+def _free(taken: set[int], low: int, high: int) -> int:
+    return next(number for number in range(low, high + 1) if number not in taken)
+
+
+async def create_reoffer(pc: RTCPeerConnection) -> RTCSessionDescription:
+    """``createOffer`` that keeps the payload types and RTP header extension IDs already negotiated.
+
+    Each kind takes the numbers of its first negotiated m-line (a kind not negotiated yet takes aiortc's own), and
+    within the BUNDLE one extension ID means one extension and one payload type one codec, across kinds too.
+    ``createOffer`` runs without yielding, so lending it other tables for its duration affects nothing else.
+    """
+    codecs: dict[str, list[Any]] = {}
+    extensions: dict[str, list[Any]] = {}
+    for kind in ("audio", "video"):
+        negotiated = _negotiated(pc, kind)
+        codecs[kind], extensions[kind] = negotiated or (list(CODECS[kind]), list(HEADER_EXTENSIONS[kind]))
+    ids = {ext.uri: ext.id for ext in extensions["audio"]}
+    for kind in ("video",):
+        aligned = []
+        for ext in extensions[kind]:
+            number = ids.get(ext.uri)
+            if number is None:
+                number = ext.id if ext.id not in ids.values() else _free(set(ids.values()), 1, 14)
+                ids[ext.uri] = number
+            aligned.append(RTCRtpHeaderExtensionParameters(id=number, uri=ext.uri))
+        extensions[kind] = aligned
+    audio_types = {codec.payloadType for codec in codecs["audio"]}
+    if any(codec.payloadType in audio_types for codec in codecs["video"]):
+        # Only when video was never negotiated (aiortc's numbers): move it clear of the audio payload types.
+        taken = set(audio_types)
+        renumbered: dict[int, int] = {}
+        moved = []
+        for codec in codecs["video"]:
+            number = _free(taken, 96, 127)
+            taken.add(number)
+            renumbered[codec.payloadType] = number
+            moved.append(codec)
+        codecs["video"] = []
+        for codec in moved:
+            copy = RTCRtpCodecParameters(
+                mimeType=codec.mimeType,
+                clockRate=codec.clockRate,
+                channels=codec.channels,
+                payloadType=renumbered[codec.payloadType],
+                rtcpFeedback=codec.rtcpFeedback,
+                parameters=dict(codec.parameters),
+            )
+            apt = copy.parameters.get("apt")
+            if isinstance(apt, int):
+                copy.parameters["apt"] = renumbered.get(apt, apt)
+            codecs["video"].append(copy)
+    module: Any = aiortc.rtcpeerconnection
+    saved = module.CODECS, module.HEADER_EXTENSIONS
+    module.CODECS, module.HEADER_EXTENSIONS = codecs, extensions
+    try:
+        return await pc.createOffer()
+    finally:
+        module.CODECS, module.HEADER_EXTENSIONS = saved

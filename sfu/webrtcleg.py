@@ -165,7 +165,7 @@ class WebRtcLeg(EventEmitter):
             self._handled.add(id(transceiver))
             self.slots.append(slot)
         aiortc_adapter.gather_host_candidates(self.pc, self.settings.addresses(), self.ports)
-        offer = await self.pc.createOffer()
+        offer = await aiortc_adapter.create_reoffer(self.pc)
         await self.pc.setLocalDescription(offer)
         for slot, transceiver in zip(self.slots, self._slot_transceivers(), strict=True):
             slot.mid = transceiver.mid

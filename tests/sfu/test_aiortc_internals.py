@@ -131,3 +131,39 @@ async def test_adapter_end_to_end_on_loopback() -> None:
     finally:
         await subscriber.close()
         await publisher.close()
+
+
+async def test_reoffer_keeps_negotiated_numbers() -> None:
+    """create_reoffer lends createOffer the negotiated tables: it must read them from its module, synchronously,
+    and keep each transceiver's _codecs and _headerExtensions."""
+    from aiortc import rtcpeerconnection
+
+    assert "CODECS" in vars(rtcpeerconnection) and "HEADER_EXTENSIONS" in vars(rtcpeerconnection)
+    assert "await" not in inspect.getsource(rtcpeerconnection.RTCPeerConnection.createOffer)
+    caller, callee = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        caller.addTransceiver("audio")
+        offer = await caller.createOffer()
+        # A browser numbers things its own way: opus at 111, audio level at extension 1, mid at 4.
+        text = offer.sdp.replace("opus/48000/2", "opus/48000/2").replace(" 96 ", " 111 ").replace(":96 ", ":111 ")
+        text = text.replace(
+            "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid", "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid"
+        )
+        text = text.replace(
+            "a=extmap:2 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+            "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        )
+        await callee.setRemoteDescription(RTCSessionDescription(sdp=text, type="offer"))
+        await callee.setLocalDescription(await callee.createAnswer())
+        transceiver = callee.getTransceivers()[0]
+        assert transceiver._codecs[0].payloadType == 111
+        assert {ext.uri: ext.id for ext in transceiver._headerExtensions}["urn:ietf:params:rtp-hdrext:sdes:mid"] == 4
+        callee.addTransceiver("video", direction="sendonly")
+        reoffer = (await aiortc_adapter.create_reoffer(callee)).sdp
+        assert "a=rtpmap:111 opus/48000/2" in reoffer
+        assert reoffer.count("a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid") == 2  # audio and the new video
+        assert "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid" not in reoffer
+        assert transceiver._codecs[0].payloadType == 111
+    finally:
+        await caller.close()
+        await callee.close()
