@@ -81,8 +81,8 @@ def compute_response(
 class AuthOutcome(Enum):
     OK = "ok"
     MISSING = "missing"  # no credentials for our realm: challenge
-    STALE = "stale"  # good credentials, expired nonce: challenge with stale=true
-    INVALID = "invalid"  # wrong password, forged nonce, replay, bad syntax: challenge again (or 403)
+    STALE = "stale"  # good credentials, but an expired nonce or a used count: challenge with stale=true
+    INVALID = "invalid"  # wrong password, forged nonce, bad syntax: 403
 
 
 @dataclass(slots=True)
@@ -184,7 +184,9 @@ class DigestChallenger:
         key = f"{algorithm}:{nonce}"
         last = self._nc_seen.get(key)
         if last is not None and nc_value <= last:
-            return AuthCheck(AuthOutcome.INVALID, username)  # replay
+            # A replayed count is refused; the fresh challenge lets an honest client that reused it (sip.js
+            # un-registering) answer again, which a replayer without the password cannot.
+            return AuthCheck(AuthOutcome.STALE, username)
         self._remember(key, nc_value)
         return AuthCheck(AuthOutcome.OK, username)
 

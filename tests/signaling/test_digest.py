@@ -68,7 +68,7 @@ def test_nonce_count_replay_refused_and_increment_accepted() -> None:
     client = DigestClient(DigestCredentials("alice", "pw"))
     first = parse_auth_params(client.authorization(c, "REGISTER", "sip:x") or "")[1]
     assert ch.verify(first, "REGISTER", "pw").outcome is AuthOutcome.OK
-    assert ch.verify(first, "REGISTER", "pw").outcome is AuthOutcome.INVALID  # same nc again: replay
+    assert ch.verify(first, "REGISTER", "pw").outcome is AuthOutcome.STALE  # same nc again: replay, challenged anew
     second = parse_auth_params(client.authorization(c, "REGISTER", "sip:x") or "")[1]
     assert second["nc"] == "00000002"
     assert ch.verify(second, "REGISTER", "pw").outcome is AuthOutcome.OK

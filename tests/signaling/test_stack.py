@@ -101,9 +101,10 @@ async def test_nonce_replay_and_stale_nonce(stack: SipStack, peer: UdpPeer) -> N
     auth = authorization(challenge, "alice", "alice-pw", "REGISTER", uri)
     peer.send(request("REGISTER", uri, peer.port, to=to, contact=contact, call_id="r1", cseq=2, extra=[auth]), port)
     assert (await peer.response()).status == 200
-    # the same Authorization (same nonce and nc) in a new transaction: a replay
+    # the same Authorization (same nonce and nc) in a new transaction: a replay, not accepted but challenged anew
     peer.send(request("REGISTER", uri, peer.port, to=to, contact=contact, call_id="r1", cseq=3, extra=[auth]), port)
-    assert (await peer.response()).status == 403
+    replayed = await peer.response()
+    assert replayed.status == 401 and "stale=true" in (replayed.headers.get("www-authenticate") or "")
     # an expired nonce gets a fresh challenge flagged stale
     old = stack.challenger.make_nonce(time.time() - 3600)
     stale = challenge.headers.get_all("www-authenticate")[0]
