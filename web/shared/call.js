@@ -418,6 +418,10 @@ export class MeetingCall extends EventTarget {
     try {
       if (unregister && this.registerer && this.registerer.state === RegistererState.Registered) {
         await this.registerer.unregister().catch(() => {});
+      } else if (this.registerer && this.registerer.state !== RegistererState.Terminated) {
+        // Stopping the user agent would un-REGISTER a still registered registerer; an account deleted with its
+        // meeting can only refuse that. Ending the registerer here (timers cleared, no request) leaves it out.
+        this.registerer.terminated();
       }
       await userAgent.stop();
     } catch {
