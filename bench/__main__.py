@@ -1,4 +1,4 @@
-"""All benchmarks, one after the other (`make bench`), or one by name: `python -m bench api|sip|sfu|web`.
+"""All benchmarks, one after the other (`make bench`), or one by name: `python -m bench api|sip|join|sfu|web`.
 
 Each prints its figures; bench/README.md keeps the last ones with how they were taken.
 """
@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHES = {
     "api": [sys.executable, "-m", "bench.api_load"],
     "sip": [sys.executable, "bench/sip/bench.py"],
+    "join": [sys.executable, "-m", "bench.join"],
     "sfu": [sys.executable, "-m", "bench.sfu"],
     "web": [sys.executable, "-m", "bench.web"],
 }
