@@ -20,9 +20,11 @@ from gateway.bootstrap import bootstrap, has_admin
 from gateway.calld import resource as calld_resource
 from gateway.calld.conferences import Conferences
 from gateway.calls.accounts import AccountDirectory
+from gateway.calls.bridge import AsteriskBridge
 from gateway.calls.control import CallControl
 from gateway.calls.dialplan import DialPlan
 from gateway.calls.media import media_settings
+from gateway.calls.trunk import TrunkPeers
 from gateway.confd.authorizations import resource as authorizations_resource
 from gateway.confd.authorizations.notifier import AuthorizationNotifier
 from gateway.confd.authorizations.service import AuthorizationService
@@ -51,6 +53,7 @@ logger = logging.getLogger(__name__)
 EXPIRY = web.AppKey("expiry", ExpiryScheduler)
 SIP_STACK = web.AppKey("sip_stack", SipStack)
 CALL_CONTROL = web.AppKey("call_control", CallControl)
+ASTERISK_BRIDGE = web.AppKey("asterisk_bridge", AsteriskBridge)
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
 
@@ -145,8 +148,13 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         await services.tokens.purge_expired()
         await stack.start_udp(settings.sip.host, settings.sip.udp_port)
         await stack.start_tcp(settings.sip.host, settings.sip.tcp_port)
+        await trunk.resolve()
+        if bridge is not None:
+            await bridge.start()
         yield
         unsubscribe()
+        if bridge is not None:
+            await bridge.close()
         await control.close()
         await stack.close()
         await expiry.close()
@@ -160,11 +168,20 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         services.confbridge,
         services.capacity,
     )
+    # Asterisk may route phones in (trunk peers) and, when enabled, each room is bridged to its ConfBridge.
+    trunk = TrunkPeers(settings.asterisk.trunk_peers)
     stack = SipStack(
         StackConfig(domain=settings.sip.domain),
-        AccountDirectory(services.users, services.meetings),
+        AccountDirectory(services.users, services.meetings, trunk if trunk else None),
         invite_handler=control,
+        source_trust=trunk if trunk else None,
     )
+    bridge = None
+    if settings.asterisk.enabled:
+        bridge = AsteriskBridge(
+            settings.asterisk, settings.sip.domain, control, stack, services.meetings, services.tenants, services.bus
+        )
+        app[ASTERISK_BRIDGE] = bridge
     app[SIP_STACK] = stack
     app[CALL_CONTROL] = control
     # SIP over WebSocket shares the API's host and port (and TLS): what Wazo's SDK expects.

@@ -107,6 +107,16 @@ class AsteriskSettings(_Section):
     hangup_when_empty: bool = True
     codecs: list[Literal["opus", "g722", "pcmu", "pcma"]] = ["opus", "g722", "pcmu", "pcma"]
     trunk_peers: list[TrunkPeer] = Field(default_factory=list)
+    retry_min_seconds: float = Field(1.0, gt=0)
+    retry_max_seconds: float = Field(60.0, gt=0)
+    connect_timeout_seconds: float = Field(15.0, gt=0)
+    keepalive_seconds: float = Field(30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _retry_range(self) -> AsteriskSettings:
+        if self.retry_min_seconds > self.retry_max_seconds:
+            raise ValueError("retry_min_seconds must not exceed retry_max_seconds")
+        return self
 
 
 class LoggingSettings(_Section):

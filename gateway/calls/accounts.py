@@ -1,4 +1,5 @@
-"""The SIP accounts the stack authenticates: users' own lines and each meeting's guest account.
+"""The SIP accounts the stack authenticates: users' own lines, each meeting's guest account, and trunk peers
+with credentials (config.yaml asterisk.trunk_peers).
 
 Looked up in the database on every challenge answer, so a deleted meeting's guest account (or a deleted user)
 stops authenticating at once.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from gateway.calls.trunk import TrunkPeers
 from gateway.confd.meetings.service import GUEST_USERNAME, MeetingService
 from gateway.confd.users.service import UserService
 from signaling.stack import SipAccount
@@ -31,11 +33,16 @@ class UserLine:
 
 
 class AccountDirectory:
-    def __init__(self, users: UserService, meetings: MeetingService) -> None:
+    def __init__(self, users: UserService, meetings: MeetingService, trunk: TrunkPeers | None = None) -> None:
         self._users = users
         self._meetings = meetings
+        self._trunk = trunk
 
     async def lookup(self, username: str) -> SipAccount | None:
+        if self._trunk is not None:
+            trunk = self._trunk.account_for_username(username)
+            if trunk is not None:
+                return trunk
         if username.startswith(_GUEST_PREFIX) and username.endswith(_GUEST_SUFFIX):
             meeting = await self._meetings.find_by_guest_username(username)
             if meeting is None:

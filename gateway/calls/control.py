@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from gateway.calld.conferences import Conferences
@@ -22,6 +22,7 @@ from gateway.calld.conferences import Participant as Seat
 from gateway.calls import roomstate
 from gateway.calls.dialplan import DialPlan, Refusal
 from gateway.confd.confbridge.service import ConfbridgeService
+from gateway.confd.meetings.service import MeetingRecord
 from gateway.config import Settings
 from sfu.errors import RoomClosed, RoomFull, SdpError
 from sfu.participant import Participant
@@ -45,8 +46,20 @@ def _spawn(tasks: set[asyncio.Task[Any]], work: Any) -> None:
     task.add_done_callback(tasks.discard)
 
 
+class RoomWatcher(Protocol):
+    """Told when people come and go (the Asterisk bridge follows rooms with it)."""
+
+    def participant_joined(self, meeting: MeetingRecord) -> None: ...
+
+    def room_idle(self, meeting_uuid: UUID) -> None:
+        """No participant is left in the room but bridged legs (maybe none at all)."""
+
+
 class MeetingCall(BaseDialogHandler):
     """One participant: a confirmed SIP dialog joined to an SFU participant."""
+
+    #: a leg to another conference (the Asterisk bridge) rather than a person
+    bridged = False
 
     def __init__(self, room: MeetingRoom, participant: Participant, dialog: Dialog, seat: Seat) -> None:
         self.room = room
@@ -195,6 +208,9 @@ class MeetingRoom:
         for other in self.calls.values():
             other.send(roomstate.left(self.bridge, call))
         self.refresh_slots()
+        if all(other.bridged for other in self.calls.values()):
+            for watcher in self.control.watchers:
+                watcher.room_idle(self.meeting_uuid)
         if not self.calls:
             await self.control.close_room(self.meeting_uuid)
 
@@ -252,6 +268,7 @@ class CallControl:
         self.confbridge = confbridge
         self.capacity = capacity
         self.rooms: dict[UUID, MeetingRoom] = {}
+        self.watchers: list[RoomWatcher] = []
 
     def room_options(self) -> RoomOptions:
         policy = self.confbridge.policy()
@@ -265,7 +282,8 @@ class CallControl:
 
     async def on_invite(self, call: IncomingCall) -> None:
         try:
-            destination = await self.dialplan.route(call.account, call.extension, call.caller)
+            number = call.request.from_.uri.user or ""
+            destination = await self.dialplan.route(call.account, call.extension, call.caller, number)
         except Refusal as refusal:
             call.reject(refusal.status, refusal.text)
             return
@@ -304,7 +322,7 @@ class CallControl:
             caller_id_number=destination.caller_number,
             call_id=call.call_id,
             user_uuid=destination.user_uuid,
-            hangup=self._hangup_later(participant.id, meeting.uuid),
+            hangup=self.hangup_for(participant.id, meeting.uuid),
         )
         try:
             dialog = call.answer(answer.encode())
@@ -315,11 +333,15 @@ class CallControl:
         dialog.handler = meeting_call
         room.add(meeting_call)
         self.conferences.add(seat, meeting.owner_uuids)
+        for watcher in self.watchers:
+            watcher.participant_joined(meeting)
 
     def on_cancel(self, call: IncomingCall) -> None:
         """Nothing is reserved before the answer: a join still under way sees call.cancelled and undoes itself."""
 
-    def _hangup_later(self, participant_id: str, meeting_uuid: UUID) -> Any:
+    def hangup_for(self, participant_id: str, meeting_uuid: UUID) -> Any:
+        """The seat's hang-up: whatever call holds that participant when it is used."""
+
         async def hangup(reason: str) -> None:
             room = self.rooms.get(meeting_uuid)
             call = room.calls.get(participant_id) if room else None

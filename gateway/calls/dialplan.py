@@ -1,7 +1,8 @@
 """The meeting dial plan: which meeting an authenticated caller reaches, or the clear refusal he gets.
 
 - a guest account dials `meeting-guest` and reaches its own meeting; anything else is 403;
-- a user dials `wazo-meeting-{uuid}` or a meeting's exten, in his own tenant; anything else is 404.
+- a user dials `wazo-meeting-{uuid}` or a meeting's exten, in his own tenant; anything else is 404;
+- a trunk peer (Asterisk routing a phone in) dials `wazo-meeting-{uuid}` or an exten, in any tenant.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from gateway.calls.accounts import GuestLine, UserLine
+from gateway.calls.trunk import TrunkLine
 from gateway.confd.meetings.service import MeetingRecord, MeetingService
 from signaling.stack import SipAccount
 
@@ -39,7 +41,9 @@ class DialPlan:
     def __init__(self, meetings: MeetingService) -> None:
         self._meetings = meetings
 
-    async def route(self, account: SipAccount, extension: str, caller_name: str) -> Destination:
+    async def route(
+        self, account: SipAccount, extension: str, caller_name: str, caller_number: str = ""
+    ) -> Destination:
         line = account.owner
         if isinstance(line, GuestLine):
             if extension != GUEST_EXTENSION:
@@ -53,6 +57,11 @@ class DialPlan:
             if meeting is None or meeting.tenant_uuid != line.tenant_uuid:
                 raise Refusal(404, "no such meeting in your tenant")
             return Destination(meeting, line.display_name, account.username, line.user_uuid)
+        if isinstance(line, TrunkLine):
+            meeting = await self._find(extension)
+            if meeting is None:
+                raise Refusal(404, "no such meeting")
+            return Destination(meeting, caller_name or caller_number or "Phone", caller_number, None)
         raise Refusal(403, "this account may not call meetings")
 
     async def _find(self, extension: str) -> MeetingRecord | None:

@@ -1,0 +1,301 @@
+"""The Asterisk ConfBridge bridge, against a peer that behaves as ConfBridge does toward one member
+(tests/e2e/confbridge_peer.py): digest with qop=auth, plain RTP, a tone each way, SFU re-INVITEs, drops and
+restarts; and the inbound trunk (a phone routed in by Asterisk, trusted by address or by digest)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from gateway.app import ASTERISK_BRIDGE, SIP_STACK, build_services, create_app
+from gateway.bootstrap import bootstrap
+from tests.conftest import ADMIN_PASSWORD, Api, make_settings
+from tests.e2e.confbridge_peer import ConfBridgePeer
+from tests.e2e.conftest import Member, Room, guest_credentials
+from tests.e2e.sipclient import CallRefused
+from tests.sfu.clients import tone_power
+
+PEER_TONE = 660.0
+MEMBER_TONE = 440.0
+PASSWORD = "bridge-secret"
+
+
+async def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def bridge_env(peer_port: int, **extra: Any) -> dict[str, str]:
+    env = {
+        "MEETINGS_ASTERISK__ENABLED": "true",
+        "MEETINGS_ASTERISK__HOST": "127.0.0.1",
+        "MEETINGS_ASTERISK__PORT": str(peer_port),
+        "MEETINGS_ASTERISK__PASSWORD": PASSWORD,
+        "MEETINGS_ASTERISK__CODECS": "[pcmu, pcma]",
+        "MEETINGS_ASTERISK__RETRY_MIN_SECONDS": "0.3",
+        "MEETINGS_ASTERISK__RETRY_MAX_SECONDS": "1",
+        "MEETINGS_ASTERISK__CONNECT_TIMEOUT_SECONDS": "1",
+        "MEETINGS_ASTERISK__KEEPALIVE_SECONDS": "0.5",
+    }
+    env.update({f"MEETINGS_ASTERISK__{key.upper()}": str(value) for key, value in extra.items()})
+    return env
+
+
+class Servers:
+    """Starts the gateway (again, on the same database, for the restart test) with given settings."""
+
+    def __init__(self, aiohttp_client: Any, database_url: str) -> None:
+        self.aiohttp_client = aiohttp_client
+        self.database_url = database_url
+        self.bootstrapped = False
+
+    async def start(self, **env: str) -> Api:
+        settings = make_settings(self.database_url, **env)
+        services = build_services(settings)
+        client = await self.aiohttp_client(create_app(settings, services))
+        if not self.bootstrapped:
+            await bootstrap(services, "admin", ADMIN_PASSWORD)
+            self.bootstrapped = True
+        api = Api(client, services)
+        api.admin_token = await api.login("admin", ADMIN_PASSWORD)
+        return api
+
+
+@pytest.fixture
+def servers(aiohttp_client: Any, database_url: str) -> Servers:
+    return Servers(aiohttp_client, database_url)
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[ConfBridgePeer]:
+    handle = ConfBridgePeer(password=PASSWORD, tone=PEER_TONE)
+    await handle.start()
+    yield handle
+    await handle.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as handle:
+        yield handle
+
+
+async def join_member(api: Api, session: aiohttp.ClientSession, meeting: dict[str, Any]) -> tuple[Room, Member]:
+    room = Room(api, session)
+    member = await room.member(guest_credentials(meeting), MEMBER_TONE, None)
+    await member.join("meeting-guest")
+    return room, member
+
+
+async def member_hears(member: Member, frequency: float, seconds: float = 1.5) -> float:
+    member.media.audio.clear()
+    member.media.recording = True
+    await asyncio.sleep(seconds)
+    member.media.recording = False
+    samples = member.media.recorded().astype(np.float64)
+    assert samples.size > 48000 * seconds * 0.5, "the member received too little audio"
+    return tone_power(samples, frequency)
+
+
+async def peer_hears(peer: ConfBridgePeer, seconds: float = 1.5) -> tuple[float, float]:
+    media = peer.current.media
+    media.received.clear()
+    await asyncio.sleep(seconds)
+    heard = media.decoded().astype(np.float64)
+    assert heard.size > 8000 * seconds * 0.5, "the peer received too little audio"
+    return tone_power(heard, MEMBER_TONE, 8000), tone_power(heard, PEER_TONE, 8000)
+
+
+async def participants(api: Api, meeting: dict[str, Any]) -> list[dict[str, Any]]:
+    found = await api.call("GET", f"/api/calld/1.0/meetings/{meeting['uuid']}/participants", api.admin_token)
+    return list(found["items"])
+
+
+async def test_bridge_carries_audio_both_ways_and_survives_sfu_reinvites(
+    servers: Servers, peer: ConfBridgePeer, session: aiohttp.ClientSession
+) -> None:
+    api = await servers.start(**bridge_env(peer.port), MEETINGS_MEETINGS__MAX_PARTICIPANTS="2")
+    _, token = await api.create_user("alice")
+    meeting = await api.create_meeting(token)
+    await asyncio.sleep(0.5)
+    assert not peer.invites, "on_first_participant: no leg before someone joins"
+
+    room, member = await join_member(api, session, meeting)
+    try:
+        await until(peer.answered.is_set, 5, "the bridge's INVITE")
+        # The gateway answered Asterisk's digest challenge with qop=auth, and dialed the meeting's extension.
+        assert peer.challenges >= 1 and peer.refused == 0
+        assert peer.authorizations[-1]["qop"] == "auth" and peer.authorizations[-1]["username"] == "meetings-gateway"
+        call = peer.current
+        assert call.request_uri.startswith(f"sip:wazo-meeting-{meeting['uuid']}@")
+        assert "sip:meetings-gateway@" in call.from_header
+        offer = peer.invites[-1].body.decode()
+        assert "PCMU/8000" in offer and "opus" not in offer, "the configured codecs only"
+
+        # The bridged leg is a participant: listed, and counted against the cap (2 here).
+        listed = await participants(api, meeting)
+        assert len(listed) == 2 and "Asterisk ConfBridge" in [p["caller_id_name"] for p in listed]
+        status = await api.call("GET", f"/api/calld/1.0/guests/me/meetings/{meeting['uuid']}/status")
+        assert status["full"] is True
+        late = await room.member(guest_credentials(meeting), None, None)
+        with pytest.raises(CallRefused) as refused:
+            await late.join("meeting-guest")
+        assert refused.value.response.status == 486
+
+        # Audio both ways; Asterisk never gets its own tone back.
+        await asyncio.sleep(1.0)
+        assert await member_hears(member, PEER_TONE) > 0.2, "the member does not hear Asterisk"
+        heard_member, heard_self = await peer_hears(peer)
+        assert heard_member > 0.2, "Asterisk does not hear the member"
+        assert heard_self < 0.02, "Asterisk got its own audio back"
+
+        # ConfBridge in SFU mode re-INVITEs: a video stream added, then removed. Audio is kept, video refused
+        # (port 0: no video on plain-RTP legs yet), and the call goes on.
+        status, answer = await peer.reinvite(video=5004)
+        assert status == 200, answer
+        assert "m=audio 0 " not in answer and "m=video 0 " in answer
+        status, answer = await peer.reinvite(video=0)
+        assert status == 200 and "m=audio 0 " not in answer
+        assert not peer.current.ended.is_set()
+        heard_member, _ = await peer_hears(peer, 1.0)
+        assert heard_member > 0.2, "audio stopped after the re-INVITEs"
+        assert await member_hears(member, PEER_TONE, 1.0) > 0.2
+
+        # The member leaves: the room is empty, the leg is hung up (hangup_when_empty), no retry follows.
+        assert member.call is not None
+        await member.sip.bye(member.call)
+        await until(lambda: call.ended.is_set(), 5, "the bridge's BYE")
+        assert call.bye_reason and "room empty" in call.bye_reason
+        invites = len(peer.invites)
+        await asyncio.sleep(1.5)
+        assert len(peer.invites) == invites
+        assert not api.client.app[ASTERISK_BRIDGE].links
+    finally:
+        for someone in room.members:
+            await someone.close()
+
+
+async def test_dropped_or_vanished_asterisk_is_retried_and_reconnected(
+    servers: Servers, peer: ConfBridgePeer, session: aiohttp.ClientSession
+) -> None:
+    api = await servers.start(**bridge_env(peer.port))
+    _, token = await api.create_user("alice")
+    meeting = await api.create_meeting(token)
+    _, member = await join_member(api, session, meeting)
+    try:
+        await until(peer.answered.is_set, 5, "the first leg")
+        first = peer.current
+
+        # Asterisk hangs up (restart, ConfBridge kick): the room carries on; the gateway calls again.
+        assert await peer.bye() == 200
+        await until(lambda: len(peer.invites) >= 2 and not peer.current.ended.is_set(), 5, "the second leg")
+        assert peer.current is not first
+
+        # Asterisk vanishes without a BYE and stays down a while: the keepalive notices, retries fail, then it is
+        # back on the same address and the gateway reconnects.
+        port = peer.port
+        await peer.stop()
+        await asyncio.sleep(2.5)
+        assert member.call is not None and not member.call.ended.is_set(), "the room must carry on"
+        back = ConfBridgePeer(password=PASSWORD, tone=PEER_TONE)
+        await back.start(port)
+        try:
+            await until(back.answered.is_set, 6, "the leg after Asterisk came back")
+            assert back.challenges >= 1
+            await asyncio.sleep(1.0)
+            assert await member_hears(member, PEER_TONE, 1.0) > 0.2, "the member does not hear the new leg"
+            listed = await participants(api, meeting)
+            assert len(listed) == 2 and "Asterisk ConfBridge" in [p["caller_id_name"] for p in listed]
+        finally:
+            await back.stop()
+    finally:
+        await member.close()
+
+
+async def test_connect_always_places_legs_for_existing_meetings_also_after_a_restart(
+    servers: Servers, peer: ConfBridgePeer
+) -> None:
+    env = bridge_env(peer.port, connect="always")
+    api = await servers.start(**env)
+    _, token = await api.create_user("alice")
+    meeting = await api.create_meeting(token)
+    await until(peer.answered.is_set, 5, "a leg with nobody in the room")
+    assert f"wazo-meeting-{meeting['uuid']}" in peer.current.request_uri
+
+    # A restart: the legs come back for the meetings that exist.
+    await api.client.close()
+    await until(lambda: peer.calls and all(c.ended.is_set() for c in peer.calls.values()), 5, "BYE at shutdown")
+    peer.answered.clear()
+    api = await servers.start(**env)
+    await until(peer.answered.is_set, 5, "the leg after the restart")
+    assert f"wazo-meeting-{meeting['uuid']}" in peer.current.request_uri
+
+    # Deleting the meeting hangs the leg up for good.
+    call = peer.current
+    token = await api.login("alice", "user-password")
+    await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", token, expect=204)
+    await until(call.ended.is_set, 5, "the BYE of the deleted meeting")
+    assert call.bye_reason and "meeting deleted" in call.bye_reason
+    invites = len(peer.invites)
+    await asyncio.sleep(1.5)
+    assert len(peer.invites) == invites
+
+
+async def test_trunk_peer_calls_join_the_room_and_unknown_peers_are_refused(
+    servers: Servers, session: aiohttp.ClientSession
+) -> None:
+    trunk_peers = "[{host: 127.0.0.2}, {host: 10.20.30.40, username: pbx-trunk, password: trunk-secret}]"
+    api = await servers.start(MEETINGS_ASTERISK__TRUNK_PEERS=trunk_peers)
+    _, token = await api.create_user("alice")
+    meeting = await api.create_meeting(token)
+    other = await api.create_meeting(token, name="Other")
+    udp = api.client.app[SIP_STACK].udp
+    assert udp is not None
+    gateway = ("127.0.0.1", udp.port)
+    _, member = await join_member(api, session, meeting)
+
+    trusted = ConfBridgePeer(tone=PEER_TONE)
+    await trusted.start(host="127.0.0.2")
+    digest = ConfBridgePeer(tone=None)
+    await digest.start()
+    stranger = ConfBridgePeer(tone=None)
+    await stranger.start()
+    try:
+        # Trusted by address: no challenge; routed by wazo-meeting-{uuid} to that room, with the phone's caller id.
+        response, call = await trusted.call(gateway, f"wazo-meeting-{meeting['uuid']}", ("Bob Phone", "1001"))
+        assert response.status == 200 and call is not None
+        listed = await participants(api, meeting)
+        bob = next(p for p in listed if p["caller_id_number"] == "1001")
+        assert bob["caller_id_name"] == "Bob Phone" and bob["user_uuid"] is None
+        await asyncio.sleep(1.0)
+        assert await member_hears(member, PEER_TONE, 1.0) > 0.2, "the member does not hear the trunk call"
+
+        # Trusted by digest, from another address: by exten, to the other meeting.
+        response, call2 = await digest.call(gateway, other["exten"], ("Carol", "1002"), ("pbx-trunk", "trunk-secret"))
+        assert response.status == 200 and call2 is not None
+        assert [p["caller_id_number"] for p in await participants(api, other)] == ["1002"]
+
+        # Unknown peers: challenged, and refused with credentials that are not a trunk's (or anyone's).
+        response, _ = await stranger.call(gateway, f"wazo-meeting-{meeting['uuid']}")
+        assert response.status == 401
+        response, _ = await stranger.call(gateway, f"wazo-meeting-{meeting['uuid']}", credentials=("pbx", "guess"))
+        assert response.status == 403
+        # A trusted trunk dialing nothing known is told so.
+        response, _ = await trusted.call(gateway, "wazo-meeting-00000000-0000-4000-8000-000000000000")
+        assert response.status == 404
+        assert len(await participants(api, meeting)) == 2
+    finally:
+        for handle in (trusted, digest, stranger):
+            while any(not c.ended.is_set() for c in handle.calls.values()):
+                await handle.bye()
+            await handle.stop()
+        await member.close()
