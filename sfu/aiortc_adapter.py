@@ -17,6 +17,7 @@ loudly when an upgrade changes one. What is borrowed, and why:
   ``aiortc.rtcpeerconnection`` reads: ``createOffer`` renumbers every m-line with aiortc's own payload types and
   extension IDs, which a re-offer must not do (Chrome refuses a changed extension ID, and a started sender or
   receiver keeps the numbers it began with). ``create_reoffer`` lends it the numbers already negotiated.
+- ``aiortc.clock.current_ntp_time`` / ``current_ms`` (public functions, replaced): see `use_fast_clock`.
 - ``RTCIceGatherer._connection`` / aioice ``Connection._protocols``, ``Connection.get_component_candidates`` and
   ``aioice.ice.StunProtocol``: aioice never gathers 127.0.0.1 and binds ephemeral ports; host candidates are gathered
   here from the configured addresses, on ports from the configured range.
@@ -27,10 +28,12 @@ from __future__ import annotations
 import asyncio
 import queue
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aioice.ice
+import aiortc.clock
 import aiortc.rtcpeerconnection
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
@@ -231,3 +234,26 @@ async def create_reoffer(pc: RTCPeerConnection) -> RTCSessionDescription:
         return await pc.createOffer()
     finally:
         module.CODECS, module.HEADER_EXTENSIONS = saved
+
+
+_NTP_UNIX_OFFSET = 2208988800  # seconds from 1900-01-01 (NTP epoch) to 1970-01-01
+
+
+def _ntp_now() -> int:
+    now = time.time()
+    seconds = int(now)
+    return ((seconds + _NTP_UNIX_OFFSET) << 32) | int((now - seconds) * (1 << 32))
+
+
+def _ms_now() -> int:
+    return int((time.time() + _NTP_UNIX_OFFSET) * 1000)
+
+
+def use_fast_clock() -> None:
+    """Replace ``aiortc.clock.current_ntp_time`` and ``current_ms`` by equivalents on ``time.time()``.
+
+    aiortc's go through timezone-aware datetimes (about 4 us a call here) and its sender calls the first twice per
+    RTP packet sent (abs-send-time, sender report), its DTLS transport the second once per packet received.
+    """
+    aiortc.clock.current_ntp_time = _ntp_now
+    aiortc.clock.current_ms = _ms_now

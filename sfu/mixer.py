@@ -33,6 +33,8 @@ INBOX_DEPTH = 4
 INBOX_TRIM_TO = 2
 #: an encoder not used for this many ticks is released
 ENCODER_IDLE_TICKS = 50
+#: a WebRTC listener who hears nobody gets one Opus silence packet every this many ticks (400 ms, as Opus DTX does)
+DTX_INTERVAL_TICKS = 20
 
 
 @dataclass(slots=True)
@@ -65,7 +67,11 @@ class AudioInbox:
 
 
 class AudioSink(Protocol):
-    """A leg's sending side, as the mixer sees it."""
+    """A leg's sending side, as the mixer sees it.
+
+    `send_audio` is called once per tick; with DTX (an attribute ``dtx`` that is true, for Opus) an empty list means
+    "nothing to send this tick" and the stream's timestamp still advances by one packet.
+    """
 
     @property
     def audio_codec(self) -> AudioCodec | None: ...
@@ -111,6 +117,8 @@ class MixerMember:
         self.decoder: AudioDecoder | None = None
         #: ticks in which the member was decoded (for measurements)
         self.decoded = 0
+        #: consecutive ticks in which the member heard nobody
+        self.silent_ticks = 0
 
     def decode(self, packet: InboundAudio) -> np.ndarray:
         if self.decoder is None or self.decoder.codec.key != packet.codec.key:
@@ -152,6 +160,8 @@ class AudioMixer:
         #: the members mixed in the last tick, loudest first
         self.speakers: list[str] = []
         self._encoders: dict[tuple[str, str], tuple[AudioEncoder, int]] = {}
+        #: one encoded 20 ms of silence per codec, sent to whoever hears nobody (no encoder runs for silence)
+        self._silence: dict[str, list[bytes]] = {}
         self._task: asyncio.Task[None] | None = None
         self._clock = clock
         self._closed = False
@@ -267,6 +277,10 @@ class AudioMixer:
             if codec is None:
                 continue
             own_voice = voices.get(member.id)
+            if not voices or (own_voice is not None and len(voices) == 1):
+                member.sink.send_audio(self._silence_for(member, codec))
+                continue
+            member.silent_ticks = 0
             if own_voice is not None:
                 own = np.clip(total - own_voice, -32768, 32767).astype(np.int16)
                 member.sink.send_audio(self._encode(member.id, codec, own, tick))
@@ -285,6 +299,21 @@ class AudioMixer:
         if self.on_talking is not None:
             for member_id, talking in changes:
                 self.on_talking(member_id, talking)
+
+    def _silence_for(self, member: MixerMember, codec: AudioCodec) -> list[bytes]:
+        ticks = member.silent_ticks
+        member.silent_ticks += 1
+        if ticks % DTX_INTERVAL_TICKS and codec.key == "opus" and getattr(member.sink, "dtx", False):
+            return []
+        payloads = self._silence.get(codec.key)
+        if payloads is None:
+            encoder = AudioEncoder(codec)
+            silence = np.zeros(MIX_SAMPLES, dtype=np.int16)
+            # a few frames in, the encoder's output for silence no longer changes (filters and predictors settled)
+            for _ in range(5):
+                payloads = encoder.encode(silence) or payloads
+            payloads = self._silence[codec.key] = payloads or []
+        return payloads
 
     def _encode(self, stream: str, codec: AudioCodec, pcm: np.ndarray, tick: int) -> list[bytes]:
         key = (stream, codec.key)

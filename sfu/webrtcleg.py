@@ -40,6 +40,8 @@ from .settings import MediaSettings
 
 logger = logging.getLogger(__name__)
 
+aiortc_adapter.use_fast_clock()
+
 AUDIO_PREFERENCE = ("opus", "G722", "PCMU", "PCMA")
 #: encoded audio packets queued for the sender before the oldest are dropped
 AUDIO_QUEUE_LIMIT = 3
@@ -275,9 +277,17 @@ class WebRtcLeg(EventEmitter):
             return
         self._spawn(aiortc_adapter.send_pli(self._video_receiver, self._video_ssrc))
 
+    @property
+    def dtx(self) -> bool:
+        """Browsers take Opus with gaps in silence (DTX): the mixer may send nothing in a tick."""
+        return self.audio_codec is not None and self.audio_codec.key == "opus"
+
     def send_audio(self, payloads: list[bytes]) -> None:
         codec = self.audio_codec
         if codec is None:
+            return
+        if not payloads:
+            self._audio_pts += codec.samples_per_packet  # DTX: time goes on, nothing is sent
             return
         for payload in payloads:
             packet = av.Packet(payload)

@@ -15,8 +15,9 @@ import struct
 import time
 from typing import Any, cast
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
+from aiortc.codecs.vpx import vp8_depayload
 from aiortc.rtp import RtpPacket
 
 from sfu import aiortc_adapter
@@ -47,6 +48,11 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def percentile_ms(values: list[float], q: float) -> float | None:
+    value = percentile(values, q)
+    return None if value is None else round(value * 1000, 1)
+
+
 class Control:
     def __init__(self, port: int) -> None:
         self.port = port
@@ -68,18 +74,38 @@ class Counters:
     def __init__(self) -> None:
         self.measuring = False
         self.video_packets = 0
+        self.rtx_packets = 0
         self.audio_packets = 0
         self.latencies: list[float] = []
-        #: (publisher index) -> frame numbers received during the window
-        self.frames: dict[int, set[int]] = {}
+        #: (subscriber index, publisher index) -> frame numbers received during the window
+        self.frames: dict[tuple[int, int], set[int]] = {}
+
+
+def media_payload_types(description: str, kind: str) -> set[int]:
+    """Payload types of `kind`'s codecs in an SDP, RTX excluded (a retransmission is not a forwarded packet)."""
+    parsed = aiortc_sdp.SessionDescription.parse(description)
+    return {c.payloadType or 0 for m in parsed.media if m.kind == kind for c in m.rtp.codecs if c.name.lower() != "rtx"}
+
+
+def frame_trailer(previous: bytes | None, last: bytes) -> bytes | None:
+    """The trailer at the end of a VP8 frame whose last packet is `last` (it may straddle two packets)."""
+    tail = vp8_depayload(last)
+    if len(tail) < media.TRAILER.size and previous is not None:
+        tail = vp8_depayload(previous) + tail
+    return tail[-media.TRAILER.size :] if len(tail) >= media.TRAILER.size else None
 
 
 class WebRtcPeer:
-    """A browser-alike that never decodes: packets are counted at the RTP level, frames are dropped."""
+    """A browser-alike that never decodes: packets are counted at the RTP level, frames are dropped.
+
+    max-bundle, as browsers bundle: with aiortc's default policy an audio-only peer answers the slot re-offer with
+    the second and later slots on a transport it never starts (see tests/sfu/test_audio_only.py).
+    """
 
     def __init__(self, counters: Counters, index: int, video: list[bytes] | None, audio: list[bytes] | None) -> None:
         self.counters = counters
-        self.pc = RTCPeerConnection()
+        self.index = index
+        self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.video: media.PreEncodedVideo | None = None
         if audio is not None:
             self.pc.addTrack(media.PreEncodedAudio(audio))
@@ -91,10 +117,17 @@ class WebRtcPeer:
             aiortc_adapter.on_keyframe_request(sender, self.video.keyframe)
         self.id = ""
         self.join_seconds = 0.0
+        self.join_started = 0.0
         self.first_media: float | None = None
+        #: video frames received (any time): the warm-up waits until every subscription has some
+        self.frames_seen: dict[int, int] = {}
+        self._video_types: set[int] = set()
+        self._previous: dict[int, tuple[int, bytes]] = {}
         self._tapped: set[int] = set()
 
     def _tap(self) -> None:
+        if self.pc.remoteDescription is not None:
+            self._video_types = media_payload_types(self.pc.remoteDescription.sdp, "video")
         for transceiver in self.pc.getTransceivers():
             if id(transceiver.receiver) in self._tapped:
                 continue
@@ -112,14 +145,28 @@ class WebRtcPeer:
             self.counters.audio_packets += 1
 
     def _on_video(self, packet: RtpPacket) -> None:
-        if not self.counters.measuring or packet.payload_type not in (96, 97, 98, 99, 100, 101, 102):
+        counters = self.counters
+        if packet.payload_type not in self._video_types:
+            if counters.measuring:
+                counters.rtx_packets += 1
             return
-        self.counters.video_packets += 1
-        if packet.marker and len(packet.payload) >= media.TRAILER.size:
-            magic, publisher, number, sent = media.TRAILER.unpack(packet.payload[-media.TRAILER.size :])
-            if magic == media.MAGIC:
-                self.counters.latencies.append(time.time() - sent)
-                self.counters.frames.setdefault(publisher, set()).add(number)
+        if counters.measuring:
+            counters.video_packets += 1
+        previous = self._previous.get(packet.ssrc)
+        self._previous[packet.ssrc] = (packet.timestamp, packet.payload)
+        if not packet.marker:
+            return
+        same_frame = previous is not None and previous[0] == packet.timestamp
+        trailer = frame_trailer(previous[1] if same_frame and previous else None, packet.payload)
+        if trailer is None:
+            return
+        magic, publisher, number, sent = media.TRAILER.unpack(trailer)
+        if magic != media.MAGIC:
+            return
+        self.frames_seen[publisher] = self.frames_seen.get(publisher, 0) + 1
+        if counters.measuring:
+            counters.latencies.append(time.time() - sent)
+            counters.frames.setdefault((self.index, publisher), set()).add(number)
 
     async def join(self, control: Control, slots: bool) -> None:
         aiortc_adapter.gather_host_candidates(self.pc, ["127.0.0.1"], None)
@@ -187,6 +234,21 @@ class RtpPeers(asyncio.DatagramProtocol):
             await asyncio.sleep(max(0.0, start + tick * 0.02 - time.time()))
 
 
+def expected_subscriptions(
+    args: argparse.Namespace, publishers: list[WebRtcPeer], subscribers: list[WebRtcPeer]
+) -> dict[int, set[int]]:
+    """Subscriber index -> the publisher indexes whose video it should receive."""
+    wanted: dict[int, set[int]] = {}
+    shown = {p.index for p in publishers}
+    slots = 1 if args.scenario == "forward" else args.last_n
+    for peer in subscribers:
+        wanted[peer.index] = set(sorted(shown)[:slots])
+    if args.scenario == "full":
+        for peer in publishers:
+            wanted[peer.index] = set(sorted(shown - {peer.index})[:slots])
+    return wanted
+
+
 async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     control = Control(args.control_port)
     await control.open()
@@ -196,9 +258,10 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     publishers: list[WebRtcPeer] = []
     subscribers: list[WebRtcPeer] = []
     rtp = RtpPeers(assets["alaw"])
+    publisher_audio = None if args.no_audio else assets["opus"]
     if args.scenario == "forward":
         options.update(last_n=1)
-        publishers = [WebRtcPeer(counters, 0, assets["vp8"], assets["opus"])]
+        publishers = [WebRtcPeer(counters, 0, assets["vp8"], publisher_audio)]
         subscribers = [WebRtcPeer(counters, 100 + i, None, None) for i in range(args.subscribers)]
         audio_peers = 0
     elif args.scenario == "audio":
@@ -206,11 +269,12 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         audio_peers = args.participants
     else:  # full room
         options.update(last_n=args.last_n)
-        publishers = [WebRtcPeer(counters, i, assets["vp8"], assets["opus"]) for i in range(args.last_n)]
+        publishers = [WebRtcPeer(counters, i, assets["vp8"], publisher_audio) for i in range(args.last_n)]
         subscribers = [WebRtcPeer(counters, 100 + i, None, None) for i in range(args.subscribers)]
         audio_peers = args.participants - len(publishers) - len(subscribers)
     pid = (await control.call(op="room", options=options))["pid"]
     rss_empty = rss_bytes(pid)
+    problems: list[str] = []
 
     for peer in publishers:
         await peer.join(control, slots=args.scenario == "full")
@@ -220,38 +284,64 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         await rtp.add(control)
     sender = asyncio.ensure_future(rtp.run())
     participants = len(publishers) + len(subscribers) + audio_peers
+    wanted = expected_subscriptions(args, publishers, subscribers)
+    peers = {p.index: p for p in publishers + subscribers}
 
+    def missing_video() -> list[str]:
+        return [f"{s}<-{p}" for s, sources in wanted.items() for p in sources if not peers[s].frames_seen.get(p)]
+
+    # warm-up: at least args.warmup, and until every subscription shows video (or give up: the run is invalid)
     await asyncio.sleep(args.warmup)
+    for _ in range(100):  # up to 20 s more
+        if not missing_video():
+            break
+        await asyncio.sleep(0.2)
+    if missing_video():
+        problems.append(f"no video before the window on {missing_video()[:5]}")
+    load_before = os.getloadavg()[0]
     rss_full = rss_bytes(pid)
     before_stats = await control.call(op="stats")
     cpu_before = cpu_seconds(pid)
-    sent_before = {p.video.index: p.video.sent for p in publishers if p.video}
+    sent_before = {p.index: p.video.sent for p in publishers if p.video}
     counters.measuring = rtp.measuring = True
     started = time.perf_counter()
     await asyncio.sleep(args.window)
     counters.measuring = rtp.measuring = False
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu_before
+    load_after = os.getloadavg()[0]
     after_stats = await control.call(op="stats")
-    sent_after = {p.video.index: p.video.sent for p in publishers if p.video}
+    sent_after = {p.index: p.video.sent for p in publishers if p.video}
 
-    # loss: frames each subscription should have received (publishers' frames in the window) vs frames received
-    received_frames = sum(len(v) for v in counters.frames.values())
-    video_subscriptions = len(subscribers) * min(len(publishers), 1 if args.scenario == "forward" else args.last_n)
-    if args.scenario == "full":
-        video_subscriptions += len(publishers) * (len(publishers) - 1)
-    frames_per_publisher = sum(sent_after[i] - sent_before[i] for i in sent_after) / max(1, len(sent_after))
-    expected_frames = int(frames_per_publisher * video_subscriptions)
-    video_loss = None
-    if expected_frames:
-        video_loss = max(0.0, 1 - len(counters.latencies) / expected_frames)
+    # the run is only valid if every leg stayed up and every publisher's video reached the SFU throughout
+    if after_stats["participants"] != participants or before_stats["participants"] != participants:
+        problems.append(f"participants {before_stats['participants']} -> {after_stats['participants']}")
+    down = [state for state in before_stats["states"] + after_stats["states"] if state != "connected"]
+    if down:
+        problems.append(f"legs not connected: {down[:5]}")
+    for name, frames in after_stats["source_frames"].items():
+        got = frames - before_stats["source_frames"].get(name, 0)
+        if got < 0.9 * args.window * media.FPS:
+            problems.append(f"SFU received {got} frames from {name} in the window")
+
+    # loss: frames each subscription should have received (its publisher's frames in the window) vs received
+    expected_frames = sum(sent_after[p] - sent_before[p] for sources in wanted.values() for p in sources)
+    received_frames = sum(len(counters.frames.get((s, p), ())) for s, sources in wanted.items() for p in sources)
+    video_loss = max(0.0, 1 - received_frames / expected_frames) if expected_frames else None
     expected_audio = audio_peers * elapsed * 50
     audio_loss = max(0.0, 1 - rtp.received / expected_audio) if expected_audio else None
     mixer_busy = after_stats["mixer_busy"] - before_stats["mixer_busy"]
     join_times = [p.join_seconds for p in publishers + subscribers] + rtp.join_seconds
     first_media = [p.first_media - p.join_started for p in publishers + subscribers if p.first_media is not None]
+    if publishers and not counters.video_packets:
+        problems.append("no video packet counted in the window")
     result = {
         "scenario": args.scenario,
+        "valid": not problems,
+        "problems": problems,
+        "load_before": round(load_before, 2),
+        "load_after": round(load_after, 2),
+        "publisher_audio": not args.no_audio,
         "participants": participants,
         "server_participants": after_stats["participants"],
         "publishers": len(publishers),
@@ -261,13 +351,14 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_s": round(cpu, 3),
         "cpu_core_fraction": round(cpu / elapsed, 4),
         "video_packets": counters.video_packets,
+        "rtx_packets": counters.rtx_packets,
         "cpu_per_1000_video_packets": round(cpu / (counters.video_packets / 1000), 4)
         if counters.video_packets
         else None,
         "video_packets_per_s": round(counters.video_packets / elapsed, 1),
         "video_frame_loss": None if video_loss is None else round(video_loss, 5),
-        "latency_p50_ms": None if not counters.latencies else round(percentile(counters.latencies, 0.5) * 1000, 1),
-        "latency_p99_ms": None if not counters.latencies else round(percentile(counters.latencies, 0.99) * 1000, 1),
+        "latency_p50_ms": percentile_ms(counters.latencies, 0.5),
+        "latency_p99_ms": percentile_ms(counters.latencies, 0.99),
         "audio_loss": None if audio_loss is None else round(audio_loss, 5),
         "mixer_cpu_fraction": round(mixer_busy / elapsed, 4),
         "mixer_cpu_per_participant_ms_per_s": round(mixer_busy / elapsed / max(1, participants) * 1000, 3),
@@ -275,10 +366,11 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "rss_empty_mb": round(rss_empty / 2**20, 1),
         "rss_full_mb": round(rss_full / 2**20, 1),
         "rss_per_participant_kb": round((rss_full - rss_empty) / max(1, participants) / 1024, 1),
-        "join_p50_ms": round(percentile(join_times, 0.5) * 1000, 1) if join_times else None,
-        "join_p99_ms": round(percentile(join_times, 0.99) * 1000, 1) if join_times else None,
-        "first_media_p50_ms": round(percentile(first_media, 0.5) * 1000, 1) if first_media else None,
-        "received_frames_distinct": received_frames,
+        "join_p50_ms": percentile_ms(join_times, 0.5),
+        "join_p99_ms": percentile_ms(join_times, 0.99),
+        "first_media_p50_ms": percentile_ms(first_media, 0.5),
+        "received_frames": received_frames,
+        "expected_frames": expected_frames,
         "server_sources": after_stats["sources"],
         "server_slots": after_stats["slots"][:4],
         "publisher_frames_sent": sent_after,
@@ -299,6 +391,7 @@ def main() -> None:
     parser.add_argument("--last-n", type=int, default=4)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--window", type=float, default=30)
+    parser.add_argument("--no-audio", action="store_true", help="publishers send video only")
     print(json.dumps(asyncio.run(scenario(parser.parse_args()))), flush=True)
 
 

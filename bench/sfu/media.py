@@ -8,19 +8,20 @@ import os
 import pickle
 import struct
 import time
+from typing import Any
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-CACHE = "/tmp/sfu-bench-media-v2.pickle"
+CACHE = "/tmp/sfu-bench-media-v3.pickle"
 FPS = 30
 #: appended to every video frame: magic, publisher index, frame number, send time (survives passthrough)
 TRAILER = struct.Struct("!4sBId")
 MAGIC = b"SFUB"
 
 
-def _encode_vp8(seconds: int = 10, width: int = 640, height: int = 480, bitrate: int = 1_950_000) -> list[bytes]:
+def _encode_vp8(seconds: int = 10, width: int = 640, height: int = 480, bitrate: int = 1_500_000) -> list[bytes]:
     codec = av.CodecContext.create("libvpx", "w")
     codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
     codec.bit_rate = bitrate
@@ -47,7 +48,7 @@ def _encode_vp8(seconds: int = 10, width: int = 640, height: int = 480, bitrate:
 
 def _encode_audio(codec_name: str, rate: int, seconds: int = 4) -> list[bytes]:
     """Speech-like, never silent: noise and a few harmonics, amplitude-modulated at syllable rate."""
-    codec = av.CodecContext.create(codec_name, "w")
+    codec: Any = av.CodecContext.create(codec_name, "w")
     codec.sample_rate, codec.format, codec.layout = rate, "s16", "mono"
     codec.time_base = fractions.Fraction(1, rate)
     if codec_name == "libopus":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -19,6 +20,9 @@ SCENARIOS: list[tuple[str, list[str]]] = [
     ("forward-1", ["forward", "--subscribers", "1"]),
     ("forward-5", ["forward", "--subscribers", "5"]),
     ("forward-10", ["forward", "--subscribers", "10"]),
+    ("video-only-1", ["forward", "--subscribers", "1", "--no-audio"]),
+    ("video-only-5", ["forward", "--subscribers", "5", "--no-audio"]),
+    ("video-only-10", ["forward", "--subscribers", "10", "--no-audio"]),
     ("audio-10", ["audio", "--participants", "10"]),
     ("audio-50", ["audio", "--participants", "50"]),
     ("audio-100", ["audio", "--participants", "100"]),
@@ -52,10 +56,19 @@ def run_once(args: list[str], port: int, warmup: float, window: float) -> dict[s
 def median(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for key, value in results[0].items():
-        values = [r[key] for r in results if isinstance(r.get(key), (int, float))]
-        merged[key] = statistics.median(values) if isinstance(value, (int, float)) and values else value
+        values = [r[key] for r in results if isinstance(r.get(key), (int, float)) and not isinstance(r[key], bool)]
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        merged[key] = statistics.median(values) if numeric and values else value
     merged["runs"] = len(results)
     return merged
+
+
+def wait_for_quiet(limit: float, longest: float) -> float:
+    """Wait (up to `longest` seconds) for the 1-minute load average to fall under `limit`; returns it."""
+    deadline = time.time() + longest
+    while os.getloadavg()[0] >= limit and time.time() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
 
 
 def main() -> None:
@@ -63,22 +76,40 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--window", type=float, default=30)
-    parser.add_argument("--only", nargs="*", default=None, help="scenario name prefixes")
+    parser.add_argument("--only", nargs="*", default=None, help="scenario names (exact)")
+    parser.add_argument("--quiet-load", type=float, default=1.5, help="wait for a load average under this")
+    parser.add_argument("--quiet-wait", type=float, default=120, help="longest wait for a quiet machine (s)")
+    parser.add_argument("--attempts", type=int, default=2, help="tries per run when a run is invalid")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results.json")))
     options = parser.parse_args()
     results: dict[str, Any] = {}
     port = 47100
+    output = Path(options.output)
+    if output.exists():
+        results = json.loads(output.read_text())
     for name, args in SCENARIOS:
-        if options.only and not any(name.startswith(prefix) for prefix in options.only):
+        if options.only and name not in options.only:
             continue
-        runs = []
+        runs: list[dict[str, Any]] = []
+        invalid: list[dict[str, Any]] = []
         for _ in range(options.runs):
-            port += 1
-            runs.append(run_once(args, port, options.warmup, options.window))
-            time.sleep(1)
-        results[name] = median(runs)
-        print(name, json.dumps(results[name]), flush=True)
-    Path(options.output).write_text(json.dumps(results, indent=1) + "\n")
+            for _ in range(options.attempts):
+                wait_for_quiet(options.quiet_load, options.quiet_wait)
+                port += 1
+                result = run_once(args, port, options.warmup, options.window)
+                time.sleep(1)
+                if result["valid"]:
+                    runs.append(result)
+                    break
+                invalid.append(result)
+                print(name, "invalid run:", result["problems"], flush=True)
+        summary: dict[str, Any] = median(runs) if runs else {"valid": False}
+        summary["each_run"] = runs
+        summary["invalid_runs"] = invalid
+        results[name] = summary
+        brief = {k: v for k, v in summary.items() if k not in ("each_run", "invalid_runs", "server_slots")}
+        print(name, json.dumps(brief), flush=True)
+        output.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from sfu import SFU, MediaSettings, Participant, RoomOptions
+from sfu.webrtcleg import WebRtcLeg
 
 PROFILE = None
 if os.environ.get("SFU_BENCH_PROFILE"):
@@ -55,6 +56,12 @@ class BenchServer:
                 "mixer_ticks": stats.ticks,
                 "mixer_late_ticks": stats.late_ticks,
                 "mixer_decodes": stats.decodes,
+                "states": [
+                    p.leg.pc.connectionState for p in room.participants.values() if isinstance(p.leg, WebRtcLeg)
+                ],
+                "source_frames": {
+                    p.id: p.video_source.frames for p in room.participants.values() if p.video_source is not None
+                },
                 "forwarded_frames": sum(s.forwarded for p in room.participants.values() for s in p.slots),
                 "sources": [
                     [p.video_source.frames, p.video_source.keyframes, p.video_source.keyframe_requests]

@@ -167,3 +167,17 @@ async def test_reoffer_keeps_negotiated_numbers() -> None:
     finally:
         await caller.close()
         await callee.close()
+
+
+def test_fast_clock_agrees_with_aiortcs() -> None:
+    from aiortc import clock
+
+    assert {"current_ntp_time", "current_ms", "current_datetime", "datetime_to_ntp"} <= set(dir(clock))
+    aiortc_adapter.use_fast_clock()
+    reference_ntp = clock.datetime_to_ntp(clock.current_datetime())
+    reference_ms = int((clock.current_datetime() - clock.NTP_EPOCH).total_seconds() * 1000)
+    assert abs(clock.current_ntp_time() - reference_ntp) < (1 << 32) // 100  # within 10 ms
+    assert abs(clock.current_ms() - reference_ms) < 10
+    # the sender and the DTLS transport call them through the module, so the replacement reaches them
+    assert "clock.current_ntp_time()" in inspect.getsource(rtcrtpsender.RTCRtpSender._run_rtp)
+    assert "clock.current_ms()" in inspect.getsource(rtcdtlstransport.RTCDtlsTransport._recv_next)

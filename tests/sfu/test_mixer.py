@@ -107,3 +107,47 @@ def test_muted_member_is_not_mixed_nor_decoded() -> None:
     run(mixer, {"m": (inbox, tone_packets(440, 10), 10, PCMU)}, 10)
     assert mixer.members["m"].decoded == 0 and mixer.speakers == []
     assert tone_power(listener.heard(), 440, 8000) < 0.01
+
+
+class DtxSink(Sink):
+    """A WebRTC listener: takes Opus with gaps in silence."""
+
+    dtx = True
+
+    def __init__(self, codec: AudioCodec) -> None:
+        super().__init__(codec)
+        self.calls: list[int] = []
+
+    def send_audio(self, payloads: list[bytes]) -> None:
+        self.calls.append(len(payloads))
+        super().send_audio(payloads)
+
+
+def test_silence_is_never_encoded_and_webrtc_listeners_get_dtx() -> None:
+    mixer = AudioMixer(mixed_speakers=2, clock=False)
+    feeds = {}
+    sinks: dict[str, Sink] = {"talker": DtxSink(OPUS), "listener": DtxSink(OPUS), "phone": Sink(PCMU)}
+    for name, sink in sinks.items():
+        inbox = AudioInbox()
+        mixer.add(name, inbox, sink)
+        level = 10 if name == "talker" else 127
+        feeds[name] = (inbox, tone_packets(440.0 if name == "talker" else None, 50, sink.audio_codec), level, OPUS)
+    run(mixer, feeds, 40)
+    # one shared mix per codec for the listeners; the lone talker hears nobody: no encoder runs for him
+    assert mixer.stats.encodes == 2 * 40
+    talker = sinks["talker"]
+    assert isinstance(talker, DtxSink)
+    assert talker.calls == [1] + [0] * 19 + [1] + [0] * 19  # Opus DTX: one silence packet every 400 ms
+    assert len(sinks["phone"].payloads) == 40  # plain RTP: a packet every 20 ms, silence or not
+    listener = sinks["listener"]
+    assert isinstance(listener, DtxSink) and listener.calls == [1] * 40
+    assert tone_power(listener.heard()[9600:], 440) > 0.8
+
+    # nobody talks: silence everywhere, still no encoding
+    inbox, _, _, codec = feeds["talker"]
+    feeds["talker"] = (inbox, tone_packets(None, 50, OPUS), 127, codec)
+    encodes = mixer.stats.encodes
+    run(mixer, feeds, 30)
+    assert mixer.stats.encodes == encodes
+    assert len(sinks["phone"].payloads) == 70
+    assert listener.calls[40:] == [1] + [0] * 19 + [1] + [0] * 9
