@@ -129,11 +129,17 @@ class MeetingService:
     async def search(
         self, tenants: set[UUID], params: ListParams, owner: UUID | None = None
     ) -> tuple[int, list[MeetingRecord]]:
-        query = select(Meeting).where(Meeting.tenant_uuid.in_(tenants))
+        """Meetings of these tenants, or those `owner` owns (owners belong to the meeting's tenant)."""
         if owner is not None:
-            query = query.join(MeetingOwner, MeetingOwner.meeting_uuid == Meeting.uuid).where(
-                MeetingOwner.user_uuid == owner
+            # Owners are users of the meeting's tenant: no tenant filter, which would lead SQLite's planner to
+            # scan the whole tenant's meetings instead of the owner's few.
+            query = (
+                select(Meeting)
+                .join(MeetingOwner, MeetingOwner.meeting_uuid == Meeting.uuid)
+                .where(MeetingOwner.user_uuid == owner)
             )
+        else:
+            query = select(Meeting).where(Meeting.tenant_uuid.in_(tenants))
         if params.search:
             pattern = f"%{params.search.lower()}%"
             query = query.where(or_(func.lower(Meeting.name).like(pattern), Meeting.exten.like(pattern)))
