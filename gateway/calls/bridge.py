@@ -146,14 +146,16 @@ class BridgeLink:
         delay = settings.retry_min_seconds
         try:
             while not self.stopped:
-                meeting = await self.bridge.meetings.find(self.meeting_uuid)
-                if meeting is None:
-                    break
-                self.attempts += 1
                 try:
+                    meeting = await self.bridge.meetings.find(self.meeting_uuid)
+                    if meeting is None:
+                        break
+                    self.attempts += 1
                     call = await self._connect(meeting)
                 except BridgeFailure as exc:
                     logger.warning("bridge %s: %s; next try in %.1f s", self.meeting_uuid, exc, delay)
+                except Exception:
+                    logger.exception("bridge %s: placing the leg failed; next try in %.1f s", self.meeting_uuid, delay)
                 else:
                     self.connections += 1
                     since = time.monotonic()
@@ -207,8 +209,8 @@ class BridgeLink:
         try:
             answer = dialog.initial_response.body.decode() if dialog.initial_response else ""
             await cast(RtpLeg, participant.leg).accept_answer(answer)
-            if early.ended is not None:
-                raise ParticipantClosed(f"the call ended at once ({early.ended})")
+            if early.ended is not None or participant.closed:
+                raise ParticipantClosed(f"the call or the room ended meanwhile ({early.ended or 'room closed'})")
         except BaseException as exc:
             early.call.cancel()
             await participant.close("bridge not connected")
