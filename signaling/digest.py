@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -36,16 +37,37 @@ def _h(algorithm: str, text: str) -> str:
     return ALGORITHMS[algorithm](text.encode("utf-8")).hexdigest()
 
 
+# `name=value` and `name="quoted"` items separated by commas, the well-formed shape every client sends, read by
+# one findall; any character no item covers shows in the last group, and then (empty items, blanks inside a
+# token, angle brackets ...) the general way is taken. The grammar is unambiguous: the items are the ones the
+# general split finds.
+_AUTH_ITEMS = re.compile(
+    r'[ \t]*([^=,"<>\s]+)[ \t]*=[ \t]*("[^"\\]*(?:\\.[^"\\]*)*"|[^",<>\s]*)[ \t]*(?:,|\Z)|(.)', re.S
+)
+
+
 def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
     """`Digest realm="x", nonce="y"` -> ("digest", {"realm": "x", "nonce": "y"}), names lower-cased."""
     value = value.strip()
     scheme, _, rest = value.partition(" ")
     params: dict[str, str] = {}
+    for name, val, stray in _AUTH_ITEMS.findall(rest):
+        if stray:
+            return scheme.lower(), _auth_params_general(rest)
+        if val[:1] == '"':
+            val = val[1:-1] if "\\" not in val else unquote(val)
+        params[name.lower()] = val
+    return scheme.lower(), params
+
+
+def _auth_params_general(rest: str) -> dict[str, str]:
+    """Any shape: comma-separated items (outside quotes), `name=value` ones kept, the rest ignored."""
+    params: dict[str, str] = {}
     for item in split_commas(rest):
         name, eq, val = item.partition("=")
         if eq:
             params[name.strip().lower()] = unquote(val.strip())
-    return scheme.lower(), params
+    return params
 
 
 def compute_response(

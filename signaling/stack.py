@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from .call import CallState, IncomingCall
 from .dialog import Dialog, DialogError, DialogState, RequestFailed
 from .digest import AuthOutcome, DigestChallenger, DigestClient, DigestCredentials
+from .eager import start_eagerly
 from .message import (
     DEFAULT_LIMITS,
     Headers,
@@ -204,6 +205,16 @@ class SipStack:
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def _spawn_eager(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Like `_spawn`, but run at once up to the first suspension: no task when it never suspends."""
+        try:
+            rest = start_eagerly(coro)
+        except Exception:
+            log.exception("SIP task failed")
+            return
+        if rest is not None:
+            self._spawn(rest)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -424,7 +435,7 @@ class SipStack:
         if params is None:
             self._challenge(req, tx)
             return
-        self._spawn(self._authenticate(req, tx, params, then))
+        self._spawn_eager(self._authenticate(req, tx, params, then))
 
     async def _authenticate(
         self,

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from signaling.digest import (
     AuthOutcome,
     DigestChallenger,
     DigestClient,
     DigestCredentials,
+    _auth_params_general,
     compute_response,
     parse_auth_params,
 )
@@ -97,3 +101,40 @@ def test_client_ignores_other_realm_and_unknown_algorithm() -> None:
     c2 = DigestClient(DigestCredentials("a", "b"))
     assert c2.authorization('Digest realm="r", nonce="n", algorithm=SHA-512-256', "INVITE", "sip:x") is None
     assert c2.authorization('Basic realm="r"', "INVITE", "sip:x") is None
+
+
+# -- the fast reading of Authorization values gives what the general one does --------------------------------------
+AUTH_PIECES = ["username", "nonce", "=", ",", ", ", " ", "\t", '"', "\\", "<", ">", "x=1", 'q="a,b"', "é", "\r\n", ";"]
+
+
+def test_auth_params_fast_path_on_real_values() -> None:
+    value = (
+        'Digest username="user1", realm="bench.local", nonce="6b04e56c.09ab.4c91", uri="sip:127.0.0.1:5070", '
+        'response="0123456789abcdef", algorithm=MD5, cnonce="a\\"b", qop=auth, nc=00000001,'
+    )
+    scheme, params = parse_auth_params(value)
+    assert scheme == "digest"
+    assert params == {
+        "username": "user1",
+        "realm": "bench.local",
+        "nonce": "6b04e56c.09ab.4c91",
+        "uri": "sip:127.0.0.1:5070",
+        "response": "0123456789abcdef",
+        "algorithm": "MD5",
+        "cnonce": 'a"b',
+        "qop": "auth",
+        "nc": "00000001",
+    }
+    assert params == _auth_params_general(value.partition(" ")[2])
+    # shapes the fast path leaves to the general one
+    for odd in ("Digest a=1,,b=2", "Digest a=1 b, c=<x,y>", 'Digest a="x"y, b', 'Digest  a = "1" , B=2 '):
+        assert parse_auth_params(odd)[1] == _auth_params_general(odd.strip().partition(" ")[2])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(AUTH_PIECES) | st.text(max_size=3), max_size=16))
+def test_auth_params_fast_path_matches_the_general_split(pieces: list[str]) -> None:
+    value = "Digest " + "".join(pieces)
+    scheme, params = parse_auth_params(value)
+    assert scheme == "digest"
+    assert params == _auth_params_general(value.strip().partition(" ")[2])
