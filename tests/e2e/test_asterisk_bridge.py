@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 
 from gateway.app import ASTERISK_BRIDGE, SIP_STACK, build_services, create_app
 from gateway.bootstrap import bootstrap
+from gateway.calls.bridge import restrict_codecs
 from tests.conftest import ADMIN_PASSWORD, Api, make_settings
 from tests.e2e.confbridge_peer import ConfBridgePeer
 from tests.e2e.conftest import Member, Room, guest_credentials
@@ -299,3 +301,63 @@ async def test_trunk_peer_calls_join_the_room_and_unknown_peers_are_refused(
                 await handle.bye()
             await handle.stop()
         await member.close()
+
+
+async def test_asterisk_down_at_first_then_up_and_leg_kept_when_empty_if_configured(
+    servers: Servers, session: aiohttp.ClientSession
+) -> None:
+    down = ConfBridgePeer(password=PASSWORD, tone=PEER_TONE)
+    await down.start()
+    port = down.port
+    await down.stop()  # nothing listens there yet: Asterisk is down
+    api = await servers.start(**bridge_env(port, hangup_when_empty="false"))
+    _, token = await api.create_user("alice")
+    meeting = await api.create_meeting(token)
+    _, member = await join_member(api, session, meeting)
+    peer = ConfBridgePeer(password=PASSWORD, tone=PEER_TONE)
+    try:
+        await asyncio.sleep(1.5)
+        link = api.client.app[ASTERISK_BRIDGE].links[UUID(meeting["uuid"])]
+        assert link.attempts >= 2 and link.connections == 0, link
+        assert member.call is not None and not member.call.ended.is_set()
+        await peer.start(port)
+        await until(peer.answered.is_set, 5, "the leg once Asterisk is up")
+
+        # hangup_when_empty: false: the member leaves, the leg stays (the room is Asterisk's alone).
+        await member.sip.bye(member.call)
+        await asyncio.sleep(1.0)
+        call = peer.current
+        assert not call.ended.is_set()
+        assert [p["caller_id_name"] for p in await participants(api, meeting)] == ["Asterisk ConfBridge"]
+
+        # Deleting the meeting ends it, with no retry after.
+        await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", token, expect=204)
+        await until(call.ended.is_set, 5, "the BYE of the deleted meeting")
+        assert call.bye_reason and "meeting deleted" in call.bye_reason
+        invites = len(peer.invites)
+        await asyncio.sleep(1.5)
+        assert len(peer.invites) == invites
+    finally:
+        await peer.stop()
+        await member.close()
+
+
+def test_offer_keeps_the_configured_codecs_in_their_order() -> None:
+    offer = "\r\n".join(
+        [
+            "v=0",
+            "m=audio 4000 RTP/AVP 111 9 0 8 101",
+            "a=rtpmap:111 opus/48000/2",
+            "a=fmtp:111 useinbandfec=1",
+            "a=rtpmap:9 G722/8000",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-16",
+            "a=sendrecv",
+        ]
+    )
+    kept = restrict_codecs(offer, ["pcma", "g722"]).split("\r\n")
+    assert kept[1] == "m=audio 4000 RTP/AVP 8 9 101"
+    assert not [line for line in kept if "opus" in line or "PCMU" in line or "fmtp:111" in line]
+    assert "a=fmtp:101 0-16" in kept and "a=sendrecv" in kept
