@@ -33,10 +33,16 @@ $(VENV)/.test-deps-stamp: pyproject.toml $(VENV)/.deps-stamp
 
 deps: $(VENV)/.deps-stamp
 
-web-deps: web/node_modules/.package-lock.json
+SIPJS_BUNDLE := web/node_modules/.cache/meetings-web/sip-bundle.js
+
+web-deps: $(SIPJS_BUNDLE)
 
 web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
+
+# sip.js in one ES module (esbuild), and its .gz for browsers that accept gzip: served by gateway/webapps.py.
+$(SIPJS_BUNDLE): web/node_modules/.package-lock.json web/sip-bundle.js
+	cd web && npm run --silent build
 
 # Debian's chromium (driven by Playwright through its system executable, never a browser download) and sipp.
 system-test-deps:

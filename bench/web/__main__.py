@@ -30,7 +30,71 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.media import FIRST_FRAME_JS
+
+# The order the phases of a join are reported in: performance marks "join:<step>" set by the apps
+# (web/shared/marks.js), plus what this bench reads itself from the page.
+STEPS = (
+    "app-start",  # the guest app's module runs (the HTML and the app's own modules are loaded)
+    "meeting-fetched",  # meeting, status and web config read: the pre-join screen shows
+    "media-ready",  # getUserMedia resolved
+    "sip-loaded",  # sip.js (and shared/call.js) imported
+    "join-clicked",
+    "status-checked",  # the room is not full (checked again at Join)
+    "websocket-open",  # SIP over WebSocket connected
+    "registered",  # REGISTER answered 200 (after a 401 challenge)
+    "offer-created",
+    "ice-gathered",
+    "invite-sent",  # the offer is complete (ICE gathering done or capped): the INVITE leaves now
+    "answer-applied",  # 200 OK's SDP answer set
+    "answered",  # the call is established (200 OK, ACK sent)
+    "ice-connected",
+    "dtls-connected",
+    "reinvite-received",  # the server's re-INVITE adding the video slots
+    "reinvite-answer-ready",
+    "reinvite-answered",
+    "track-video",
+    "first-video-packet",  # getStats: packetsReceived > 0 on an inbound video
+    "first-frame",  # getStats: framesDecoded > 0 on an inbound video
+)
+
+# Polls getStats (every 10 ms) from the moment the call exists until a video frame is decoded, then returns every
+# step's time since navigation started (ms): the apps' "join:" marks and this poll's own two.
+TIMELINE_JS = """
+() => new Promise((resolve) => {
+  const started = performance.now();
+  const own = {};
+  const poll = async () => {
+    const call = (window.__meeting && window.__meeting.call) || window.__joining;
+    const pc = call && call.peerConnection;
+    if (pc) {
+      for (const transceiver of pc.getTransceivers()) {
+        if (!transceiver.receiver || transceiver.receiver.track.kind !== 'video') continue;
+        const stats = await transceiver.receiver.getStats();
+        for (const report of stats.values()) {
+          if (report.type !== 'inbound-rtp' || report.kind !== 'video') continue;
+          if (report.packetsReceived > 0 && own['first-video-packet'] === undefined) {
+            own['first-video-packet'] = performance.now();
+          }
+          if (report.framesDecoded > 0 && own['first-frame'] === undefined) own['first-frame'] = performance.now();
+        }
+      }
+    }
+    if (own['first-frame'] !== undefined || performance.now() - started > 30000) {
+      const marks = {};
+      for (const entry of performance.getEntriesByType('mark')) {
+        const step = entry.name.slice(5);
+        if (entry.name.startsWith('join:') && !(step in marks)) marks[step] = entry.startTime;
+      }
+      const nav = performance.getEntriesByType('navigation')[0];
+      if (nav) marks['dom-content-loaded'] = nav.domContentLoadedEventEnd;
+      const resources = performance.getEntriesByType('resource');
+      return resolve({ marks: { ...marks, ...own }, requests: resources.length });
+    }
+    setTimeout(poll, 10);
+  };
+  poll();
+})
+"""
 
 ADMIN = ("admin", "bench-admin-password")
 OWNER = ("owner", "bench-owner-password")
@@ -112,6 +176,7 @@ async def measure(server: Server, runs: int) -> dict[str, Any]:
     link = f"{server.url}/guests/#meeting={meeting['uuid']}&server={server.url}&name=Bench%20guest"
 
     times: list[float] = []
+    timelines: list[dict[str, float]] = []
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -131,12 +196,19 @@ async def measure(server: Server, runs: int) -> dict[str, Any]:
                 guest = await context.new_page()
                 await guest.goto(link, wait_until="commit")
                 await guest.click("#join", timeout=20_000)
-                first_frame = await guest.evaluate(FIRST_FRAME_JS)
+                timeline = await guest.evaluate(TIMELINE_JS)
+                marks = timeline["marks"]
+                first_frame = marks.get("first-frame")
                 if first_frame is None:
                     print(f"run {run + 1}: no remote video frame within 30 s", file=sys.stderr)
                 else:
                     times.append(first_frame / 1000)
-                    print(f"run {run + 1}: {first_frame / 1000:.3f} s", file=sys.stderr)
+                    timelines.append(marks)
+                    steps = " ".join(f"{step}={marks[step]:.0f}" for step in STEPS if step in marks)
+                    print(
+                        f"run {run + 1}: {first_frame / 1000:.3f} s ({timeline['requests']} requests) {steps}",
+                        file=sys.stderr,
+                    )
                 await guest.evaluate("window.__meeting && window.__meeting.call.leave()")
                 await context.close()
         finally:
@@ -149,8 +221,19 @@ async def measure(server: Server, runs: int) -> dict[str, Any]:
         "min_s": round(min(times), 3) if times else None,
         "max_s": round(max(times), 3) if times else None,
         "all_s": [round(t, 3) for t in times],
-        "machine": f"{os.cpu_count()} CPU, headless chromium",
+        # Median over the runs of each step's time since navigation started, in ms, in the order of a join.
+        "timeline_ms": median_timeline(timelines),
+        "machine": f"{os.cpu_count()} CPU, headless chromium, load average {os.getloadavg()[0]:.2f}",
     }
+
+
+def median_timeline(timelines: list[dict[str, float]]) -> dict[str, int]:
+    result = {}
+    for step in ("dom-content-loaded", *STEPS):
+        values = [marks[step] for marks in timelines if step in marks]
+        if values:
+            result[step] = round(statistics.median(values))
+    return result
 
 
 def main() -> None:

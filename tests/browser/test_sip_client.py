@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from gateway import webapps
 from signaling.call import IncomingCall
 from signaling.dialog import BaseDialogHandler, Dialog
 from signaling.stack import SipStack, StackConfig
@@ -26,7 +27,8 @@ from tests.signaling.support import Accounts, Meeting
 WEB = Path(__file__).resolve().parents[2] / "web"
 DOMAIN = "meetings.test"
 
-PAGE = """<!doctype html><html><head><link rel="stylesheet" href="/shared/styles.css"></head>
+PAGE = """<!doctype html><html><head><link rel="stylesheet" href="/shared/styles.css">
+<script type="importmap">{"imports": {"sip.js": "/vendor/sip-bundle.js"}}</script></head>
 <body><div id="app" style="display:contents"></div><script type="module">
 import { Api } from "/shared/api.js";
 import { MeetingCall } from "/shared/call.js";
@@ -131,7 +133,7 @@ async def contract_server() -> AsyncIterator[tuple[str, FakeCallControl]]:
 
     app.router.add_get("/", index)
     app.router.add_static("/shared/", WEB / "shared")
-    app.router.add_static("/vendor/sip.js/", WEB / "node_modules" / "sip.js" / "lib")
+    webapps.add_sipjs_routes(app)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

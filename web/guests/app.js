@@ -5,6 +5,9 @@ import { Api } from "/shared/api.js";
 import { endedPage, showMessage } from "/shared/pages.js";
 import { renderPrejoin } from "/shared/prejoin.js";
 import { stopStream } from "/shared/media.js";
+import { mark } from "/shared/marks.js";
+
+mark("app-start");
 
 const root = document.getElementById("app");
 const NAME_KEY = "meetings.guest-name";
@@ -13,7 +16,7 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 // Start fetching sip.js (about two hundred small modules) while the guest reads the page and types a name.
 // A failed fetch (the network dropped) is tried again when the guest joins.
-let callModule = import("/shared/call.js");
+let callModule = import("/shared/call.js").then((module) => (mark("sip-loaded"), module));
 let meetingView = import("/shared/meeting-view.js");
 callModule.catch(() => (callModule = null));
 meetingView.catch(() => (meetingView = null));
@@ -140,6 +143,7 @@ class GuestApp {
       else pages.unreachable(() => this.start(), error.unreachable ? null : error.message);
       return;
     }
+    mark("meeting-fetched");
     document.title = `${this.meeting.name} · Join`;
     if (status && status.full) {
       pages.full(() => this.start());
@@ -163,6 +167,7 @@ class GuestApp {
   }
 
   async onJoin(choice) {
+    mark("join-clicked");
     this.choice = choice;
     rememberName(choice.name);
     // The room may have filled while the guest was getting ready.
@@ -172,6 +177,7 @@ class GuestApp {
     } catch (error) {
       if (error.status === 404) return this.fail(() => pages.notFound());
     }
+    mark("status-checked");
     if (this.meeting.require_authorization) return this.askToJoin();
     return this.connect(this.meeting.guest_sip_authorization);
   }
@@ -272,6 +278,7 @@ class GuestApp {
       displayName: choice.name,
       localStream: choice.stream,
     });
+    window.__joining = call; // the bench's timeline watches the connection before the call is answered
     try {
       await call.join();
     } catch (error) {

@@ -15,8 +15,9 @@ import {
   RegistererState,
   SessionState,
   UserAgent,
-} from "/vendor/sip.js/api/index.js";
+} from "sip.js"; // the pages' import map: the bundle built at set-up (web/sip-bundle.js), see web/README.md
 import { MultiTrackSessionDescriptionHandler } from "./multi-track-sdh.js";
+import { mark } from "./marks.js";
 
 export class JoinError extends Error {
   /** kind: "full" | "not-found" | "forbidden" | "unreachable" | "auth" | "unavailable" | "media" | "failed" */
@@ -131,11 +132,13 @@ export class MeetingCall extends EventTarget {
 
     try {
       await this.userAgent.start();
+      mark("websocket-open");
     } catch (error) {
       await this.stopUserAgent();
       throw new JoinError("unreachable", "The meeting server cannot be reached for calls. Check your connection.");
     }
     await this.register();
+    mark("registered");
     await this.invite(target);
   }
 
@@ -210,6 +213,7 @@ export class MeetingCall extends EventTarget {
         },
       });
       await answered;
+      mark("answered");
     } catch (error) {
       this.session = null;
       await this.stopUserAgent();
@@ -226,10 +230,23 @@ export class MeetingCall extends EventTarget {
     const pc = handler.peerConnection;
     pc.addEventListener("track", (event) => this.onTrack(event));
     pc.addEventListener("signalingstatechange", () => {
-      if (pc.signalingState === "stable") this.reconcileSlots();
+      const state = pc.signalingState;
+      if (state === "have-local-offer") mark("offer-created");
+      if (state === "have-remote-offer") mark("reinvite-received");
+      if (state === "stable") {
+        mark(pc.remoteDescription && pc.remoteDescription.type === "offer" ? "reinvite-answered" : "answer-applied");
+        this.reconcileSlots();
+      }
+    });
+    pc.addEventListener("iceconnectionstatechange", () => {
+      if (pc.iceConnectionState === "connected" || pc.iceConnectionState === "completed") mark("ice-connected");
+    });
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") mark("ice-gathered");
     });
     pc.addEventListener("connectionstatechange", () => {
       this.emit("connection", { state: pc.connectionState });
+      if (pc.connectionState === "connected") mark("dtls-connected");
       if (pc.connectionState === "failed" && !this.ended) {
         this.finish("lost", "The media connection to the meeting was lost.");
       }
@@ -238,6 +255,7 @@ export class MeetingCall extends EventTarget {
 
   onTrack(event) {
     const track = event.track;
+    mark(`track-${track.kind}`);
     if (track.kind === "audio") {
       // Remote audio must play through an <audio autoplay> element, or Chrome decodes nothing.
       const audio = document.createElement("audio");

@@ -4,7 +4,9 @@
 // - answer each m-line of a re-offer with its own direction: the stock one applies the first direction it finds in
 //   the offer to every transceiver (a first m-line offered recvonly would make every slot inactive).
 
-import { SessionDescriptionHandler } from "/vendor/sip.js/platform/web/session-description-handler/session-description-handler.js";
+import { SessionDescriptionHandler } from "sip.js";
+
+import { mark } from "./marks.js";
 
 const DIRECTION = /^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m;
 
@@ -21,6 +23,16 @@ export function offeredDirections(sdp) {
 }
 
 export class MultiTrackSessionDescriptionHandler extends SessionDescriptionHandler {
+  getDescription(options, modifiers) {
+    // The first description is the INVITE's offer: it is sent as soon as this resolves.
+    const first = !this.describedOnce;
+    this.describedOnce = true;
+    return super.getDescription(options, modifiers).then((description) => {
+      mark(first ? "invite-sent" : "reinvite-answer-ready");
+      return description;
+    });
+  }
+
   setRemoteTrack(track) {
     const remoteStream = this.remoteMediaStream;
     if (remoteStream.getTrackById(track.id)) return;

@@ -3,6 +3,7 @@
 import { h, icon, replace } from "./dom.js";
 import { listDevices, openLocalMedia, saveDevices, savedDevices, stopStream, watchLevel } from "./media.js";
 import { showMessage, topbar } from "./pages.js";
+import { mark } from "./marks.js";
 
 /**
  * @param {HTMLElement} root
@@ -140,6 +141,7 @@ export function renderPrejoin(root, options) {
       });
       return;
     }
+    mark("media-ready");
     if (state.closed) {
       stopStream(state.stream);
       return;
