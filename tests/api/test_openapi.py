@@ -18,7 +18,7 @@ from tests.conftest import Api, make_settings
 
 SERVED_AT = ("/api/confd/1.1/api/api.yml", "/api/calld/1.0/api/api.yml", "/api/auth/0.1/api/api.yml")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-WEB_APP_HANDLERS = {webapps.users_app, webapps.guests_app}
+WEB_APP_HANDLERS = {webapps.users_app, webapps.guests_app, webapps.sipjs_bundle}
 
 
 def _document() -> dict[str, Any]:
