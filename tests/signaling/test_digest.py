@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 
 from hypothesis import given, settings
@@ -138,3 +140,11 @@ def test_auth_params_fast_path_matches_the_general_split(pieces: list[str]) -> N
     scheme, params = parse_auth_params(value)
     assert scheme == "digest"
     assert params == _auth_params_general(value.strip().partition(" ")[2])
+
+
+def test_nonce_signature_is_hmac_sha256_of_stamp_and_realm() -> None:
+    for secret in (b"k", b"s" * 64, b"long" * 40):
+        ch = DigestChallenger("meetings.test", secret)
+        stamp, _, sig = ch.make_nonce().rpartition(".")
+        assert sig == hmac.new(secret, f"{stamp}:meetings.test".encode(), hashlib.sha256).hexdigest()[:32]
+        assert ch.nonce_state(f"{stamp}.{sig}") is AuthOutcome.OK

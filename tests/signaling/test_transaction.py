@@ -7,6 +7,8 @@ import time
 
 from signaling.message import SipRequest, SipResponse, parse_message
 from signaling.stack import SipStack
+from signaling.transaction import TimerSettings, TransactionLayer, TransactionState
+from signaling.transport import Flow
 
 from .conftest import FAST, UdpPeer
 from .raw import OFFER, authorization, request
@@ -147,3 +149,47 @@ async def test_cancel_unknown_is_481(stack: SipStack, peer: UdpPeer) -> None:
     peer.send(request("CANCEL", "sip:meeting-guest@127.0.0.1", peer.port), port)
     r = await peer.response()
     assert isinstance(r, SipResponse) and r.status == 481
+
+
+class _SinkFlow(Flow):
+    """An unreliable flow that keeps what is sent (no socket needed to watch the layer's timers)."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 5060), ("127.0.0.1", 5999))
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> bool:
+        self.sent.append(data)
+        return True
+
+
+async def test_finished_transactions_end_after_their_own_delay_in_order() -> None:
+    timers = TimerSettings(t1=0.01, t2=0.04, t4=0.05)  # Timer J = 64 * T1 = 0.64 s, Timer K = T4 = 0.05 s
+    layer = TransactionLayer(timers)
+    flow = _SinkFlow()
+    txs = []
+    for i in range(3):
+        req = parse_message(request("OPTIONS", "sip:127.0.0.1", 5999, branch=f"z9hG4bKend{i}"))
+        assert isinstance(req, SipRequest)
+        tx = layer.create_server(req, flow)
+        tx.respond(req.create_response(200))
+        txs.append(tx)
+        await asyncio.sleep(0.1)
+    # a retransmission while completed gets the same response again
+    txs[-1].receive_request(txs[-1].request)
+    assert flow.sent[-1] == flow.sent[-2]
+    assert len(layer.server) == 3 and len(layer._ending_timers) == 1  # one loop timer for all of them
+    await asyncio.sleep(0.64 - 0.3 + 0.05)
+    assert txs[0].state is TransactionState.TERMINATED and txs[2].state is TransactionState.COMPLETED
+    await asyncio.sleep(0.3)
+    assert layer.server == {} and layer._ending == {} and layer._ending_timers == {}
+    # terminated early (e.g. by close), a queued transaction is simply skipped at its deadline
+    req = parse_message(request("OPTIONS", "sip:127.0.0.1", 5999, branch="z9hG4bKend9"))
+    assert isinstance(req, SipRequest)
+    tx = layer.create_server(req, flow)
+    tx.respond(req.create_response(200))
+    tx.terminate()
+    layer.close()
+    assert layer._ending == {} and layer._ending_timers == {}
