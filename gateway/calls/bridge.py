@@ -256,7 +256,9 @@ class BridgeLink:
                     alive = False
                 if not alive and not call.ended.is_set():
                     logger.warning("bridge %s: Asterisk stopped answering; hanging up", self.meeting_uuid)
-                    await call.hangup("Asterisk not answering")
+                    # The BYE may never be answered: the leg is over once it is sent, not when Timer F fires.
+                    self.bridge.spawn(call.hangup("Asterisk not answering"))
+                    await call.ended.wait()
         except asyncio.CancelledError:
             if not call.left and not self.stopped:
                 self.bridge.spawn(call.hangup("bridge stopped"))

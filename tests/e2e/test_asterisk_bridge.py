@@ -316,15 +316,18 @@ async def test_asterisk_down_at_first_then_up_and_leg_kept_when_empty_if_configu
     _, member = await join_member(api, session, meeting)
     peer = ConfBridgePeer(password=PASSWORD, tone=PEER_TONE)
     try:
-        await asyncio.sleep(1.5)
+        await until(lambda: UUID(meeting["uuid"]) in api.client.app[ASTERISK_BRIDGE].links, 5, "the link")
         link = api.client.app[ASTERISK_BRIDGE].links[UUID(meeting["uuid"])]
-        assert link.attempts >= 2 and link.connections == 0, link
+        await until(lambda: link.attempts >= 3, 8, "the retries while Asterisk is down")
+        assert link.connections == 0, link
         assert member.call is not None and not member.call.ended.is_set()
         await peer.start(port)
         await until(peer.answered.is_set, 5, "the leg once Asterisk is up")
 
         # hangup_when_empty: false: the member leaves, the leg stays (the room is Asterisk's alone).
         await member.sip.bye(member.call)
+        uuid = UUID(meeting["uuid"])
+        await until(lambda: len(api.services.conferences.participants(uuid)) == 1, 5, "the member gone")
         await asyncio.sleep(1.0)
         call = peer.current
         assert not call.ended.is_set()
