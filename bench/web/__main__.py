@@ -53,9 +53,40 @@ STEPS = (
     "reinvite-answer-ready",
     "reinvite-answered",
     "track-video",
+    "owner-pli",  # the owner's browser has received a keyframe request (its outbound pliCount rose)
+    "owner-keyframe",  # the owner's browser has encoded a keyframe since
     "first-video-packet",  # getStats: packetsReceived > 0 on an inbound video
     "first-frame",  # getStats: framesDecoded > 0 on an inbound video
 )
+
+# In the owner's page, during a run: the owner's outbound video as the server asks it for keyframes. Returns the
+# wall-clock times (ms since the epoch) of the first PLI received and the first keyframe encoded after it started.
+OWNER_WATCH_JS = """
+() => new Promise((resolve) => {
+  window.__watching = true;
+  const call = window.__meeting && window.__meeting.call;
+  const pc = call && call.peerConnection;
+  const events = {};
+  let base = null;
+  const poll = async () => {
+    if (pc) {
+      for (const report of (await pc.getStats()).values()) {
+        if (report.type !== 'outbound-rtp' || report.kind !== 'video') continue;
+        const now = { pli: report.pliCount || 0, keyframes: report.keyFramesEncoded || 0 };
+        if (base === null) base = now;
+        if (now.pli > base.pli && events['owner-pli'] === undefined) events['owner-pli'] = Date.now();
+        const asked = events['owner-pli'] !== undefined;
+        if (asked && now.keyframes > base.keyframes && events['owner-keyframe'] === undefined) {
+          events['owner-keyframe'] = Date.now();
+        }
+      }
+    }
+    if (!window.__watching) return resolve(events);
+    setTimeout(poll, 10);
+  };
+  poll();
+})
+"""
 
 # Polls getStats (every 10 ms) from the moment the call exists until a video frame is decoded, then returns every
 # step's time since navigation started (ms): the apps' "join:" marks and this poll's own two.
@@ -88,7 +119,7 @@ TIMELINE_JS = """
       const nav = performance.getEntriesByType('navigation')[0];
       if (nav) marks['dom-content-loaded'] = nav.domContentLoadedEventEnd;
       const resources = performance.getEntriesByType('resource');
-      return resolve({ marks: { ...marks, ...own }, requests: resources.length });
+      return resolve({ marks: { ...marks, ...own }, requests: resources.length, origin: performance.timeOrigin });
     }
     setTimeout(poll, 10);
   };
@@ -196,8 +227,12 @@ async def measure(server: Server, runs: int) -> dict[str, Any]:
                 guest = await context.new_page()
                 await guest.goto(link, wait_until="commit")
                 await guest.click("#join", timeout=20_000)
+                watch = asyncio.ensure_future(owner.evaluate(OWNER_WATCH_JS))
                 timeline = await guest.evaluate(TIMELINE_JS)
+                await owner.evaluate("window.__watching = false")
                 marks = timeline["marks"]
+                for step, epoch_ms in (await watch).items():
+                    marks[step] = epoch_ms - timeline["origin"]
                 first_frame = marks.get("first-frame")
                 if first_frame is None:
                     print(f"run {run + 1}: no remote video frame within 30 s", file=sys.stderr)

@@ -122,6 +122,7 @@ class GuestApp {
     this.call = null;
     this.view = null;
     this.choice = null;
+    this.prepared = null; // {call, credentials}: connected (WebSocket, REGISTER) while the guest gets ready
   }
 
   async start() {
@@ -153,6 +154,11 @@ class GuestApp {
   }
 
   prejoin() {
+    // Without a lobby the credentials are known now: connect and register while the guest gets ready, so that
+    // Join is only the INVITE.
+    if (!this.meeting.require_authorization && this.meeting.guest_sip_authorization) {
+      this.prepareCall(this.meeting.guest_sip_authorization);
+    }
     this.prejoinView = renderPrejoin(root, {
       meetingName: this.meeting.name,
       subtitle: "You are invited to",
@@ -170,16 +176,45 @@ class GuestApp {
     mark("join-clicked");
     this.choice = choice;
     rememberName(choice.name);
-    // The room may have filled while the guest was getting ready.
-    try {
-      const status = await this.api.get(`/api/calld/1.0/guests/me/meetings/${this.meeting.uuid}/status`);
-      if (status.full) return this.fail(() => pages.full(() => this.retryFromStart()));
-    } catch (error) {
-      if (error.status === 404) return this.fail(() => pages.notFound());
+    // The room may have filled (or the meeting gone) while the guest was getting ready: "full", "not-found" or null.
+    const statusCheck = this.api.get(`/api/calld/1.0/guests/me/meetings/${this.meeting.uuid}/status`).then(
+      (status) => (mark("status-checked"), status && status.full ? "full" : null),
+      (error) => (error.status === 404 ? "not-found" : null),
+    );
+    if (this.meeting.require_authorization) {
+      const problem = await statusCheck;
+      if (problem) return this.fail(() => this.refused(problem));
+      return this.askToJoin();
     }
-    mark("status-checked");
-    if (this.meeting.require_authorization) return this.askToJoin();
-    return this.connect(this.meeting.guest_sip_authorization);
+    // Without a lobby, dial at once: the check runs alongside, and explains a refusal.
+    return this.connect(this.meeting.guest_sip_authorization, statusCheck);
+  }
+
+  refused(problem) {
+    if (problem === "full") pages.full(() => this.retryFromStart());
+    else pages.notFound();
+  }
+
+  /** A call connected and registered ahead of Join (the page keeps at most one). */
+  async prepareCall(credentials) {
+    if (this.prepared && this.prepared.credentials === credentials) return;
+    this.dropPreparedCall();
+    let MeetingCall;
+    try {
+      ({ MeetingCall } = await (callModule || import("/shared/call.js")));
+    } catch {
+      return; // Join tries again
+    }
+    if (this.prepared || this.call || this.choice) return; // Join came first, or a call is on
+    const { username, password } = decodeCredentials(credentials);
+    const call = new MeetingCall({ api: this.api, config: this.config, username, password, target: "meeting-guest" });
+    this.prepared = { call, credentials };
+    call.connect().catch(() => {}); // a failure is met again, and told, at Join
+  }
+
+  dropPreparedCall() {
+    if (this.prepared) this.prepared.call.close();
+    this.prepared = null;
   }
 
   fail(showPage) {
@@ -256,7 +291,7 @@ class GuestApp {
 
   // --- the call
 
-  async connect(encodedCredentials) {
+  async connect(encodedCredentials, statusCheck = null) {
     let MeetingCall;
     let renderMeeting;
     try {
@@ -266,23 +301,24 @@ class GuestApp {
       return this.fail(() => pages.unreachable(() => this.retryFromStart()));
     }
     if (!encodedCredentials) return this.fail(() => pages.notFound());
-    const { username, password } = decodeCredentials(encodedCredentials);
     const choice = this.choice;
     if (this.meeting.require_authorization) showMessage(root, { tone: "wait", title: "Joining the meeting…" });
-    const call = new MeetingCall({
-      api: this.api,
-      config: this.config,
-      username,
-      password,
-      target: "meeting-guest",
-      displayName: choice.name,
-      localStream: choice.stream,
-    });
+    let call = this.prepared && this.prepared.credentials === encodedCredentials ? this.prepared.call : null;
+    if (call) this.prepared = null;
+    else this.dropPreparedCall();
+    if (!call) {
+      const { username, password } = decodeCredentials(encodedCredentials);
+      call = new MeetingCall({ api: this.api, config: this.config, username, password, target: "meeting-guest" });
+    }
+    call.displayName = choice.name;
+    call.localStream = choice.stream;
     window.__joining = call; // the bench's timeline watches the connection before the call is answered
     try {
       await call.join();
     } catch (error) {
-      return this.fail(() => this.joinFailed(error));
+      // The server refuses the INVITE of a full room or a gone meeting by itself; the status says it plainly.
+      const problem = statusCheck ? await statusCheck : null;
+      return this.fail(() => (problem ? this.refused(problem) : this.joinFailed(error)));
     }
     this.call = call;
     window.__meeting = { call, role: "guest" }; // read by the browser tests and the bench

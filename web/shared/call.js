@@ -84,6 +84,8 @@ export class MeetingCall extends EventTarget {
     this.callId = null;
     this.ended = false;
     this.joinedAt = null;
+    this.connecting = null; // the promise of connect(): WebSocket open and REGISTER done
+    this.connected = false;
   }
 
   get peerConnection() {
@@ -91,14 +93,50 @@ export class MeetingCall extends EventTarget {
     return handler ? handler.peerConnection : undefined;
   }
 
-  /** Register, dial and wait for the answer. Throws JoinError with a kind the page can explain. */
+  /** Register (if connect() has not already), dial and wait for the answer. Throws JoinError with a kind the page
+   * can explain. localStream and displayName are read now, so a page may connect() before it has them. */
   async join({ audioHost = document.body } = {}) {
     this.audioHost = audioHost;
-    const domain = this.config.sipDomain;
-    const uri = UserAgent.makeURI(`sip:${this.username}@${domain}`);
-    const target = UserAgent.makeURI(`sip:${this.target}@${domain}`);
-    if (!uri || !target) throw new JoinError("failed", "The meeting address is not valid.");
-    const localStream = this.localStream;
+    const target = UserAgent.makeURI(`sip:${this.target}@${this.config.sipDomain}`);
+    if (!target) throw new JoinError("failed", "The meeting address is not valid.");
+    await this.connect();
+    await this.invite(target);
+  }
+
+  /** Open the SIP WebSocket and REGISTER, once: a page may start this early (while the person gets ready) so that
+   * joining is only the INVITE. Tried again by a later call if it failed or the connection has dropped since. */
+  connect() {
+    if (this.connecting && (!this.connected || this.stillRegistered())) return this.connecting;
+    if (this.connecting) this.stopUserAgent({ unregister: false }); // the connection dropped while waiting
+    this.connected = false;
+    const connecting = this.startUserAgent().then(() => this.register());
+    this.connecting = connecting;
+    connecting.then(
+      () => {
+        this.connected = true;
+        mark("registered");
+      },
+      () => {
+        if (this.connecting === connecting) this.connecting = null;
+      },
+    );
+    return connecting;
+  }
+
+  stillRegistered() {
+    const ua = this.userAgent;
+    return Boolean(ua && ua.isConnected() && this.registerer && this.registerer.state === RegistererState.Registered);
+  }
+
+  /** Let go of a connect() that did not lead to a call (un-REGISTER, close). */
+  async close() {
+    this.connecting = null;
+    await this.stopUserAgent();
+  }
+
+  async startUserAgent() {
+    const uri = UserAgent.makeURI(`sip:${this.username}@${this.config.sipDomain}`);
+    if (!uri) throw new JoinError("failed", "The meeting address is not valid.");
     this.userAgent = new UserAgent({
       uri,
       displayName: this.displayName,
@@ -113,7 +151,7 @@ export class MeetingCall extends EventTarget {
       userAgentString: "meetings-web (sip.js 0.21)",
       sessionDescriptionHandlerFactory: (session, options) => {
         const logger = session.userAgent.getLogger("sip.SessionDescriptionHandler");
-        return new MultiTrackSessionDescriptionHandler(logger, () => Promise.resolve(localStream), {
+        return new MultiTrackSessionDescriptionHandler(logger, () => Promise.resolve(this.localStream), {
           iceGatheringTimeout: ICE_GATHERING_TIMEOUT_MS,
           peerConnectionConfiguration: {
             bundlePolicy: "balanced",
@@ -137,9 +175,6 @@ export class MeetingCall extends EventTarget {
       await this.stopUserAgent();
       throw new JoinError("unreachable", "The meeting server cannot be reached for calls. Check your connection.");
     }
-    await this.register();
-    mark("registered");
-    await this.invite(target);
   }
 
   async register() {
@@ -183,6 +218,7 @@ export class MeetingCall extends EventTarget {
     const inviter = new Inviter(this.userAgent, target, {
       sessionDescriptionHandlerOptions: { constraints: { audio: true, video: true } },
       earlyMedia: false,
+      params: { fromDisplayName: this.displayName }, // the name given at Join, after connect() may have run
     });
     this.session = inviter;
     this.callId = inviter.request.callId;
@@ -203,6 +239,7 @@ export class MeetingCall extends EventTarget {
         if (state === SessionState.Terminated) Promise.resolve().then(() => reject(this.refusal));
       });
     });
+    answered.catch(() => {}); // awaited below, unless the INVITE fails before it is sent
     this.refusal = new JoinError("failed", "The call to the meeting failed.");
     try {
       await inviter.invite({

@@ -22,7 +22,49 @@ export function offeredDirections(sdp) {
   return directions;
 }
 
+// With no STUN or TURN server, every candidate is a host candidate, known within milliseconds: the offer goes out
+// once no new candidate has come for this long, rather than when Chrome declares gathering complete (~150 ms more).
+const HOST_CANDIDATES_SETTLED_MS = 40;
+
 export class MultiTrackSessionDescriptionHandler extends SessionDescriptionHandler {
+  /**
+   * Wait for ICE gathering, only as long as it can matter:
+   * - a later description (the answer to a re-INVITE adding slots, no ICE restart) rides the bundled transport
+   *   whose candidates the server already has: nothing to wait for;
+   * - the first offer, with host candidates only: until they have settled (still capped by iceGatheringTimeout).
+   */
+  waitForIceGatheringComplete(restart = false, timeout = 0) {
+    const waiting = super.waitForIceGatheringComplete(restart, timeout);
+    const pc = this.peerConnection;
+    if (!pc || restart || pc.iceGatheringState === "complete") return waiting;
+    if (pc.remoteDescription && pc.currentLocalDescription) {
+      this.iceGatheringComplete();
+      return waiting;
+    }
+    const servers = (pc.getConfiguration && pc.getConfiguration().iceServers) || [];
+    if (servers.length === 0) {
+      let timer;
+      const settle = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          pc.removeEventListener("icecandidate", onCandidate);
+          this.iceGatheringComplete();
+        }, HOST_CANDIDATES_SETTLED_MS);
+      };
+      const onCandidate = (event) => {
+        if (event.candidate && event.candidate.candidate) settle();
+      };
+      pc.addEventListener("icecandidate", onCandidate);
+      if (pc.localDescription && /^a=candidate:/m.test(pc.localDescription.sdp)) settle(); // some came already
+      const stop = () => {
+        clearTimeout(timer);
+        pc.removeEventListener("icecandidate", onCandidate);
+      };
+      waiting.then(stop, stop);
+    }
+    return waiting;
+  }
+
   getDescription(options, modifiers) {
     // The first description is the INVITE's offer: it is sent as soon as this resolves.
     const first = !this.describedOnce;

@@ -152,7 +152,7 @@ export function renderPrejoin(root, options) {
       meter.setAttribute("aria-valuenow", String(Math.round(level * 100)));
     });
     updateButtons();
-    await fillDevices().catch(() => {});
+    fillDevices().catch(() => {}); // not awaited: Join waits for the stream only
   }
 
   const changeDevice = () => {
