@@ -367,7 +367,7 @@ class CallControl:
             await room.sfu_room.close("empty")
 
     async def close(self) -> None:
-        for room in list(self.rooms.values()):
-            for call in room.members():
-                await call.hangup("server shutting down")
+        """Hang everyone up at once (an unreachable peer must not hold the others' BYE), then stop the media."""
+        calls = [call for room in list(self.rooms.values()) for call in room.members()]
+        await asyncio.gather(*(call.hangup("server shutting down") for call in calls), return_exceptions=True)
         await self.sfu.close()
