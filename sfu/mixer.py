@@ -7,7 +7,9 @@ Each member has an `AudioInbox` (filled by its leg with encoded packets and, whe
    without a level is decoded to measure its energy (cheap for G.711, the usual case of level-less phones);
 2. the K loudest members above the speech level are decoded (if not already) and resampled to 48 kHz mono;
 3. the mix of all K is encoded once per codec used by the listeners; each of the K speakers gets, in his codec,
-   the mix minus himself.
+   the mix minus himself. A lone speaker's packets go to the listeners of his codec as they came (the mix *is* his
+   voice): nothing is decoded (when he sends levels) or encoded;
+4. whoever hears nobody gets a cached encoded silence (Opus to WebRTC legs: one packet every 400 ms, as DTX).
 
 Talking state (ConfBridge-style indicators, active speakers for video) is computed from the same levels.
 """
@@ -127,12 +129,43 @@ class MixerMember:
         return self.decoder.decode(packet.payload, packet.timestamp)
 
 
+def opus_frame_ms(payload: bytes) -> float:
+    """Duration of an Opus packet from its TOC byte (RFC 6716 section 3.1); 0 when it cannot tell."""
+    if not payload:
+        return 0.0
+    toc = payload[0]
+    config, code = toc >> 3, toc & 0x03
+    if config < 12:
+        frame = (10.0, 20.0, 40.0, 60.0)[config % 4]
+    elif config < 16:
+        frame = (10.0, 20.0)[config % 2]
+    else:
+        frame = (2.5, 5.0, 10.0, 20.0)[config % 4]
+    if code == 0:
+        return frame
+    if code in (1, 2):
+        return 2 * frame
+    return frame * (payload[1] & 0x3F) if len(payload) > 1 else 0.0
+
+
+def forwardable(packet: InboundAudio) -> bool:
+    """Whether a speaker's packet is exactly one 20 ms tick of audio, so it can be sent on as the mix."""
+    key = packet.codec.key
+    if key == "opus":
+        return opus_frame_ms(packet.payload) == PTIME_MS
+    if key in ("pcmu", "pcma", "g722"):
+        return len(packet.payload) == packet.codec.samples_per_packet
+    return False
+
+
 @dataclass
 class MixerStats:
     ticks: int = 0
     late_ticks: int = 0
     decodes: int = 0
     encodes: int = 0
+    #: packets of a lone speaker forwarded as received, one per listener
+    forwards: int = 0
     busy_seconds: float = 0.0
 
 
@@ -259,16 +292,25 @@ class AudioMixer:
         selected = candidates[: self.mixed_speakers]
         self.speakers = [c[1].id for c in selected]
 
+        speaking = {c[1].id for c in selected}
+        # a lone speaker is forwarded as he was encoded to listeners of his codec (no decode, no encode)
+        lone = selected[0] if len(selected) == 1 and forwardable(selected[0][2]) else None
         voices: dict[str, np.ndarray] = {}
-        total = np.zeros(MIX_SAMPLES, dtype=np.int32)
-        for _, member, packet, decoded in selected:
-            if decoded is None:
-                decoded = member.decode(packet)
-                self.stats.decodes += 1
-            assert member.decoder is not None
-            voice = member.decoder.to_mix(decoded).astype(np.int32)
-            voices[member.id] = voice
-            total += voice
+        total: np.ndarray | None = None
+
+        def mixed() -> np.ndarray:
+            nonlocal total
+            if total is None:
+                total = np.zeros(MIX_SAMPLES, dtype=np.int32)
+                for _, member, packet, decoded in selected:
+                    if decoded is None:
+                        decoded = member.decode(packet)
+                        self.stats.decodes += 1
+                    assert member.decoder is not None
+                    voice = member.decoder.to_mix(decoded).astype(np.int32)
+                    voices[member.id] = voice
+                    total += voice
+            return total
 
         shared: dict[str, list[bytes]] = {}
         shared_pcm: np.ndarray | None = None
@@ -276,19 +318,23 @@ class AudioMixer:
             codec = member.sink.audio_codec
             if codec is None:
                 continue
-            own_voice = voices.get(member.id)
-            if not voices or (own_voice is not None and len(voices) == 1):
+            speaks = member.id in speaking
+            if not speaking or (speaks and len(speaking) == 1):
                 member.sink.send_audio(self._silence_for(member, codec))
                 continue
             member.silent_ticks = 0
-            if own_voice is not None:
-                own = np.clip(total - own_voice, -32768, 32767).astype(np.int16)
+            if speaks:
+                own = np.clip(mixed() - voices[member.id], -32768, 32767).astype(np.int16)
                 member.sink.send_audio(self._encode(member.id, codec, own, tick))
+                continue
+            if lone is not None and lone[2].codec.key == codec.key:
+                self.stats.forwards += 1
+                member.sink.send_audio([lone[2].payload])
                 continue
             payloads = shared.get(codec.key)
             if payloads is None:
                 if shared_pcm is None:
-                    shared_pcm = np.clip(total, -32768, 32767).astype(np.int16)
+                    shared_pcm = np.clip(mixed(), -32768, 32767).astype(np.int16)
                 payloads = shared[codec.key] = self._encode("*", codec, shared_pcm, tick)
             member.sink.send_audio(payloads)
 

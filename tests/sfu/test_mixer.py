@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sfu.codecs import AudioCodec, AudioDecoder, AudioEncoder
-from sfu.mixer import AudioInbox, AudioMixer, InboundAudio
+from sfu.mixer import AudioInbox, AudioMixer, InboundAudio, opus_frame_ms
 
 from .clients import tone_power
 
@@ -133,8 +133,9 @@ def test_silence_is_never_encoded_and_webrtc_listeners_get_dtx() -> None:
         level = 10 if name == "talker" else 127
         feeds[name] = (inbox, tone_packets(440.0 if name == "talker" else None, 50, sink.audio_codec), level, OPUS)
     run(mixer, feeds, 40)
-    # one shared mix per codec for the listeners; the lone talker hears nobody: no encoder runs for him
-    assert mixer.stats.encodes == 2 * 40
+    # the lone talker hears nobody: no encoder runs for him; the Opus listener gets his packets as they came, the
+    # phone a PCMU mix (one encoder)
+    assert mixer.stats.encodes == 40 and mixer.stats.forwards == 40
     talker = sinks["talker"]
     assert isinstance(talker, DtxSink)
     assert talker.calls == [1] + [0] * 19 + [1] + [0] * 19  # Opus DTX: one silence packet every 400 ms
@@ -151,3 +152,33 @@ def test_silence_is_never_encoded_and_webrtc_listeners_get_dtx() -> None:
     assert mixer.stats.encodes == encodes
     assert len(sinks["phone"].payloads) == 70
     assert listener.calls[40:] == [1] + [0] * 19 + [1] + [0] * 9
+
+
+def test_a_lone_speaker_is_forwarded_without_decoding_or_encoding() -> None:
+    mixer = AudioMixer(mixed_speakers=3, clock=False)
+    talker_packets = tone_packets(440.0, 50, OPUS)
+    feeds = {}
+    sinks = {name: DtxSink(OPUS) for name in ("talker", "x", "y")}
+    for name, sink in sinks.items():
+        inbox = AudioInbox()
+        mixer.add(name, inbox, sink)
+        packets = talker_packets if name == "talker" else tone_packets(None, 50, OPUS)
+        feeds[name] = (inbox, packets, 10 if name == "talker" else 127, OPUS)
+    run(mixer, feeds, 30)
+    assert mixer.stats.decodes == 0 and mixer.stats.encodes == 0 and mixer.stats.forwards == 60
+    assert sinks["x"].payloads == talker_packets[:30] == sinks["y"].payloads
+    # a second speaker: mixing again (x hears the talker, the talker hears x)
+    inbox, _, _, codec = feeds["x"]
+    feeds["x"] = (inbox, tone_packets(880.0, 50, OPUS), 20, codec)
+    run(mixer, feeds, 30)
+    assert mixer.stats.forwards == 60 and mixer.stats.encodes == 3 * 30
+    assert tone_power(sinks["y"].heard()[-24000:], 440) > 0.3 and tone_power(sinks["y"].heard()[-24000:], 880) > 0.3
+
+
+def test_opus_packet_durations() -> None:
+    assert opus_frame_ms(bytes([(19 << 3) | 0])) == 20  # CELT fullband 20 ms, one frame
+    assert opus_frame_ms(bytes([(1 << 3) | 0])) == 20  # SILK narrowband 20 ms
+    assert opus_frame_ms(bytes([(2 << 3) | 0])) == 40
+    assert opus_frame_ms(bytes([(18 << 3) | 1])) == 20  # two 10 ms CELT frames
+    assert opus_frame_ms(bytes([(18 << 3) | 3, 3])) == 30
+    assert opus_frame_ms(b"") == 0
