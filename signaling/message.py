@@ -161,31 +161,36 @@ def canonical_name(name: str) -> str:
 
 
 class Headers:
-    """Header fields by long lower-case name, each a list of raw values in arrival order."""
+    """Header fields by long lower-case name, each a tuple of raw values in arrival order.
+
+    Tuples, not lists: a response shares the Via/From/To/Call-ID/CSeq values of its request without copying,
+    and tuples of strings drop out of the garbage collector's sight (thousands of finished transactions keep
+    their messages for Timer J's 32 s; lists there would be traversed by every collection).
+    """
 
     __slots__ = ("_display", "_fields")
 
     def __init__(self) -> None:
-        self._fields: dict[str, list[str]] = {}
+        self._fields: dict[str, tuple[str, ...]] = {}
         self._display: dict[str, str] = {}
 
     def add(self, name: str, value: str) -> None:
         key = canonical_name(name)
         lst = self._fields.get(key)
         if lst is None:
-            self._fields[key] = [value]
+            self._fields[key] = (value,)
             if key not in _DISPLAY and key != name.lower():
                 # compact form: display the long name
                 self._display[key] = key.title()
             elif key not in self._display:
                 self._display[key] = _DISPLAY.get(key) or (name if name != key else key.title())
         else:
-            lst.append(value)
+            self._fields[key] = (*lst, value)
 
     def set(self, name: str, value: str) -> None:
         key = canonical_name(name)
         if key in self._fields:
-            self._fields[key] = [value]
+            self._fields[key] = (value,)
         else:
             self.add(name, value)
 
@@ -195,7 +200,7 @@ class Headers:
         if lst is None:
             self.add(name, value)
         else:
-            lst.insert(0, value)
+            self._fields[key] = (value, *lst)
 
     def remove(self, name: str) -> None:
         key = canonical_name(name)
@@ -209,11 +214,11 @@ class Headers:
         return lst[0] if lst else default
 
     def get_all(self, name: str) -> list[str]:
-        """Raw values as they came (one per header line)."""
+        """Raw values as they came (one per header line), in a new list."""
         lst = self._fields.get(name)
         if lst is None:
-            lst = self._fields.get(canonical_name(name), [])
-        return lst
+            lst = self._fields.get(canonical_name(name), ())
+        return list(lst)
 
     def values(self, name: str) -> list[str]:
         """Values with comma-separated lists split (Via, Route, Contact, Allow ...)."""
@@ -240,7 +245,7 @@ class Headers:
 
     def copy(self) -> Headers:
         h = Headers()
-        h._fields = {k: list(v) for k, v in self._fields.items()}
+        h._fields = dict(self._fields)  # the values are immutable tuples
         h._display = dict(self._display)
         return h
 
@@ -367,16 +372,16 @@ class SipMessage:
 
     def set_top_via(self, via: Via) -> None:
         """Replace the top Via (e.g. to add `received`/`rport`), keeping the others as they were."""
-        lst = self.headers._fields.get("via")
+        fields = self.headers._fields
+        lst = fields.get("via")
         if not lst:
             self.headers.add("Via", str(via))
         else:
             first = lst[0]
             if "," in first:
-                rest = split_commas(first)[1:]
-                lst[0:1] = [str(via), *rest]
+                fields["via"] = (str(via), *split_commas(first)[1:], *lst[1:])
             else:
-                lst[0] = str(via)
+                fields["via"] = (str(via), *lst[1:])
         self._via = via
 
     def invalidate(self) -> None:
@@ -436,18 +441,19 @@ class SipRequest(SipMessage):
         """A response per section 8.2.6: Via, From, To (+tag), Call-ID, CSeq copied; Record-Route for dialogs."""
         h = Headers()
         src = self.headers._fields
+        fields = h._fields
         for key in ("via", "from", "to", "call-id", "cseq"):
             lst = src.get(key)
             if lst:
-                h._fields[key] = list(lst)
+                fields[key] = lst  # immutable: shared, not copied
         if to_tag is not None and status != 100:
             to = self.headers.get("to") or ""
             if ";tag=" not in to.replace(" ", "").lower():
-                h._fields["to"] = [f"{to};tag={to_tag}"]
+                fields["to"] = (f"{to};tag={to_tag}",)
         if 100 < status < 300 and "record-route" in src:
-            h._fields["record-route"] = list(src["record-route"])
+            fields["record-route"] = src["record-route"]
         if status == 100 and "timestamp" in src:
-            h._fields["timestamp"] = list(src["timestamp"])
+            fields["timestamp"] = src["timestamp"]
         if headers:
             for name, value in headers:
                 h.add(name, value)
@@ -554,7 +560,7 @@ def parse_message(
                 problem = problem or "continuation line without a header"
                 continue
             lst = fields[last_key]
-            lst[-1] = lst[-1] + " " + line.strip()
+            fields[last_key] = (*lst[:-1], lst[-1] + " " + line.strip())
             continue
         name, colon, value = line.partition(":")
         key = _NAME_CACHE.get(name) if colon else None
@@ -575,11 +581,11 @@ def parse_message(
         value = value.strip(" \t")
         lst2 = fields.get(key)
         if lst2 is None:
-            fields[key] = [value]
+            fields[key] = (value,)
             if key != name:
                 headers._display[key] = name
         else:
-            lst2.append(value)
+            fields[key] = (*lst2, value)
         last_key = key
 
     # Body framing

@@ -67,6 +67,9 @@ class TransactionState(Enum):
 
 
 class _Transaction:
+    # slots: thousands of finished transactions wait for Timer J; no __dict__ apiece
+    __slots__ = ("_loop", "_timers", "flow", "key", "layer", "request", "state")
+
     def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow, key: tuple[str, ...]) -> None:
         self.layer = layer
         self.request = request
@@ -119,6 +122,8 @@ class _Transaction:
 class ServerTransaction(_Transaction):
     """Sends responses for one received request; `last_response` is what retransmissions get."""
 
+    __slots__ = ("_last_bytes", "last_response", "on_terminated")
+
     def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow, key: tuple[str, ...]) -> None:
         super().__init__(layer, request, flow, key)
         self.last_response: SipResponse | None = None
@@ -153,6 +158,8 @@ class ServerTransaction(_Transaction):
 
 
 class NonInviteServerTransaction(ServerTransaction):
+    __slots__ = ()
+
     def respond(self, response: SipResponse) -> None:
         st = self.state
         if st in (TransactionState.COMPLETED, TransactionState.TERMINATED):
@@ -171,6 +178,8 @@ class NonInviteServerTransaction(ServerTransaction):
 
 class InviteServerTransaction(ServerTransaction):
     """`on_ack_timeout` is called when Timer H fires (no ACK for a non-2xx final response)."""
+
+    __slots__ = ("_g", "on_ack", "on_ack_timeout")
 
     def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow, key: tuple[str, ...]) -> None:
         super().__init__(layer, request, flow, key)
@@ -231,6 +240,8 @@ class ClientTransaction(_Transaction):
     """Sends one request; `final` resolves with the final response (408 on timeout, 503 on transport error).
     `on_provisional` sees 1xx; `on_retransmitted_2xx` sees 2xx retransmissions (INVITE only)."""
 
+    __slots__ = ("_bytes", "_interval", "final", "on_provisional", "on_retransmitted_2xx", "provisional_received")
+
     def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow) -> None:
         branch = request.via.branch or ""
         super().__init__(layer, request, flow, (branch, request.method))
@@ -279,6 +290,8 @@ class ClientTransaction(_Transaction):
 
 
 class NonInviteClientTransaction(ClientTransaction):
+    __slots__ = ()
+
     def _started(self) -> None:
         self.state = TransactionState.TRYING
         if not self.reliable:
@@ -310,6 +323,8 @@ class NonInviteClientTransaction(ClientTransaction):
 
 
 class InviteClientTransaction(ClientTransaction):
+    __slots__ = ("_ack",)
+
     def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow) -> None:
         super().__init__(layer, request, flow)
         self._ack: bytes | None = None

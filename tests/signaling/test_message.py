@@ -195,6 +195,28 @@ def test_response_and_create_response() -> None:
     assert parsed.via.branch == "z9hG4bK776asdhds"
 
 
+def test_response_shares_request_values_but_edits_stay_apart() -> None:
+    req = parse_message(INVITE.replace(b"Contact:", b"Via: SIP/2.0/TCP p.example;branch=z9hG4bKp\r\nContact:"))
+    assert isinstance(req, SipRequest)
+    before = req.serialize()
+    resp = req.create_response(200, to_tag="t1")
+    resp.headers.add("Via", "SIP/2.0/UDP x.example;branch=z9hG4bKx")
+    resp.headers.prepend("Via", "SIP/2.0/UDP y.example;branch=z9hG4bKy")
+    resp.headers.set("CSeq", "1 INVITE")
+    resp.headers.get_all("via").append("not a header")  # a copy: changes nothing
+    v = resp.via
+    v.params["received"] = "192.0.2.9"
+    resp.set_top_via(v)
+    assert req.serialize() == before  # the request is untouched
+    assert len(resp.headers.get_all("via")) == 4 and resp.vias[0].params["received"] == "192.0.2.9"
+    copy = req.headers.copy()
+    copy.add("Route", "<sip:r@example>")
+    copy.set("Call-ID", "other")
+    assert "route" not in req.headers and req.call_id.startswith("a84b")
+    folded = parse_message(INVITE.replace(b"Max-Forwards: 70", b"Subject: a\r\n b\r\nSubject: c\r\n\tdd"))
+    assert folded.headers.get_all("subject") == ["a b", "c dd"]
+
+
 def test_leading_crlf_and_bare_lf_are_tolerated() -> None:
     head = INVITE[: INVITE.index(b"\r\n\r\n") + 4].replace(b"Content-Length: 5", b"Content-Length: 0")
     msg = parse_message(b"\r\n\r\n" + head.replace(b"\r\n", b"\n"))
