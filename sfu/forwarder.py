@@ -30,6 +30,11 @@ PENDING_RETRY = 1.0
 SLOT_QUEUE_LIMIT = 60
 #: timestamp step inserted when a slot switches source (one frame at 30 fps)
 SWITCH_STEP = 3000
+#: a source keeps the frames since its latest keyframe for this long (at most this many frames), so that a slot
+#: assigned to it soon after (a newcomer's, whose keyframe was asked for while its slots were being negotiated)
+#: starts at once from them instead of asking for a keyframe and waiting for it
+RECENT_KEYFRAME_AGE = 1.5
+RECENT_FRAMES_LIMIT = 45
 
 
 class VideoSource:
@@ -45,6 +50,8 @@ class VideoSource:
         self.closed = False
         self._request_keyframe = request_keyframe
         self._last_request = -1e9
+        self._recent: list[tuple[bytes, int]] = []  # the latest keyframe and the frames after it
+        self._recent_at = 0.0
 
     def on_frame(self, codec_name: str, data: bytes, timestamp: int) -> None:
         """An encoded frame from the publisher (depayloaded, RTP timestamp at 90 kHz)."""
@@ -53,8 +60,21 @@ class VideoSource:
         keyframe = is_keyframe(self.codec_name, data)
         if keyframe:
             self.keyframes += 1
+            self._recent = [(data, timestamp)]
+            self._recent_at = time.monotonic()
+        elif self._recent:
+            if len(self._recent) < RECENT_FRAMES_LIMIT and time.monotonic() - self._recent_at < RECENT_KEYFRAME_AGE:
+                self._recent.append((data, timestamp))
+            else:
+                self._recent = []
         for slot in list(self.slots):
             slot.on_frame(self, data, timestamp, keyframe)
+
+    def recent_frames(self) -> list[tuple[bytes, int]]:
+        """The latest keyframe and the frames after it, if it is recent (else nothing)."""
+        if self._recent and time.monotonic() - self._recent_at < RECENT_KEYFRAME_AGE:
+            return list(self._recent)
+        return []
 
     def request_keyframe(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -135,10 +155,25 @@ class VideoSlot:
             return
         if source is self.current:
             return
+        source.slots.add(self)
+        recent = source.recent_frames()
+        if recent:
+            # a keyframe came moments ago: start from it now
+            self._switch_to(source)
+            for data, timestamp in recent:
+                self._send(data, timestamp)
+            return
         self.pending = source
         self._pending_since = time.monotonic()
-        source.slots.add(self)
         source.request_keyframe(force=True)
+
+    def _switch_to(self, source: VideoSource) -> None:
+        if self.current is not None and self.current is not source:
+            self.current.slots.discard(self)
+        self.current, self.pending = source, None
+        self.switches += 1
+        self._waiting_keyframe = False
+        self._last_in = None
 
     def on_frame(self, source: VideoSource, data: bytes, timestamp: int, keyframe: bool) -> None:
         if source is self.pending:
@@ -147,12 +182,7 @@ class VideoSlot:
                     self._pending_since = time.monotonic()
                     source.request_keyframe()
                 return
-            if self.current is not None:
-                self.current.slots.discard(self)
-            self.current, self.pending = source, None
-            self.switches += 1
-            self._waiting_keyframe = False
-            self._last_in = None
+            self._switch_to(source)
         elif source is not self.current:
             source.slots.discard(self)
             return

@@ -88,6 +88,12 @@ class Participant(EventEmitter):
             raise SdpError("no video slots for this participant (audio only, or not a WebRTC leg)")
         create = getattr(self.leg, "create_slots_offer", None)
         assert create is not None
+        # Ask the sources these slots will show for a keyframe now: it arrives while the offer and its answer travel,
+        # and the slots start from it (VideoSource keeps it) as soon as they are accepted, instead of asking then.
+        others = (self.room.participants.get(p) for p in self.room.recent_speakers if p != self.id)
+        sources = [other.video_source for other in others if other is not None and other.video_source is not None]
+        for source in sources[:count]:
+            source.request_keyframe()
         offer: str = await create(count)
         return offer
 

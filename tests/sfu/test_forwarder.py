@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from sfu import forwarder
 from sfu.forwarder import VideoSlot, VideoSource
 
 KEY = b"\x10\x02\x00\x9d\x01\x2a"  # VP8 frame tag with the key-frame bit clear
@@ -56,7 +59,25 @@ async def test_slot_waits_for_keyframes_and_switches_cleanly() -> None:
     # the shown source leaves: the last picture stays until another source's keyframe
     b.close()
     assert slot.current is None
+    # a's keyframe came moments ago: the slot starts from it (and the frames since) at once, without asking
+    before = requests["a"]
     slot.assign(a)
+    assert slot.current is a and slot.pending is None and requests["a"] == before
+    assert [d for d, _ in drain(slot)] == [KEY, DELTA, DELTA, DELTA]
     a.on_frame("VP8", DELTA, 15000)
-    a.on_frame("VP8", KEY, 18000)
+    assert [d for d, _ in drain(slot)] == [DELTA]
+
+
+async def test_a_keyframe_too_old_is_not_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forwarder, "RECENT_KEYFRAME_AGE", 0.0)
+    requests = []
+    a = VideoSource("a", "VP8", lambda: requests.append(1))
+    a.on_frame("VP8", KEY, 0)
+    a.on_frame("VP8", DELTA, 3000)
+    slot = VideoSlot(0, "3", "VP8")
+    slot.active = True
+    slot.assign(a)
+    assert slot.pending is a and requests == [1] and drain(slot) == []
+    a.on_frame("VP8", DELTA, 6000)
+    a.on_frame("VP8", KEY, 9000)
     assert [d for d, _ in drain(slot)] == [KEY]
