@@ -55,7 +55,7 @@ STEPS = (
     "track-video",
     "owner-pli",  # the owner's browser has received a keyframe request (its outbound pliCount rose)
     "owner-keyframe",  # the owner's browser has encoded a keyframe since
-    "first-video-packet",  # getStats: packetsReceived > 0 on an inbound video
+    "first-video-packet",  # the remote video track unmutes: its first RTP packet
     "first-frame",  # getStats: framesDecoded > 0 on an inbound video
 )
 
@@ -88,40 +88,53 @@ OWNER_WATCH_JS = """
 })
 """
 
-# Polls getStats (every 10 ms) from the moment the call exists until a video frame is decoded, then returns every
-# step's time since navigation started (ms): the apps' "join:" marks and this poll's own two.
+# Watches the call from the moment it exists until a video frame is decoded, then returns every step's time since
+# navigation started (ms): the apps' "join:" marks and this watch's own two. The first video packet is the remote
+# video track's unmute (Chrome fires it on the first RTP packet); getStats (framesDecoded) is polled every 5 ms only
+# from then on, so the watching itself does not load the page while it joins.
 TIMELINE_JS = """
 () => new Promise((resolve) => {
   const started = performance.now();
   const own = {};
+  const watched = new Set();
+  const receiving = [];
+  const finish = () => {
+    const marks = {};
+    for (const entry of performance.getEntriesByType('mark')) {
+      const step = entry.name.slice(5);
+      if (entry.name.startsWith('join:') && !(step in marks)) marks[step] = entry.startTime;
+    }
+    const nav = performance.getEntriesByType('navigation')[0];
+    if (nav) marks['dom-content-loaded'] = nav.domContentLoadedEventEnd;
+    const resources = performance.getEntriesByType('resource');
+    resolve({ marks: { ...marks, ...own }, requests: resources.length, origin: performance.timeOrigin });
+  };
   const poll = async () => {
     const call = (window.__meeting && window.__meeting.call) || window.__joining;
     const pc = call && call.peerConnection;
     if (pc) {
-      for (const transceiver of pc.getTransceivers()) {
-        if (!transceiver.receiver || transceiver.receiver.track.kind !== 'video') continue;
-        const stats = await transceiver.receiver.getStats();
-        for (const report of stats.values()) {
-          if (report.type !== 'inbound-rtp' || report.kind !== 'video') continue;
-          if (report.packetsReceived > 0 && own['first-video-packet'] === undefined) {
-            own['first-video-packet'] = performance.now();
+      for (const receiver of pc.getReceivers()) {
+        const track = receiver.track;
+        if (track.kind !== 'video' || watched.has(track)) continue;
+        watched.add(track);
+        const unmuted = () => {
+          if (own['first-video-packet'] === undefined) own['first-video-packet'] = performance.now();
+          receiving.push(receiver);
+        };
+        if (!track.muted) unmuted();
+        else track.addEventListener('unmute', unmuted, { once: true });
+      }
+      for (const receiver of receiving) {
+        for (const report of (await receiver.getStats()).values()) {
+          if (report.type === 'inbound-rtp' && report.kind === 'video' && report.framesDecoded > 0) {
+            own['first-frame'] = performance.now();
+            return finish();
           }
-          if (report.framesDecoded > 0 && own['first-frame'] === undefined) own['first-frame'] = performance.now();
         }
       }
     }
-    if (own['first-frame'] !== undefined || performance.now() - started > 30000) {
-      const marks = {};
-      for (const entry of performance.getEntriesByType('mark')) {
-        const step = entry.name.slice(5);
-        if (entry.name.startsWith('join:') && !(step in marks)) marks[step] = entry.startTime;
-      }
-      const nav = performance.getEntriesByType('navigation')[0];
-      if (nav) marks['dom-content-loaded'] = nav.domContentLoadedEventEnd;
-      const resources = performance.getEntriesByType('resource');
-      return resolve({ marks: { ...marks, ...own }, requests: resources.length, origin: performance.timeOrigin });
-    }
-    setTimeout(poll, 10);
+    if (performance.now() - started > 30000) return finish();
+    setTimeout(poll, receiving.length ? 5 : 20);
   };
   poll();
 })
