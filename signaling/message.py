@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .uri import Address, SipUri, SipUriError, format_params, split_commas, split_params
+from .uri import Address, SipUri, SipUriError, format_params, parses_plainly, split_commas, split_params
 
 __all__ = [
     "CSeq",
@@ -480,7 +480,8 @@ class SipResponse(SipMessage):
 
 # -- parsing --------------------------------------------------------------------------------------------------
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")
-_NAME_CACHE: dict[str, str] = {}  # raw header name as written -> canonical key, for names already validated
+# raw header name as written -> (canonical key, spelling to write it with or None), for names already validated
+_NAME_CACHE: dict[str, tuple[str, str | None]] = {}
 
 
 def parse_message(
@@ -563,8 +564,9 @@ def parse_message(
             fields[last_key] = (*lst[:-1], lst[-1] + " " + line.strip())
             continue
         name, colon, value = line.partition(":")
-        key = _NAME_CACHE.get(name) if colon else None
-        if key is None:
+        cached = _NAME_CACHE.get(name) if colon else None
+        if cached is None:
+            raw = name
             name = name.rstrip(" \t")
             if not colon or not _TOKEN.match(name):
                 problem = problem or f"bad header line: {line[:60]!r}"
@@ -573,17 +575,19 @@ def parse_message(
             key = name.lower()
             if len(key) == 1:
                 key = COMPACT.get(key, key)
-                name = key
+                display = None  # compact form: written with its long name
+            else:
+                display = name if name != key else None
             if len(_NAME_CACHE) < 4096:
-                _NAME_CACHE[line.partition(":")[0]] = key
-        elif key != name.lower():
-            name = key
+                _NAME_CACHE[raw] = (key, display)
+        else:
+            key, display = cached
         value = value.strip(" \t")
         lst2 = fields.get(key)
         if lst2 is None:
             fields[key] = (value,)
-            if key != name:
-                headers._display[key] = name
+            if display is not None:
+                headers._display[key] = display
         else:
             fields[key] = (*lst2, value)
         last_key = key
@@ -612,7 +616,7 @@ def parse_message(
         try:
             msg.via  # noqa: B018 - the top Via must parse for the response to be matched
             msg.cseq  # noqa: B018
-            msg.from_  # noqa: B018
+            _check_from(msg, fields["from"][0])
             msg.to  # noqa: B018
         except SipUriError as e:
             raise SipParseError(str(e)) from None
@@ -625,7 +629,7 @@ def parse_message(
     try:
         msg.via  # noqa: B018
         cseq = msg.cseq
-        msg.from_  # noqa: B018
+        _check_from(msg, fields["from"][0])
         msg.to  # noqa: B018
     except SipUriError as e:
         # From/To/CSeq/Via must be copied into a response: if they are garbage, a 400 is still possible as long
@@ -639,6 +643,13 @@ def parse_message(
     if mf and not (mf[0].isdigit() and len(mf[0]) <= 3):
         raise SipParseError("bad Max-Forwards", msg)
     return msg
+
+
+def _check_from(msg: SipMessage, value: str) -> None:
+    """From must parse (raises SipUriError), but is parsed into an Address only when read (`msg.from_`):
+    most requests (REGISTER, OPTIONS, retransmissions) never read it. A plain `<sip:...>;tag=x` is only checked."""
+    if not parses_plainly(value):
+        msg.from_  # noqa: B018 - the full parse, which raises if it must
 
 
 def content_length_of(head: bytes) -> int | None:

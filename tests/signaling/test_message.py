@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signaling.message import ParserLimits, SipParseError, SipRequest, SipResponse, Via, parse_message
 from signaling.transport import FramingError, StreamFramer
-from signaling.uri import Address, SipUri
+from signaling.uri import Address, SipUri, SipUriError, parses_plainly
 
 
 def crlf(text: str) -> bytes:
@@ -267,3 +269,63 @@ def test_stream_framer() -> None:
         StreamFramer().feed(INVITE.replace(b"Content-Length: 5", b"Content-Length: x"))
     with pytest.raises(FramingError):
         StreamFramer(ParserLimits(max_head=100)).feed(b"A" * 200)
+
+
+# -- From is checked at parse time and parsed when read: the same outcome as parsing it at once ------------------
+FROM_PIECES = [
+    "<",
+    ">",
+    "sip:",
+    "sips:",
+    "tel:",
+    "a",
+    "@",
+    "h.example",
+    ":",
+    "5060",
+    "99999",
+    ";tag=1",
+    '"',
+    "\\",
+    " ",
+    "[",
+    "::1]",
+    "*",
+    ";",
+    "?x",
+]
+
+
+def _eager_outcome(value: str) -> str:
+    try:
+        return str(Address.parse(value))
+    except SipUriError:
+        return "error"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(FROM_PIECES) | st.text(max_size=2), max_size=10))
+def test_lazy_from_gives_the_eager_result(pieces: list[str]) -> None:
+    value = "".join(pieces).replace("\r", "").replace("\n", "")
+    if parses_plainly(value):
+        Address.parse(value)  # the promise: this cannot fail
+    raw = INVITE.replace(b'From: "Alice" <sip:alice@meetings.test>;tag=1928301774', b"From: " + value.encode())
+    expected = _eager_outcome(value.strip())
+    try:
+        msg = parse_message(raw)
+    except SipParseError as e:
+        assert expected == "error" or not value.strip(), (value, e)
+        return
+    assert expected != "error", value
+    assert str(msg.from_) == expected
+
+
+def test_plain_from_is_not_parsed_until_read() -> None:
+    req = parse_message(INVITE)
+    assert isinstance(req, SipRequest)
+    assert req._from is None and req._to is not None  # To is read by every request (its tag)
+    assert req.from_tag == "1928301774" and req.from_.display_name == "Alice"
+    for bad in ("<sip:a@h:99999>", "<sip:a@[::1>", "<sip:@h>", "sip:a@h:99999;tag=1"):
+        with pytest.raises(SipParseError) as e:
+            parse_message(INVITE.replace(b'"Alice" <sip:alice@meetings.test>', bad.encode()))
+        assert e.value.answerable
