@@ -165,6 +165,7 @@ export function renderPrejoin(root, options) {
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    mark("join-submitted");
     if (state.busy) return;
     const name = nameInput.value.trim();
     if (options.askName && !name) {
