@@ -4,7 +4,7 @@
 import { Api } from "/shared/api.js";
 import { endedPage, showMessage } from "/shared/pages.js";
 import { renderPrejoin } from "/shared/prejoin.js";
-import { stopStream } from "/shared/media.js";
+import { openLocalMedia, savedDevices, stopStream } from "/shared/media.js";
 import { mark } from "/shared/marks.js";
 
 mark("app-start");
@@ -20,6 +20,20 @@ let callModule = import("/shared/call.js").then((module) => (mark("sip-loaded"),
 let meetingView = import("/shared/meeting-view.js");
 callModule.catch(() => (callModule = null));
 meetingView.catch(() => (meetingView = null));
+
+/** When this site may already use the camera and the microphone (no prompt to show), start opening them now, while
+ * the meeting is read: the camera takes a few hundred milliseconds. Otherwise null: the pre-join screen asks. */
+async function openMediaEarly() {
+  try {
+    const states = await Promise.all(
+      ["camera", "microphone"].map((name) => navigator.permissions.query({ name }).then((status) => status.state)),
+    );
+    if (states.some((state) => state !== "granted")) return null;
+  } catch {
+    return null; // this browser cannot tell: ask on the pre-join screen
+  }
+  return openLocalMedia(savedDevices());
+}
 
 function readLink() {
   const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
@@ -131,6 +145,8 @@ class GuestApp {
       return;
     }
     showMessage(root, { tone: "wait", title: "Opening the meeting…" });
+    const media = openMediaEarly().catch(() => null); // a stream, or null (the pre-join screen opens them)
+    this.earlyMedia = media;
     const base = `/guests/me/meetings/${this.link.meeting}`;
     let status;
     try {
@@ -140,6 +156,7 @@ class GuestApp {
         this.api.webConfig(),
       ]);
     } catch (error) {
+      this.dropEarlyMedia();
       if (error.status === 404 || error.status === 400) pages.notFound();
       else pages.unreachable(() => this.start(), error.unreachable ? null : error.message);
       return;
@@ -147,10 +164,24 @@ class GuestApp {
     mark("meeting-fetched");
     document.title = `${this.meeting.name} · Join`;
     if (status && status.full) {
+      this.dropEarlyMedia();
       pages.full(() => this.start());
       return;
     }
     this.prejoin();
+  }
+
+  /** The camera and microphone opened early, for the first pre-join screen only (null if none). */
+  takeEarlyMedia() {
+    const media = this.earlyMedia;
+    this.earlyMedia = null;
+    return media ? media.then((stream) => stream || Promise.reject(new Error("not opened early"))) : null;
+  }
+
+  dropEarlyMedia() {
+    const media = this.earlyMedia;
+    this.earlyMedia = null;
+    if (media) media.then((stream) => stopStream(stream));
   }
 
   prejoin() {
@@ -169,6 +200,7 @@ class GuestApp {
         ? h_note("The organiser lets each guest in. You will wait in the lobby until then.")
         : null,
       onJoin: (choice) => this.onJoin(choice),
+      media: this.takeEarlyMedia(),
     });
   }
 

@@ -16,6 +16,8 @@ import { mark } from "./marks.js";
  * @param {Node[]} [options.topRight]  elements for the top bar
  * @param {(choice: {name: string, stream: MediaStream, micOn: boolean, camOn: boolean}) => Promise<void>} options.onJoin
  * @param {() => void} [options.onBack]
+ * @param {Promise<MediaStream>} [options.media] camera and microphone the page has already started opening (used
+ *   once, for the first preview; a failure falls back to opening them here)
  */
 export function renderPrejoin(root, options) {
   const state = { stream: null, micOn: true, camOn: true, stopMeter: () => {}, busy: false, closed: false, opening: null };
@@ -123,12 +125,12 @@ export function renderPrejoin(root, options) {
     fill(videoSelect, cameras, current.video, "Camera");
   }
 
-  async function open(devices) {
+  async function open(devices, early = null) {
     state.stopMeter();
     stopStream(state.stream);
     state.stream = null;
     try {
-      state.stream = await openLocalMedia(devices);
+      state.stream = early ? await early.catch(() => openLocalMedia(devices)) : await openLocalMedia(devices);
     } catch (problem) {
       if (state.closed) return;
       showMessage(root, {
@@ -204,7 +206,7 @@ export function renderPrejoin(root, options) {
     then();
   }
 
-  state.opening = open(savedDevices());
+  state.opening = open(savedDevices(), options.media || null);
   if (options.askName && !nameInput.value) nameInput.focus();
 
   return {
