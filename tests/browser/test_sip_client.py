@@ -207,3 +207,20 @@ async def test_full_room_refusal(contract_server: tuple[str, FakeCallControl], b
     await page.goto(url)
     await page.wait_for_selector("[data-page=join-full]", timeout=15_000)
     assert await page.evaluate("window.__joinError.kind") == "full"
+
+
+async def test_without_the_bundle_sip_js_comes_from_its_own_modules(
+    contract_server: tuple[str, FakeCallControl], browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback: no bundle built, the same names from sip.js's ES modules, and the client works the same."""
+    monkeypatch.setattr(webapps, "SIPJS_BUNDLE", webapps.SIPJS_BUNDLE.with_name("not-built.js"))
+    url, control = contract_server
+    control.refuse_full = True
+    browser.expect_console(UNREGISTER_403)
+    page = await browser.page("guest")
+    modules: list[str] = []
+    page.on("request", lambda request: modules.append(request.url) if "/vendor/sip.js/" in request.url else None)
+    await page.goto(url)
+    await page.wait_for_selector("[data-page=join-full]", timeout=15_000)
+    assert await page.evaluate("window.__joinError.kind") == "full"
+    assert len(modules) > 100  # sip.js's own modules, one request each
