@@ -24,6 +24,13 @@ def _dies_with(flow: Flow) -> bool:
     return flow.transport.startswith("WS")
 
 
+def _best_first(bindings: list[Binding]) -> list[Binding]:
+    """Highest q first, then the most recently refreshed (latest expiry)."""
+    if len(bindings) < 2:
+        return list(bindings)
+    return sorted(bindings, key=lambda b: (-b.q, -b.expires_at))
+
+
 @dataclass(slots=True, eq=False)
 class Binding:
     aor: str
@@ -69,14 +76,17 @@ class Registrar:
 
     def lookup(self, aor: str) -> list[Binding]:
         """Live bindings of an AOR, best (highest q, most recent) first."""
-        now = time.monotonic()
+        return _best_first(self._alive(aor, time.monotonic()))
+
+    def _alive(self, aor: str, now: float) -> list[Binding]:
+        """The AOR's live bindings (stored order); expired ones and those dead with their connection dropped."""
         lst = self._bindings.get(aor)
         if not lst:
             return []
         alive = [b for b in lst if b.expires_at > now and (b.flow is None or b.flow.alive or not _dies_with(b.flow))]
         if len(alive) != len(lst):
             self._store(aor, alive)
-        return sorted(alive, key=lambda b: (-b.q, -b.expires_at))
+        return alive
 
     def aors(self) -> list[str]:
         return list(self._bindings)
@@ -114,9 +124,9 @@ class Registrar:
             if not header_expires.strip().isdigit():
                 return RegisterResult(400, reason="Bad Expires")
             default = int(header_expires.strip())
-        current = self.lookup(aor)
+        alive = self._alive(aor, now)
         if not contacts_raw:
-            return RegisterResult(200, current)
+            return RegisterResult(200, _best_first(alive))
         try:
             contacts = [Address.parse(c) for c in contacts_raw]
         except SipUriError:
@@ -125,14 +135,14 @@ class Registrar:
             # section 10.3 step 6: "*" only alone and with Expires: 0
             if len(contacts) != 1 or header_expires is None or default != 0:
                 return RegisterResult(400, reason="Wildcard Contact needs Expires: 0")
-            for b in current:
+            for b in alive:
                 if b.call_id == call_id and cseq <= b.cseq:
                     return RegisterResult(500, reason="Out of order REGISTER")
             self._store(aor, [])
-            if current and self.on_change:
+            if alive and self.on_change:
                 self.on_change(aor)
             return RegisterResult(200, [])
-        bindings = list(self._bindings.get(aor, []))
+        bindings = list(alive)
         for contact in contacts:
             exp_param = contact.params.get("expires")
             expires = default
@@ -179,4 +189,4 @@ class Registrar:
         self._store(aor, bindings)
         if self.on_change:
             self.on_change(aor)
-        return RegisterResult(200, self.lookup(aor))
+        return RegisterResult(200, _best_first([b for b in bindings if b.expires_at > now]))

@@ -411,6 +411,7 @@ class TransactionLayer:
         # a TimerHandle, context and bound methods apiece cost CPU and garbage-collector work.
         self._ending: dict[float, deque[tuple[float, _Transaction]]] = {}
         self._ending_timers: dict[float, asyncio.TimerHandle] = {}
+        self._last_key: tuple[SipRequest, tuple[str, str, str]] | None = None
 
     def _terminate_later(self, tx: _Transaction, delay: float) -> None:
         queue = self._ending.get(delay)
@@ -441,14 +442,18 @@ class TransactionLayer:
             del self._ending[delay]
 
     def match_request(self, request: SipRequest) -> ServerTransaction | None:
-        return self.server.get(server_key(request))
+        key = server_key(request)
+        self._last_key = (request, key)  # create_server usually follows for the same request
+        return self.server.get(key)
 
     def match_response(self, response: SipResponse) -> ClientTransaction | None:
         branch = response.via.branch or ""
         return self.client.get((branch, response.cseq.method))
 
     def create_server(self, request: SipRequest, flow: Flow) -> ServerTransaction:
-        key = server_key(request)
+        last = self._last_key
+        key = last[1] if last is not None and last[0] is request else server_key(request)
+        self._last_key = None
         tx: ServerTransaction
         if request.method == "INVITE":
             tx = InviteServerTransaction(self, request, flow, key)
