@@ -287,6 +287,11 @@ class SipStack:
     # -- receiving --------------------------------------------------------------------------------------------
     def receive(self, data: bytes, flow: Flow) -> None:
         """The transports' receiver: one framed message from `flow`."""
+        if not flow.reliable:
+            tx = self.transactions.match_datagram(data)
+            if tx is not None:  # a UDP retransmission, byte for byte: absorbed without a parse
+                tx.receive_request(tx.request)
+                return
         try:
             msg = parse_message(data, self.config.limits, datagram=not flow.reliable)
         except SipParseError as e:
@@ -305,6 +310,8 @@ class SipStack:
         try:
             if isinstance(msg, SipRequest):
                 self._receive_request(msg, flow)
+                if not flow.reliable:
+                    self.transactions.remember_datagram(msg, data)
             else:
                 self._receive_response(msg, flow)
         except (SipUriError, ValueError) as e:

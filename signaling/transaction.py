@@ -68,7 +68,7 @@ class TransactionState(Enum):
 
 class _Transaction:
     # slots: thousands of finished transactions wait for Timer J; no __dict__ apiece
-    __slots__ = ("_loop", "_timers", "flow", "key", "layer", "request", "state")
+    __slots__ = ("_loop", "_raw", "_timers", "flow", "key", "layer", "request", "state")
 
     def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow, key: tuple[str, ...]) -> None:
         self.layer = layer
@@ -76,6 +76,7 @@ class _Transaction:
         self.flow = flow
         self.key = key
         self.state = TransactionState.TRYING
+        self._raw: bytes | None = None  # the datagram it came in, for TransactionLayer.match_datagram
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._loop = asyncio.get_running_loop()
 
@@ -412,6 +413,22 @@ class TransactionLayer:
         self._ending: dict[float, deque[tuple[float, _Transaction]]] = {}
         self._ending_timers: dict[float, asyncio.TimerHandle] = {}
         self._last_key: tuple[SipRequest, tuple[str, str, str]] | None = None
+        self._last_created: ServerTransaction | None = None
+        # A UDP retransmission is the same datagram again: found by its bytes, it is absorbed without being parsed
+        # (under load, clients retransmit every 500 ms and a full parse per copy feeds the overload).
+        self._by_datagram: dict[bytes, ServerTransaction] = {}
+
+    def match_datagram(self, data: bytes) -> ServerTransaction | None:
+        """The live server transaction whose request arrived as exactly these bytes over UDP, if any."""
+        return self._by_datagram.get(data)
+
+    def remember_datagram(self, request: SipRequest, data: bytes) -> None:
+        """Remember the datagram `request` was parsed from, if a server transaction was just made for it."""
+        tx = self._last_created
+        self._last_created = None
+        if tx is not None and tx.request is request and tx.state is not TransactionState.TERMINATED:
+            tx._raw = data
+            self._by_datagram[data] = tx
 
     def _terminate_later(self, tx: _Transaction, delay: float) -> None:
         queue = self._ending.get(delay)
@@ -460,6 +477,7 @@ class TransactionLayer:
         else:
             tx = NonInviteServerTransaction(self, request, flow, key)
         self.server[key] = tx
+        self._last_created = tx
         return tx
 
     def create_client(self, request: SipRequest, flow: Flow) -> ClientTransaction:
@@ -475,6 +493,11 @@ class TransactionLayer:
         table = self.server if isinstance(tx, ServerTransaction) else self.client
         if table.get(tx.key) is tx:
             del table[tx.key]
+        raw = tx._raw
+        if raw is not None:
+            tx._raw = None
+            if self._by_datagram.get(raw) is tx:
+                del self._by_datagram[raw]
 
     def close(self) -> None:
         for tx in [*self.client.values(), *self.server.values()]:

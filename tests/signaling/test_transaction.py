@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+import signaling.stack as stack_module
 from signaling.message import SipRequest, SipResponse, parse_message
 from signaling.stack import SipStack
 from signaling.transaction import TimerSettings, TransactionLayer, TransactionState
@@ -193,3 +196,33 @@ async def test_finished_transactions_end_after_their_own_delay_in_order() -> Non
     tx.terminate()
     layer.close()
     assert layer._ending == {} and layer._ending_timers == {}
+
+
+async def test_udp_retransmission_absorbed_by_its_bytes_without_a_parse(
+    stack: SipStack, peer: UdpPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[bytes] = []
+    real_parse = stack_module.parse_message
+
+    def counting_parse(data: bytes, *args: object, **kwargs: object) -> object:
+        parsed.append(data)
+        return real_parse(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stack_module, "parse_message", counting_parse)
+    port = stack.udp.port  # type: ignore[union-attr]
+    msg = request("OPTIONS", f"sip:127.0.0.1:{port}", peer.port, branch="z9hG4bKraw1")
+    peer.send(msg, port)
+    first = await peer.recv()
+    for _ in range(3):
+        peer.send(msg, port)
+        assert await peer.recv() == first
+    assert len(parsed) == 1 and len(stack.transactions._by_datagram) == 1
+    # a different datagram of the same transaction (a blank added) is parsed and matched the usual way
+    peer.send(msg.replace(b"Max-Forwards: 70", b"Max-Forwards:  70"), port)
+    assert await peer.recv() == first and len(parsed) == 2
+    # the map forgets a transaction when it ends (Timer J = 64 * T1)
+    await asyncio.sleep(64 * FAST.t1 + 0.3)
+    assert stack.transactions._by_datagram == {} and stack.transactions.server == {}
+    peer.send(msg, port)  # now a new request again
+    assert parse_message(await peer.recv()).status == 200  # type: ignore[union-attr]
+    assert len(parsed) == 3
