@@ -3,7 +3,8 @@
 The server runs in its own process (`meetings serve`, SQLite in a temporary folder, 127.0.0.1 only); the owner
 sits in the meeting in one headless chromium page, sending the fake camera; each run opens the guest link in a
 fresh browser context, clicks Join as soon as it can, and reads (in the page) performance.now() at the first
-inbound video frame decoded: the time since navigation started. Median of the runs.
+inbound video frame decoded: the time since navigation started. Median of the runs, and the median timeline of the
+join's steps (the apps' `join:` performance marks, the owner's keyframe, the first packet and frame): see README.md.
 
     .venv/bin/python -m bench.web              # 7 runs
     .venv/bin/python -m bench.web --runs 3 --json bench/results/web.json
