@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .codecs import MIX_SAMPLES, PTIME_MS, AudioCodec, AudioDecoder, AudioEncoder, level_dbov
+from .codecs import MIX_SAMPLES, PTIME_MS, AudioCodec, AudioDecoder, AudioEncoder, g711_levels, level_dbov
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +270,8 @@ class AudioMixer:
         tick = self.stats.ticks
         candidates: list[tuple[int, MixerMember, InboundAudio, np.ndarray | None]] = []
         changes: list[tuple[str, bool]] = []
+        heard: list[tuple[MixerMember, InboundAudio | None, int, np.ndarray | None]] = []
+        g711: list[int] = []  # indexes in `heard` of level-less G.711 packets, measured together below
         for member in self.members.values():
             packet = member.inbox.pop()
             level = 127
@@ -277,10 +279,19 @@ class AudioMixer:
             if packet is not None and not member.muted:
                 if packet.level is not None:
                     level = packet.level
+                elif packet.codec.key in ("pcmu", "pcma") and packet.payload:
+                    g711.append(len(heard))
                 else:
                     decoded = member.decode(packet)
                     self.stats.decodes += 1
                     level = level_dbov(decoded)
+            heard.append((member, packet, level, decoded))
+        if g711:
+            levels = g711_levels([heard[i][1] for i in g711])
+            for i, level in zip(g711, levels, strict=True):
+                member, packet, _, decoded = heard[i]
+                heard[i] = (member, packet, level, decoded)
+        for member, packet, level, decoded in heard:
             speech = level <= self.speech_level
             if speech and packet is not None:
                 candidates.append((level, member, packet, decoded))

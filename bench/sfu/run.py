@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +31,14 @@ SCENARIOS: list[tuple[str, list[str]]] = [
 ]
 
 
-def run_once(args: list[str], port: int, warmup: float, window: float) -> dict[str, Any]:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_once(args: list[str], warmup: float, window: float) -> dict[str, Any]:
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.sfu.server", "--control-port", str(port)],
         stdout=subprocess.PIPE,
@@ -83,7 +91,6 @@ def main() -> None:
     parser.add_argument("--output", default=str(Path(__file__).with_name("results.json")))
     options = parser.parse_args()
     results: dict[str, Any] = {}
-    port = 47100
     output = Path(options.output)
     if output.exists():
         results = json.loads(output.read_text())
@@ -95,8 +102,7 @@ def main() -> None:
         for _ in range(options.runs):
             for _ in range(options.attempts):
                 wait_for_quiet(options.quiet_load, options.quiet_wait)
-                port += 1
-                result = run_once(args, port, options.warmup, options.window)
+                result = run_once(args, options.warmup, options.window)
                 time.sleep(1)
                 if result["valid"]:
                     runs.append(result)

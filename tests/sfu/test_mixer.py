@@ -182,3 +182,21 @@ def test_opus_packet_durations() -> None:
     assert opus_frame_ms(bytes([(18 << 3) | 1])) == 20  # two 10 ms CELT frames
     assert opus_frame_ms(bytes([(18 << 3) | 3, 3])) == 30
     assert opus_frame_ms(b"") == 0
+
+
+def test_g711_levels_at_once_match_decoded_levels() -> None:
+    from sfu.codecs import g711_levels, level_dbov
+
+    pcma = AudioCodec("PCMA", 8000, 8)
+    packets = []
+    for codec in (PCMU, pcma):
+        for frequency, amplitude in ((440.0, 0.3), (880.0, 0.01), (None, 0.0)):
+            encoded = tone_packets(frequency, 3, codec)[2]
+            if amplitude != 0.3 and frequency is not None:
+                t = np.arange(960) / 48000
+                pcm = (np.sin(2 * np.pi * frequency * t) * amplitude * 32767).astype(np.int16)
+                encoded = AudioEncoder(codec).encode(pcm)[0]
+            packets.append(InboundAudio(codec, encoded, 0, None))
+    expected = [level_dbov(AudioDecoder(p.codec).decode(p.payload, 0)) for p in packets]
+    assert g711_levels(packets) == expected
+    assert expected[0] < 20 and expected[2] == 127
