@@ -11,9 +11,7 @@ import argparse
 import asyncio
 import base64
 import os
-import socket
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -22,14 +20,9 @@ from typing import Any
 
 import aiohttp
 
+from bench.serving import PASSWORD, serving
+
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "bench-admin-password"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -122,78 +115,59 @@ async def run(database: str, stored: int, seconds: float, clients: int) -> dict[
         url = f"postgresql://postgres@127.0.0.1:5432/{pg_name}"
     else:
         url = f"sqlite:///{workdir}/bench.db"
-    port = free_port()
-    environ = {
-        **os.environ,
-        "MEETINGS_DATABASE__URL": url,
-        "MEETINGS_HTTP__HOST": "127.0.0.1",
-        "MEETINGS_HTTP__PORT": str(port),
-        "MEETINGS_SIP__HOST": "127.0.0.1",
-        "MEETINGS_SIP__UDP_PORT": "0",
-        "MEETINGS_SIP__TCP_PORT": "0",
-        "MEETINGS_LOGGING__LEVEL": "WARNING",
-    }
-    booting = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "bootstrap", "--username", "admin", "--password", PASSWORD,
-        cwd=workdir, env=environ, stdout=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await booting.wait() == 0
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", cwd=workdir, env=environ,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     try:
-        connector = aiohttp.TCPConnector(limit=clients + 4)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            await wait_ready(session, base)
-            admin = await token(session, base, "admin", PASSWORD)
-            async with session.post(
-                f"{base}/api/confd/1.1/users",
-                json={"username": "few", "password": "few-password"},
-                headers={"X-Auth-Token": admin},
-            ) as response:
-                assert response.status == 201
-            few = await token(session, base, "few", "few-password")
-            mine = f"{base}/api/confd/1.1/users/me/meetings"
-            started = time.perf_counter()
-            await fill(session, mine, admin, stored)
-            fill_rate = stored / (time.perf_counter() - started)
-            for _ in range(10):
-                async with session.post(mine, json={"name": "few"}, headers={"X-Auth-Token": few}) as response:
-                    assert response.status == 201
-
-            latencies: list[float] = []
-            errors: list[int] = []
-            cpu_before = cpu_seconds(server.pid)
-            started = time.perf_counter()
-            until = started + seconds
-            await asyncio.gather(*(create_loop(session, mine, admin, until, latencies, errors) for _ in range(clients)))
-            elapsed = time.perf_counter() - started
-            cpu = cpu_seconds(server.pid) - cpu_before
-
-            few_list = await measure_reads(session, mine, few, 200)
-            page_list = await measure_reads(session, f"{mine}?limit=100&order=creation_time&direction=desc", admin, 200)
-            return {
-                "database": database,
-                "stored_before": stored,
-                "fill_rate_per_s": round(fill_rate),
-                "creations": len(latencies),
-                "errors": len(errors),
-                "creations_per_s": round(len(latencies) / elapsed),
-                "create_p50_ms": round(statistics.median(latencies) * 1000, 1),
-                "create_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
-                "server_cpu_ms_per_creation": round(cpu / max(1, len(latencies)) * 1000, 2),
-                "list_10_of_10k_p50_ms": round(statistics.median(few_list) * 1000, 1),
-                "list_10_of_10k_p99_ms": round(percentile(few_list, 0.99) * 1000, 1),
-                "list_page100_of_10k_p50_ms": round(statistics.median(page_list) * 1000, 1),
-                "list_page100_of_10k_p99_ms": round(percentile(page_list, 0.99) * 1000, 1),
-            }
+        async with serving(workdir, url) as server:
+            return {"database": database, **await _measure(server.base, server.pid, stored, seconds, clients)}
     finally:
-        server.terminate()
-        await asyncio.wait_for(server.wait(), 20)
         if pg_name:
             await drop_pg_database(pg_name)
+
+
+async def _measure(base: str, pid: int, stored: int, seconds: float, clients: int) -> dict[str, Any]:
+    connector = aiohttp.TCPConnector(limit=clients + 4)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await wait_ready(session, base)
+        admin = await token(session, base, "admin", PASSWORD)
+        async with session.post(
+            f"{base}/api/confd/1.1/users",
+            json={"username": "few", "password": "few-password"},
+            headers={"X-Auth-Token": admin},
+        ) as response:
+            assert response.status == 201
+        few = await token(session, base, "few", "few-password")
+        mine = f"{base}/api/confd/1.1/users/me/meetings"
+        started = time.perf_counter()
+        await fill(session, mine, admin, stored)
+        fill_rate = stored / (time.perf_counter() - started)
+        for _ in range(10):
+            async with session.post(mine, json={"name": "few"}, headers={"X-Auth-Token": few}) as response:
+                assert response.status == 201
+
+        latencies: list[float] = []
+        errors: list[int] = []
+        cpu_before = cpu_seconds(pid)
+        started = time.perf_counter()
+        until = started + seconds
+        await asyncio.gather(*(create_loop(session, mine, admin, until, latencies, errors) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(pid) - cpu_before
+
+        few_list = await measure_reads(session, mine, few, 200)
+        page_list = await measure_reads(session, f"{mine}?limit=100&order=creation_time&direction=desc", admin, 200)
+        return {
+            "stored_before": stored,
+            "fill_rate_per_s": round(fill_rate),
+            "creations": len(latencies),
+            "errors": len(errors),
+            "creations_per_s": round(len(latencies) / elapsed),
+            "create_p50_ms": round(statistics.median(latencies) * 1000, 1),
+            "create_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+            "server_cpu_ms_per_creation": round(cpu / max(1, len(latencies)) * 1000, 2),
+            "list_10_of_10k_p50_ms": round(statistics.median(few_list) * 1000, 1),
+            "list_10_of_10k_p99_ms": round(percentile(few_list, 0.99) * 1000, 1),
+            "list_page100_of_10k_p50_ms": round(statistics.median(page_list) * 1000, 1),
+            "list_page100_of_10k_p99_ms": round(percentile(page_list, 0.99) * 1000, 1),
+        }
 
 
 def main() -> None:

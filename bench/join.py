@@ -12,7 +12,6 @@ import asyncio
 import base64
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 import aiohttp
 from aiortc import RTCSessionDescription
 
-from bench.api_load import PASSWORD, free_port, token, wait_ready
+from bench.api_load import token, wait_ready
+from bench.serving import PASSWORD, serving
 from sfu.aiortc_adapter import gather_host_candidates
 from tests.e2e.sipclient import SipClient
 from tests.sfu.clients import WebRtcClient
@@ -65,29 +65,8 @@ async def one_join(session: aiohttp.ClientSession, base: str, credentials: tuple
 
 async def run(runs: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="meetings-join-"))
-    port = free_port()
-    environ = {
-        **os.environ,
-        "MEETINGS_DATABASE__URL": f"sqlite:///{workdir}/join.db",
-        "MEETINGS_HTTP__HOST": "127.0.0.1",
-        "MEETINGS_HTTP__PORT": str(port),
-        "MEETINGS_SIP__HOST": "127.0.0.1",
-        "MEETINGS_SIP__UDP_PORT": "0",
-        "MEETINGS_SIP__TCP_PORT": "0",
-        "MEETINGS_MEDIA__HOST_ADDRESSES": "[127.0.0.1]",
-        "MEETINGS_LOGGING__LEVEL": "WARNING",
-    }
-    booting = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "bootstrap", "--username", "admin", "--password", PASSWORD,
-        cwd=workdir, env=environ, stdout=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await booting.wait() == 0
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", cwd=workdir, env=environ,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(workdir, f"sqlite:///{workdir}/join.db", MEDIA__HOST_ADDRESSES="[127.0.0.1]") as server:
+        base = server.base
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, base)
             admin = await token(session, base, "admin", PASSWORD)
@@ -118,9 +97,6 @@ async def run(runs: int) -> dict[str, Any]:
             "invite_to_first_audio_max_ms": round(max(media), 1),
             "load_average": os.getloadavg()[0],
         }
-    finally:
-        server.terminate()
-        await asyncio.wait_for(server.wait(), 20)
 
 
 def main() -> None:
