@@ -1,23 +1,22 @@
 """Video forwarding without transcoding: publishers' encoded frames go to subscribers' video slots.
 
 A `VideoSource` is one publisher's video (the receiver's reassembled encoded frames, never decoded). A `VideoSlot`
-is one sendonly video stream of one subscriber; its `SlotTrack` hands `av.Packet`s to aiortc's sender, which only
+is one sendonly video stream of one subscriber; its `EncodedTrack` hands `av.Packet`s to aiortc's sender, which only
 packetises them. A slot switches source without a broken picture: it keeps forwarding the previous source until the
 new one sends a keyframe (asked for at once), and it rewrites timestamps so they stay continuous.
 """
 
 from __future__ import annotations
 
-import asyncio
 import fractions
 import logging
 import time
 from collections.abc import Callable
 
 import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .codecs import is_keyframe
+from .packettrack import EncodedTrack
 
 logger = logging.getLogger(__name__)
 
@@ -91,29 +90,6 @@ class VideoSource:
         self.slots.clear()
 
 
-class SlotTrack(MediaStreamTrack):
-    """The sending track of a slot: yields encoded `av.Packet`s, which aiortc packetises without encoding."""
-
-    kind = "video"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queue: asyncio.Queue[av.Packet | None] = asyncio.Queue()
-
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        packet = await self.queue.get()
-        if packet is None:
-            raise MediaStreamError
-        return packet
-
-    def stop(self) -> None:
-        if self.readyState == "live":
-            self.queue.put_nowait(None)
-        super().stop()
-
-
 class VideoSlot:
     """One video stream sent to a subscriber, showing one source at a time."""
 
@@ -121,7 +97,7 @@ class VideoSlot:
         self.index = index
         self.mid = mid
         self.codec_name = codec_name.upper() if codec_name else None
-        self.track = SlotTrack()
+        self.track = EncodedTrack("video")
         self.current: VideoSource | None = None
         self.pending: VideoSource | None = None
         self.active = False

@@ -25,7 +25,6 @@ from aiortc import (
 )
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterFrame
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
@@ -35,6 +34,7 @@ from .errors import ParticipantClosed, SdpError
 from .events import EventEmitter
 from .forwarder import VideoSlot, VideoSource
 from .mixer import AudioInbox, InboundAudio
+from .packettrack import EncodedTrack
 from .ports import PortAllocator
 from .settings import MediaSettings
 
@@ -47,22 +47,11 @@ AUDIO_PREFERENCE = ("opus", "G722", "PCMU", "PCMA")
 AUDIO_QUEUE_LIMIT = 3
 
 
-class MixTrack(MediaStreamTrack):
-    """The audio a participant hears: encoded mix packets, handed to aiortc's sender, which only packetises them."""
-
-    kind = "audio"
+class MixTrack(EncodedTrack):
+    """The audio a participant hears: encoded mix packets; a late sender drops the oldest, never piles up delay."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.queue: asyncio.Queue[av.Packet | None] = asyncio.Queue()
-
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        packet = await self.queue.get()
-        if packet is None:
-            raise MediaStreamError
-        return packet
+        super().__init__("audio")
 
     def put(self, packet: av.Packet) -> None:
         if self.readyState != "live":
@@ -70,11 +59,6 @@ class MixTrack(MediaStreamTrack):
         while self.queue.qsize() >= AUDIO_QUEUE_LIMIT:
             self.queue.get_nowait()
         self.queue.put_nowait(packet)
-
-    def stop(self) -> None:
-        if self.readyState == "live":
-            self.queue.put_nowait(None)
-        super().stop()
 
 
 def _capabilities(kind: str, names: tuple[str, ...]) -> list[Any]:
