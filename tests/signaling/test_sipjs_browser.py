@@ -5,7 +5,6 @@ an in-dialog MESSAGE from the server, then BYE from the browser."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,28 +14,17 @@ from aiohttp import web
 from signaling.call import IncomingCall
 from signaling.dialog import Dialog
 from signaling.stack import SipStack, StackConfig
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
 
 from .conftest import FAST
 from .support import Accounts, Meeting, Recorder
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed"),
+    pytest.mark.skipif(not HAVE_CHROMIUM, reason=f"no chromium at {CHROMIUM}"),
 ]
 
 SIPJS = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "sip.js" / "lib"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 PAGE = """<!doctype html>
 <html><body><audio id="remote" autoplay></audio><script type="module">
@@ -171,9 +159,7 @@ async def test_sipjs_register_invite_message_bye(
     messenger = asyncio.create_task(send_message_after_ack())
     async with async_playwright() as p:
         # Playwright gives the browser a fresh temporary profile (--user-data-dir) itself
-        browser = await p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
             page.on("console", lambda m: console.append(m.text))
