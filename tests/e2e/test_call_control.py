@@ -130,3 +130,23 @@ async def test_key_1_toggles_mute_like_wazo_menu(api: Api, room: Room) -> None:
     assert listener.messages("ConfbridgeMute")[0]["channel"]["channelvars"]["WAZO_SIP_CALL_ID"] == speaker.call.call_id
     assert (await speaker.sip.info_dtmf(speaker.call, "1")).status == 200
     await until(lambda: bool(listener.messages("ConfbridgeUnmute")), 5, "the unmute to be told")
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        b"",
+        b"not sdp at all",
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 RTP/AVP 99\r\na=rtpmap:99 nothing/8000\r\n",
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio x UDP/TLS/RTP/SAVPF 111\r\n",
+    ],
+)
+async def test_unusable_offers_are_refused_with_488(api: Api, room: Room, offer: bytes) -> None:
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    member = await room.member(guest_credentials(meeting), None, None)
+    with pytest.raises(CallRefused) as refused:
+        await member.sip.invite("meeting-guest", offer)
+    assert refused.value.response.status == 488, refused.value.response.first_line
+    assert "Reason" in {name for name, _ in refused.value.response.headers}
+    assert api.services.conferences.count(uuid.UUID(meeting["uuid"])) == 0
