@@ -47,6 +47,8 @@ class VideoSource:
         self.keyframes = 0
         self.keyframe_requests = 0
         self.closed = False
+        #: called once, after the first frame: the room shows a source only once it has something to show
+        self.on_first_frame: Callable[[], None] | None = None
         self._request_keyframe = request_keyframe
         self._last_request = -1e9
         self._recent: list[tuple[bytes, int]] = []  # the latest keyframe and the frames after it
@@ -68,6 +70,9 @@ class VideoSource:
                 self._recent = []
         for slot in list(self.slots):
             slot.on_frame(self, data, timestamp, keyframe)
+        if self.frames == 1 and self.on_first_frame is not None:
+            # after the slots had it: slots assigned now start from the recent frames, this one included
+            self.on_first_frame()
 
     def recent_frames(self) -> list[tuple[bytes, int]]:
         """The latest keyframe and the frames after it, if it is recent (else nothing)."""

@@ -21,8 +21,15 @@ class Leg(Protocol):
 
     kind: str
     inbox: AudioInbox
-    video_source: VideoSource | None
-    slots: list[VideoSlot]
+
+    @property
+    def video_source(self) -> VideoSource | None: ...
+
+    @property
+    def video_sources(self) -> list[VideoSource]: ...
+
+    @property
+    def slots(self) -> list[VideoSlot]: ...
 
     @property
     def audio_codec(self) -> AudioCodec | None: ...
@@ -63,6 +70,11 @@ class Participant(EventEmitter):
     @property
     def video_source(self) -> VideoSource | None:
         return self.leg.video_source
+
+    @property
+    def video_sources(self) -> list[VideoSource]:
+        """Every video the participant sends: one camera, or several streams (an Asterisk ConfBridge in SFU mode)."""
+        return self.leg.video_sources
 
     @property
     def slots(self) -> list[VideoSlot]:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Callable
 
 from .errors import SfuError
+
+#: tries at an even port whose odd neighbour is free before giving up
+PAIR_ATTEMPTS = 64
 
 
 class PortRangeExhausted(SfuError):
@@ -38,3 +42,35 @@ class PortAllocator:
             sock.setblocking(False)
             return sock
         raise PortRangeExhausted(f"no free UDP port on {address} in {self.port_min}-{self.port_max}")
+
+    def bind_pair(self, address: str) -> tuple[socket.socket, socket.socket]:
+        """An even port for RTP and the odd one above it for RTCP (RFC 3550 section 11), both bound."""
+        return bind_rtp_pair(address, lambda: self.bind(address, even=True))
+
+
+def bind_rtp_pair(
+    address: str, bind_even: Callable[[], socket.socket] | None = None
+) -> tuple[socket.socket, socket.socket]:
+    """Bind RTP on an even port (from `bind_even`, or any the system gives) and RTCP on the port above it."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    for _ in range(PAIR_ATTEMPTS):
+        if bind_even is not None:
+            rtp = bind_even()
+        else:
+            rtp = socket.socket(family, socket.SOCK_DGRAM)
+            rtp.bind((address, 0))
+        port = rtp.getsockname()[1]
+        if port % 2 or port == 65535:
+            rtp.close()
+            continue
+        rtcp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            rtcp.bind((address, port + 1))
+        except OSError:
+            rtcp.close()
+            rtp.close()
+            continue
+        rtp.setblocking(False)
+        rtcp.setblocking(False)
+        return rtp, rtcp
+    raise PortRangeExhausted(f"no free pair of UDP ports on {address}")

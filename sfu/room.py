@@ -10,9 +10,11 @@ from typing import Any
 
 from .errors import RoomClosed, RoomFull
 from .events import EventEmitter
+from .forwarder import VideoSource
 from .mixer import AudioMixer
 from .participant import Leg, Participant
 from .ports import PortAllocator
+from .rtpleg import RtpLeg
 from .settings import MediaSettings, RoomOptions
 from .webrtcleg import WebRtcLeg
 
@@ -21,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 class Room(EventEmitter):
     """Events: ``participant_joined`` (p), ``participant_left`` (p, reason), ``talking_started`` (p),
-    ``talking_stopped`` (p), ``participant_muted`` (p, muted), ``dtmf`` (p, digit), ``closed`` ().
+    ``talking_stopped`` (p), ``participant_muted`` (p, muted), ``dtmf`` (p, digit), ``video_changed`` () (a slot
+    was pointed at another source), ``closed`` ().
     """
 
     def __init__(
@@ -73,12 +76,7 @@ class Room(EventEmitter):
         self, offer: str, info: dict[str, Any] | None = None, *, max_participants: int | None = None
     ) -> tuple[Participant, str]:
         """Join with a SIP phone's plain-RTP SDP offer; returns the participant and the SDP answer."""
-        from .rtpleg import RtpLeg
-
-        def make_leg(participant_id: str) -> RtpLeg:
-            return RtpLeg(participant_id, self.settings, self.ports)
-
-        return await self._join(make_leg, lambda leg: leg.answer(offer), info, max_participants)
+        return await self._join(self._rtp_leg, lambda leg: leg.answer(offer), info, max_participants)
 
     async def join_rtp_outbound(
         self, info: dict[str, Any] | None = None, *, max_participants: int | None = None
@@ -87,12 +85,11 @@ class Room(EventEmitter):
 
         Complete it with ``participant.leg.accept_answer(answer)``.
         """
-        from .rtpleg import RtpLeg
+        return await self._join(self._rtp_leg, lambda leg: leg.create_offer(), info, max_participants)
 
-        def make_leg(participant_id: str) -> RtpLeg:
-            return RtpLeg(participant_id, self.settings, self.ports)
-
-        return await self._join(make_leg, lambda leg: leg.create_offer(), info, max_participants)
+    def _rtp_leg(self, participant_id: str) -> RtpLeg:
+        video = self.options.video_codecs if self.options.video else ()
+        return RtpLeg(participant_id, self.settings, self.ports, video, max_received_video=self.options.last_n)
 
     async def _join(
         self,
@@ -190,15 +187,32 @@ class Room(EventEmitter):
             self.recent_speakers.insert(0, participant_id)
             self._update_video()
 
-    def _update_video(self) -> None:
-        """Point each subscriber's slots at the most recent speakers other than himself (stable where possible)."""
-        if not self.options.video:
-            return
-        sources = []
+    def _video_sources(self) -> list[VideoSource]:
+        """Sources that have shown something, most recent speaker first. A participant with several (an Asterisk
+        ConfBridge: one per member with a camera, and no telling which one talks) ranks with his first; the others
+        come after everyone's first."""
+        first: list[VideoSource] = []
+        rest: list[VideoSource] = []
         for participant_id in self.recent_speakers:
             participant = self.participants.get(participant_id)
-            if participant is not None and participant.video_source is not None:
-                sources.append(participant.video_source)
+            if participant is None:
+                continue
+            live = []
+            for source in participant.video_sources:
+                if source.frames:
+                    live.append(source)
+                elif source.on_first_frame is None:
+                    source.on_first_frame = self._update_video
+            first += live[:1]
+            rest += live[1:]
+        return first + rest
+
+    def _update_video(self) -> None:
+        """Point each subscriber's slots at the most recent speakers other than himself (stable where possible)."""
+        if not self.options.video or self.closed:
+            return
+        sources = self._video_sources()
+        changed = False
         for subscriber in self.participants.values():
             slots = [s for s in subscriber.slots if s.active]
             if not slots:
@@ -209,6 +223,10 @@ class Room(EventEmitter):
             for source in wanted:
                 if source not in shown and free:
                     free.pop(0).assign(source)
+                    changed = True
             for slot in free:
                 if slot.target is not None and slot.target not in wanted:
                     slot.assign(None)
+                    changed = True
+        if changed:
+            self.emit("video_changed")

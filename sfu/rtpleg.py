@@ -1,6 +1,11 @@
-"""A plain-RTP leg (RTP/AVP) for SIP phones and Asterisk: one UDP socket, symmetric RTP, RFC 4733 digits.
+"""A plain-RTP leg (RTP/AVP) for SIP phones and Asterisk: symmetric RTP, RFC 4733 digits, and video streams.
 
-Audio only for now: video m-lines in offers and re-offers are refused with port 0 (the call never fails on them).
+Audio: the first usable audio m-line, one UDP socket, to and from the mixer. Video (rooms with video): every usable
+``m=video`` is an `RtpVideoStream` with its own port pair. The leg sends the current speaker's video on one of them
+(the one it already sends on, else the first the peer can receive on) and receives on those the peer sends on, up to
+`max_received_video` (each becomes a source the room can show); whatever else is offered is refused with port 0 and
+the call goes on. That is what ConfBridge in ``video_mode=sfu`` needs: it re-INVITEs with a stream added or removed
+whenever a video source comes or goes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from .events import EventEmitter
 from .forwarder import VideoSlot, VideoSource
 from .mixer import AudioInbox, InboundAudio
 from .ports import PortAllocator
+from .rtpvideo import OFFER_PAYLOAD_TYPES as VIDEO_PAYLOAD_TYPES
+from .rtpvideo import RtpVideoStream, VideoCodec, offered_video_codecs
 from .settings import MediaSettings
 
 logger = logging.getLogger(__name__)
@@ -37,6 +44,7 @@ AUDIO_PREFERENCE = ("opus", "G722", "PCMU", "PCMA")
 OFFER_PAYLOAD_TYPES = {"opus": 111, "G722": 9, "PCMU": 0, "PCMA": 8}
 TELEPHONE_EVENT_PT = 101
 DIRECTION_REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+VIDEO_PROFILES = ("RTP/AVP", "RTP/AVPF")
 
 
 @dataclass
@@ -77,21 +85,36 @@ def _telephone_event(codecs: list[AudioCodec]) -> int | None:
     return next((c.payload_type for c in codecs if c.name.lower() == "telephone-event" and c.clock_rate == 8000), None)
 
 
+def _remote_of(description: SessionDescription, media: MediaDescription) -> tuple[str, int] | None:
+    host = media.host or description.host
+    return (host, media.port) if host else None
+
+
 class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
     """Events: ``dtmf`` (digit)."""
 
     kind = "rtp"
 
-    def __init__(self, participant_id: str, settings: MediaSettings, ports: PortAllocator | None) -> None:
+    def __init__(
+        self,
+        participant_id: str,
+        settings: MediaSettings,
+        ports: PortAllocator | None,
+        video_codecs: tuple[str, ...] = (),
+        max_received_video: int = 0,
+    ) -> None:
         EventEmitter.__init__(self)
         self.participant_id = participant_id
         self.settings = settings
         self.ports = ports
         self.address = settings.addresses()[0]
+        #: video codecs in order of preference; empty: every video stream is refused
+        self.video_codecs = tuple(name.upper() for name in video_codecs)
+        self.max_received_video = max_received_video
         self.inbox = AudioInbox()
         self.audio_codec: AudioCodec | None = None
-        self.video_source: VideoSource | None = None
-        self.slots: list[VideoSlot] = []
+        #: video streams by m-line index
+        self.video_streams: dict[int, RtpVideoStream] = {}
         self.telephone_event: int | None = None
         self.remote: tuple[str, int] | None = None
         self.direction = "sendrecv"
@@ -107,6 +130,23 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         self._session_id = int(time.time() * 1000)
         self._version = 0
         self._closed = False
+
+    # video, as the room sees it
+
+    @property
+    def video_sources(self) -> list[VideoSource]:
+        """What the peer sends us, one source per received stream, in m-line order."""
+        return [s.source for _, s in sorted(self.video_streams.items()) if s.source is not None]
+
+    @property
+    def video_source(self) -> VideoSource | None:
+        sources = self.video_sources
+        return sources[0] if sources else None
+
+    @property
+    def slots(self) -> list[VideoSlot]:
+        """The one stream we send (the current speaker), if any."""
+        return [s.slot for _, s in sorted(self.video_streams.items()) if s.slot is not None]
 
     # socket
 
@@ -177,13 +217,15 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
     # negotiation
 
     async def answer(self, offer: str) -> str:
-        """Answer a phone's offer: the first usable audio stream is accepted, everything else refused (port 0)."""
+        """Answer an offer: the first usable audio stream, video streams as the module says, the rest refused."""
         self._check_open()
         description = sdp.parse(offer)
         await self._open()
         lines: list[str] = []
         accepted = False
-        for media in description.media:
+        sending = self._sending_index(description)
+        receiving = 0
+        for index, media in enumerate(description.media):
             if not accepted and media.kind == "audio" and media.port != 0 and media.profile.startswith("RTP/AVP"):
                 negotiated = self._negotiate(description, media, _media_codecs(media))
                 if negotiated.codec is not None:
@@ -193,7 +235,20 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
                         media.profile, negotiated.codec, negotiated.telephone_event, negotiated.direction
                     )
                     continue
+            if media.kind == "video" and self._usable_video(media):
+                peer_sends = (media.direction or "sendrecv") in ("sendrecv", "sendonly")
+                send = index == sending
+                # the stream we send on also carries what the peer sends there, without counting against the limit
+                receive = peer_sends and (send or receiving < self.max_received_video)
+                if send or receive:
+                    receiving += receive and not send
+                    codec = offered_video_codecs(media, self.video_codecs)[0]
+                    lines += await self._video_section(index, description, media, codec, send, receive)
+                    continue
+            await self._close_video(index)
             lines += [f"m={media.kind} 0 {media.profile} {' '.join(str(f) for f in media.fmt) or '0'}"]
+        for index in [i for i in self.video_streams if i >= len(description.media)]:
+            await self._close_video(index)
         if not accepted and not self.audio_codec:
             raise SdpError("no usable audio stream in the offer (opus, G722, PCMU or PCMA over RTP/AVP)")
         return self._session(lines)
@@ -203,7 +258,8 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         return await self.answer(offer)
 
     async def create_offer(self) -> str:
-        """Offer audio (opus, G722, PCMU, PCMA, telephone-event) for an outbound leg; then `accept_answer`."""
+        """Offer audio (opus, G722, PCMU, PCMA, telephone-event), and one sendrecv video stream in a room with video,
+        for an outbound leg; then `accept_answer`."""
         self._check_open()
         await self._open()
         pts = " ".join(str(OFFER_PAYLOAD_TYPES[name]) for name in AUDIO_PREFERENCE)
@@ -215,6 +271,15 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
             )
         lines += [f"a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000", f"a=fmtp:{TELEPHONE_EVENT_PT} 0-16"]
         lines += ["a=ptime:20", "a=sendrecv"]
+        codecs = [
+            VideoCodec(name, VIDEO_PAYLOAD_TYPES[name]) for name in self.video_codecs if name in VIDEO_PAYLOAD_TYPES
+        ]
+        if codecs:
+            stream = await self._video_stream(1)
+            lines.append(f"m=video {stream.local_port} RTP/AVP {' '.join(str(c.payload_type) for c in codecs)}")
+            for codec in codecs:
+                lines += codec.sdp_lines()
+            lines += [f"a=rtcp:{stream.local_port + 1}", "a=sendrecv"]
         return self._session(lines)
 
     async def accept_answer(self, answer: str) -> None:
@@ -233,14 +298,24 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         negotiated.codec = first
         negotiated.direction = DIRECTION_REVERSE.get(media.direction or "sendrecv", "sendrecv")
         self._apply(negotiated)
+        for index, stream in list(self.video_streams.items()):
+            answered = description.media[index] if index < len(description.media) else None
+            if answered is None or answered.kind != "video" or not self._usable_video(answered):
+                await self._close_video(index)
+                continue
+            # the answerer's first usable format
+            names = [c.name.upper() for c in answered.rtp.codecs]
+            codec = min(offered_video_codecs(answered, self.video_codecs), key=lambda c: names.index(c.name))
+            ours = DIRECTION_REVERSE.get(answered.direction or "sendrecv", "sendrecv")
+            self._configure_video(
+                stream, description, answered, codec, ours in ("sendrecv", "sendonly"), ours in ("sendrecv", "recvonly")
+            )
 
     def _negotiate(
         self, description: SessionDescription, media: MediaDescription, codecs: list[AudioCodec]
     ) -> _Negotiated:
-        host = media.host or description.host
-        remote = (host, media.port) if host else None
         direction = DIRECTION_REVERSE.get(media.direction or "sendrecv", "sendrecv")
-        return _Negotiated(_choose(codecs), _telephone_event(codecs), remote, direction)
+        return _Negotiated(_choose(codecs), _telephone_event(codecs), _remote_of(description, media), direction)
 
     def _apply(self, negotiated: _Negotiated) -> None:
         self.audio_codec = negotiated.codec
@@ -250,6 +325,86 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
             if negotiated.remote != self.remote:
                 self.remote = negotiated.remote
                 self.latched = False
+
+    # video
+
+    def _usable_video(self, media: MediaDescription) -> bool:
+        return (
+            media.port != 0
+            and media.profile in VIDEO_PROFILES
+            and bool(self.video_codecs)
+            and bool(offered_video_codecs(media, self.video_codecs))
+        )
+
+    def _sending_index(self, description: SessionDescription) -> int | None:
+        """The m-line we send the speaker's video on: the one we send on already if it still can, else the first."""
+        able = [
+            index
+            for index, media in enumerate(description.media)
+            if media.kind == "video"
+            and self._usable_video(media)
+            and (media.direction or "sendrecv") in ("sendrecv", "recvonly")
+        ]
+        current = next((index for index, stream in self.video_streams.items() if stream.sends), None)
+        if current in able:
+            return current
+        return able[0] if able else None
+
+    async def _video_stream(self, index: int) -> RtpVideoStream:
+        stream = self.video_streams.get(index)
+        if stream is None:
+            stream = RtpVideoStream(self.participant_id, self.address, self.ports)
+            self.video_streams[index] = stream
+            try:
+                await stream.open()
+            except BaseException:
+                self.video_streams.pop(index, None)
+                await stream.close()
+                raise
+        return stream
+
+    def _configure_video(
+        self,
+        stream: RtpVideoStream,
+        description: SessionDescription,
+        media: MediaDescription,
+        codec: VideoCodec,
+        send: bool,
+        receive: bool,
+    ) -> None:
+        remote_rtcp = None
+        if media.rtcp_port:
+            remote_rtcp = (media.rtcp_host or media.host or description.host or "", media.rtcp_port)
+        stream.configure(
+            codec,
+            send=send,
+            receive=receive,
+            remote=_remote_of(description, media),
+            remote_rtcp=remote_rtcp,
+            rtcp_mux=media.rtcp_mux,
+        )
+
+    async def _video_section(
+        self,
+        index: int,
+        description: SessionDescription,
+        media: MediaDescription,
+        codec: VideoCodec,
+        send: bool,
+        receive: bool,
+    ) -> list[str]:
+        stream = await self._video_stream(index)
+        self._configure_video(stream, description, media, codec, send, receive)
+        port = stream.local_port
+        lines = [f"m=video {port} {media.profile} {codec.payload_type}", *codec.sdp_lines()]
+        lines.append("a=rtcp-mux" if media.rtcp_mux else f"a=rtcp:{port + 1}")
+        lines.append(f"a={stream.direction}")
+        return lines
+
+    async def _close_video(self, index: int) -> None:
+        stream = self.video_streams.pop(index, None)
+        if stream is not None:
+            await stream.close()
 
     def _audio_section(self, profile: str, codec: AudioCodec, telephone_event: int | None, direction: str) -> list[str]:
         formats = f"{codec.payload_type}" + (f" {telephone_event}" if telephone_event is not None else "")
@@ -286,6 +441,8 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         if self._closed:
             return
         self._closed = True
+        for index in list(self.video_streams):
+            await self._close_video(index)
         if self._transport is not None:
             self._transport.close()
             self._transport = None

@@ -111,6 +111,10 @@ class WebRtcLeg(EventEmitter):
         self._closed = False
         self.pc.on("connectionstatechange", self._on_connection_state)
 
+    @property
+    def video_sources(self) -> list[VideoSource]:
+        return [self.video_source] if self.video_source is not None else []
+
     # negotiation
 
     async def answer(self, offer: str) -> str:

@@ -53,21 +53,28 @@ class BridgeFailure(Exception):
 
 
 def restrict_codecs(offer: str, codecs: Sequence[str]) -> str:
-    """Keep only the configured audio codecs (in the configured order) and telephone-event in an audio offer."""
+    """Keep only the configured audio codecs (in the configured order) and telephone-event in the audio section of
+    an offer; other sections (video) are left as they are."""
     names: dict[str, str] = {}
+    section = ""
     for line in offer.split("\r\n"):
-        if line.startswith("a=rtpmap:"):
+        if line.startswith("m="):
+            section = line[2:].split(" ", 1)[0]
+        elif section == "audio" and line.startswith("a=rtpmap:"):
             payload_type, _, encoding = line[len("a=rtpmap:") :].partition(" ")
             names[payload_type] = encoding.split("/")[0].lower()
     wanted = [pt for codec in codecs for pt, name in names.items() if name == CODEC_NAMES[codec]]
     wanted += [pt for pt, name in names.items() if name == "telephone-event"]
     lines = []
+    section = ""
     for line in offer.split("\r\n"):
-        if line.startswith("m=audio "):
-            port, profile = line.split()[1:3]
-            line = f"m=audio {port} {profile} {' '.join(wanted)}"
-        elif line.startswith(("a=rtpmap:", "a=fmtp:")):
-            if line.split(":", 1)[1].split(" ")[0] not in wanted:
+        if line.startswith("m="):
+            section = line[2:].split(" ", 1)[0]
+        if section == "audio":
+            if line.startswith("m=audio "):
+                port, profile = line.split()[1:3]
+                line = f"m=audio {port} {profile} {' '.join(wanted)}"
+            elif line.startswith(("a=rtpmap:", "a=fmtp:")) and line.split(":", 1)[1].split(" ")[0] not in wanted:
                 continue
         lines.append(line)
     return "\r\n".join(lines)

@@ -191,6 +191,7 @@ class MeetingRoom:
         sfu_room.on("talking_started", lambda p: self._talking(p, True))
         sfu_room.on("talking_stopped", lambda p: self._talking(p, False))
         sfu_room.on("participant_muted", lambda p, _muted: self._muted(p))
+        sfu_room.on("video_changed", self.refresh_slots)
 
     def members(self) -> list[MeetingCall]:
         return list(self.calls.values())

@@ -99,7 +99,7 @@ async def test_plain_rtp_phone_hears_and_is_heard(sfu: SFU) -> None:
         await phone.close()
 
 
-async def test_dtmf_1_toggles_mute_and_reoffer_with_video_keeps_the_call(sfu: SFU) -> None:
+async def test_dtmf_1_toggles_mute_and_a_reoffer_keeps_the_call_and_its_video_port(sfu: SFU) -> None:
     room = sfu.room("dtmf", RoomOptions())
     phone = RtpPhone(880)
     await phone.open()
@@ -107,7 +107,8 @@ async def test_dtmf_1_toggles_mute_and_reoffer_with_video_keeps_the_call(sfu: SF
     room.on("participant_muted", lambda participant, state: muted.append(state))
     try:
         participant, answer = await room.join_rtp(phone.offer(video=True))
-        assert "m=video 0 RTP/AVP 96" in answer
+        video_line = next(line for line in answer.splitlines() if line.startswith("m=video "))
+        assert not video_line.startswith("m=video 0 "), "a phone's VP8 video is accepted"
         phone.start(remote_of(answer))
         await asyncio.sleep(0.1)
         phone.send_digit(1)
@@ -116,7 +117,7 @@ async def test_dtmf_1_toggles_mute_and_reoffer_with_video_keeps_the_call(sfu: SF
         await wait_for(lambda: not participant.muted, within=2)
         assert muted == [True, False]
         reanswer = await participant.handle_offer(phone.offer(video=True))
-        assert reanswer.count("m=") == 2 and "m=video 0 " in reanswer and "m=audio 0 " not in reanswer
+        assert reanswer.count("m=") == 2 and video_line in reanswer and "m=audio 0 " not in reanswer
         assert participant in room.participants.values()
     finally:
         await phone.close()
