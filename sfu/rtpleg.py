@@ -304,8 +304,11 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
                 await self._close_video(index)
                 continue
             # the answerer's first usable format
-            names = [c.name.upper() for c in answered.rtp.codecs]
-            codec = min(offered_video_codecs(answered, self.video_codecs), key=lambda c: names.index(c.name))
+            formats = [str(f) for f in answered.fmt]
+            usable = offered_video_codecs(answered, self.video_codecs)
+            codec = min(
+                usable, key=lambda c: formats.index(str(c.payload_type)) if str(c.payload_type) in formats else 99
+            )
             ours = DIRECTION_REVERSE.get(answered.direction or "sendrecv", "sendrecv")
             self._configure_video(
                 stream, description, answered, codec, ours in ("sendrecv", "sendonly"), ours in ("sendrecv", "recvonly")

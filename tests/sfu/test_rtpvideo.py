@@ -1,0 +1,212 @@
+"""Video on plain-RTP legs: frame reassembly, RTCP keyframe requests, and what a leg accepts of a ConfBridge-like
+offer (one stream to send on, streams to receive, the rest refused), through re-offers."""
+
+from __future__ import annotations
+
+import struct
+
+from aiortc.rtp import RtpPacket
+
+from sfu import SFU, RoomOptions
+from sfu.rtpleg import RtpLeg
+from sfu.rtpvideo import FrameAssembler, VideoCodec, asks_keyframe, keyframe_request
+from sfu.settings import MediaSettings
+
+from .test_rtpleg import phone_offer
+
+VP8 = VideoCodec("VP8", 96)
+#: a VP8 key frame's first bytes (frame tag with the key frame bit clear, start code) and a delta frame's
+KEY = b"\x10\x02\x00\x9d\x01\x2a" + b"k" * 40
+DELTA = b"\x11\x02\x00" + b"d" * 40
+
+
+def vp8_packets(frame: bytes, seq: int, timestamp: int, size: int = 16) -> list[RtpPacket]:
+    """RFC 7741 packets of one frame: the S bit on the first, the marker on the last."""
+    chunks = [frame[i : i + size] for i in range(0, len(frame), size)]
+    packets = []
+    for index, chunk in enumerate(chunks):
+        descriptor = b"\x10" if index == 0 else b"\x00"
+        packets.append(
+            RtpPacket(
+                payload_type=96,
+                marker=int(index == len(chunks) - 1),
+                sequence_number=(seq + index) & 0xFFFF,
+                timestamp=timestamp,
+                payload=descriptor + chunk,
+            )
+        )
+    return packets
+
+
+def push_all(assembler: FrameAssembler, packets: list[RtpPacket]) -> list[tuple[bytes | None, bool]]:
+    return [assembler.push(packet) for packet in packets]
+
+
+def test_frames_are_rebuilt_across_sequence_wrap_and_a_lost_packet_drops_only_its_frame() -> None:
+    assembler = FrameAssembler(VP8)
+    first = vp8_packets(KEY, 65534, 1000)  # 3 packets: 65534, 65535, 0
+    results = push_all(assembler, first)
+    assert results[-1] == (KEY, False) and all(r == (None, False) for r in results[:-1])
+
+    second = vp8_packets(DELTA, 1, 4000)
+    del second[1]  # lost
+    assert push_all(assembler, second)[-1] == (None, True)
+
+    # the next frame is whole again (its start is found from the S bit, the previous end being unknown)
+    third = vp8_packets(DELTA, 4, 7000)
+    assert push_all(assembler, third)[-1] == (DELTA, False)
+
+
+def test_a_frame_whose_marker_never_came_counts_as_lost_and_reordering_inside_a_frame_is_fine() -> None:
+    assembler = FrameAssembler(VP8)
+    packets = vp8_packets(KEY, 10, 1000)
+    assert push_all(assembler, packets[:-1])[-1] == (None, False)  # the marker packet is lost
+    following = vp8_packets(DELTA, 20, 4000)
+    results = push_all(assembler, [following[1], following[0], *following[2:]])
+    assert results[0] == (None, True), "the unfinished frame is reported lost when the next one starts"
+    assert results[-1] == (DELTA, False)
+    # a late duplicate of a finished frame is ignored
+    assert assembler.push(following[0]) == (None, False)
+
+
+def test_a_frame_missing_its_first_packet_after_a_loss_is_dropped() -> None:
+    assembler = FrameAssembler(VP8)
+    push_all(assembler, vp8_packets(KEY, 100, 1000)[:-1])
+    frame = vp8_packets(DELTA, 110, 4000)
+    assert push_all(assembler, frame[1:])[-1] == (None, True)
+
+
+def test_keyframe_requests_are_well_formed_and_malformed_rtcp_asks_nothing() -> None:
+    packet = keyframe_request(0x11111111, 0x22222222, 7)
+    assert asks_keyframe(packet)
+    # receiver report (8 bytes), PLI (12), FIR (20): lengths in 32-bit words minus one
+    assert len(packet) == 40
+    assert struct.unpack_from("!BBH", packet, 8) == (0x81, 206, 2)
+    assert struct.unpack_from("!BBH", packet, 20) == (0x84, 206, 4)
+    assert struct.unpack_from("!IB", packet, 32) == (0x22222222, 7)
+    assert asks_keyframe(struct.pack("!BBHI", 0x80, 192, 1, 5))  # RFC 2032 FIR
+    sender_report_only = struct.pack("!BBHI", 0x80, 200, 1, 5)
+    for data in (b"", b"\x80", b"\x00" * 40, sender_report_only, packet[:3], b"\xff" * 13):
+        assert not asks_keyframe(data)
+
+
+def confbridge_offer(*video: str) -> str:
+    """Audio, then the given video m-lines (ConfBridge's SFU re-INVITE shape)."""
+    return phone_offer("m=audio 5000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000", "a=sendrecv", *video)
+
+
+def video_lines(answer: str) -> list[str]:
+    return [line for line in answer.split("\r\n") if line.startswith("m=video")]
+
+
+def sections(answer: str) -> list[str]:
+    return answer.split("\r\nm=")[1:]
+
+
+async def test_leg_sends_on_one_stream_receives_up_to_the_limit_and_refuses_the_rest(settings: MediaSettings) -> None:
+    leg = RtpLeg("bridge", settings, None, ("VP8", "H264"), max_received_video=2)
+    own = ["m=video 6000 RTP/AVP 96", "a=rtpmap:96 VP8/90000", "a=sendrecv"]
+    source = ["RTP/AVP 96", "a=rtpmap:96 VP8/90000", "a=sendonly"]
+    try:
+        answer = await leg.answer(
+            confbridge_offer(
+                *own,
+                f"m=video 6010 {source[0]}",
+                *source[1:],
+                "m=video 6020 RTP/AVP 97",
+                "a=rtpmap:97 H264/90000",
+                "a=fmtp:97 profile-level-id=42e01f;packetization-mode=1",
+                "a=sendonly",
+                f"m=video 6030 {source[0]}",  # over the limit of 2 received streams
+                *source[1:],
+                "m=video 6040 RTP/AVP 98",
+                "a=rtpmap:98 H264/90000",  # packetization mode 0: not forwardable
+                "a=sendonly",
+                "m=video 6050 RTP/AVP 99",
+                "a=rtpmap:99 AV1/90000",
+                "a=sendonly",
+                "m=video 0 RTP/AVP 96",  # a stream that left
+                "a=rtpmap:96 VP8/90000",
+                "m=video 6070 RTP/SAVP 96",  # encrypted plain RTP: not ours
+                "a=rtpmap:96 VP8/90000",
+            )
+        )
+        lines = video_lines(answer)
+        assert len(lines) == 8, "every m-line answered in its place"
+        parts = sections(answer)
+        # the member's own stream: we send the speaker on it, and take what comes on it (not counted)
+        assert lines[0].startswith("m=video ") and lines[0].endswith(" RTP/AVP 96") and "a=sendrecv" in parts[1]
+        assert "a=recvonly" in parts[2] and "a=rtpmap:96 VP8/90000" in parts[2]
+        assert lines[2].endswith(" RTP/AVP 97") and "packetization-mode=1" in parts[3] and "a=recvonly" in parts[3]
+        assert [line.split()[1] for line in lines[3:]] == ["0"] * 5
+        ports = [int(line.split()[1]) for line in lines[:3]]
+        assert all(port % 2 == 0 and f"a=rtcp:{port + 1}" in answer for port in ports)
+        assert [index for index, stream in leg.video_streams.items() if stream.sends] == [1]
+        assert len(leg.slots) == 1 and leg.slots[0].codec_name == "VP8"
+        assert [s.codec_name for s in leg.video_sources] == ["VP8", "VP8", "H264"]
+
+        # ConfBridge re-INVITEs when a source leaves: its m-line keeps its place with port 0
+        reanswer = await leg.answer(
+            confbridge_offer(
+                *own,
+                "m=video 0 RTP/AVP 96",
+                "a=rtpmap:96 VP8/90000",
+                "m=video 6020 RTP/AVP 97",
+                "a=rtpmap:97 H264/90000",
+                "a=fmtp:97 profile-level-id=42e01f;packetization-mode=1",
+                "a=sendonly",
+                f"m=video 6030 {source[0]}",  # now under the limit: taken
+                *source[1:],
+            )
+        )
+        again = video_lines(reanswer)
+        assert again[0] == lines[0] and again[1].split()[1] == "0" and again[2] == lines[2]
+        assert again[3].split()[1] != "0"
+        assert sorted(leg.video_streams) == [1, 3, 4] and len(leg.video_sources) == 3
+
+        # the member's own stream refused: the speaker goes out on no stream, nothing else changes
+        audio_only = await leg.answer(confbridge_offer("m=video 0 RTP/AVP 96", "a=rtpmap:96 VP8/90000"))
+        assert video_lines(audio_only) == ["m=video 0 RTP/AVP 96"] and not leg.slots and not leg.video_streams
+    finally:
+        await leg.close()
+    assert not leg.video_streams
+
+
+async def test_a_peer_that_only_receives_gets_the_speaker_and_an_audio_only_room_refuses_video(sfu: SFU) -> None:
+    room = sfu.room("video-phone", RoomOptions())
+    offer = confbridge_offer("m=video 6000 RTP/AVPF 96", "a=rtpmap:96 VP8/90000", "a=rtcp-mux", "a=recvonly")
+    participant, answer = await room.join_rtp(offer)
+    assert "a=sendonly" in sections(answer)[1] and "a=rtcp-mux" in answer and "a=rtcp:" not in answer
+    assert len(participant.slots) == 1 and participant.video_sources == []
+
+    quiet = sfu.room("audio-only", RoomOptions(video=False))
+    other, answer = await quiet.join_rtp(offer)
+    assert video_lines(answer) == ["m=video 0 RTP/AVPF 96"] and not other.slots
+
+
+async def test_outbound_offer_has_one_sendrecv_video_stream_and_the_answer_settles_it(sfu: SFU) -> None:
+    room = sfu.room("outbound-video", RoomOptions(video_codecs=("VP8", "H264")))
+    participant, offer = await room.join_rtp_outbound()
+    leg = participant.leg
+    assert isinstance(leg, RtpLeg)
+    (video,) = video_lines(offer)
+    port = int(video.split()[1])
+    assert video.endswith(" RTP/AVP 96 97") and f"a=rtcp:{port + 1}" in offer and "packetization-mode=1" in offer
+    await leg.accept_answer(
+        confbridge_offer(
+            "m=video 7000 RTP/AVP 97 96",
+            "a=rtpmap:96 VP8/90000",
+            "a=rtpmap:97 H264/90000",
+            "a=fmtp:97 packetization-mode=1",
+            "a=sendrecv",
+        )
+    )
+    stream = leg.video_streams[1]
+    assert stream.codec == VideoCodec("H264", 97), "the answerer's first format"
+    assert stream.sends and stream.receives and stream.remote == ("127.0.0.1", 7000)
+    assert stream.remote_rtcp == ("127.0.0.1", 7001)
+
+    other, offer = await room.join_rtp_outbound()
+    assert isinstance(other.leg, RtpLeg)
+    await other.leg.accept_answer(confbridge_offer("m=video 0 RTP/AVP 96", "a=rtpmap:96 VP8/90000"))
+    assert not other.leg.video_streams and other.leg.audio_codec is not None
