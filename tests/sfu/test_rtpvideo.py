@@ -3,6 +3,7 @@ offer (one stream to send on, streams to receive, the rest refused), through re-
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 from aiortc.rtp import RtpPacket
@@ -12,6 +13,9 @@ from sfu.rtpleg import RtpLeg
 from sfu.rtpvideo import FrameAssembler, VideoCodec, asks_keyframe, keyframe_request
 from sfu.settings import MediaSettings
 
+from .clients import RtpPhone, WebRtcClient
+from .rtpvideo import RtpVideoPeer
+from .test_room_media import wait_for
 from .test_rtpleg import phone_offer
 
 VP8 = VideoCodec("VP8", 96)
@@ -210,3 +214,87 @@ async def test_outbound_offer_has_one_sendrecv_video_stream_and_the_answer_settl
     assert isinstance(other.leg, RtpLeg)
     await other.leg.accept_answer(confbridge_offer("m=video 0 RTP/AVP 96", "a=rtpmap:96 VP8/90000"))
     assert not other.leg.video_streams and other.leg.audio_codec is not None
+
+
+def media_section(answer: str, index: int) -> tuple[int, str]:
+    """The port and the text of the answer's m-line number `index` (0: audio)."""
+    text = sections(answer)[index]
+    return int(text.split()[1]), text
+
+
+async def test_a_video_phone_and_a_browser_see_each_other_and_keyframe_requests_cross(sfu: SFU) -> None:
+    room = sfu.room("video-phone-media", RoomOptions(last_n=2))
+    browser = WebRtcClient("A", None, "red")
+    phone, camera = RtpPhone(None), RtpVideoPeer("blue")
+    await phone.open()
+    await camera.open()
+    try:
+        await browser.join(room)
+        await browser.accept_slots()
+        offer = phone_offer(
+            f"m=audio {phone.port} RTP/AVP 0",
+            "a=rtpmap:0 PCMU/8000",
+            f"m=video {camera.port} RTP/AVP 96",
+            "a=rtpmap:96 VP8/90000",
+            "a=rtcp-fb:* ccm fir",
+            "a=sendrecv",
+        )
+        participant, answer = await room.join_rtp(offer)
+        port, section = media_section(answer, 1)
+        assert "a=sendrecv" in section
+        camera.start(("127.0.0.1", port))
+        await wait_for(lambda: browser.colours_seen() == {"blue"}, within=8)
+        await wait_for(lambda: camera.colours_seen() == "red", within=8)
+
+        # the phone asks for a keyframe (RTCP PLI+FIR): it reaches the browser it is shown, which sends one
+        source = browser.participant.video_source if browser.participant else None
+        assert source is not None
+        requests, keyframes = source.keyframe_requests, source.keyframes
+        await asyncio.sleep(0.4)  # keyframe requests upstream are rate-limited
+        camera.request_keyframe()
+        await wait_for(lambda: source.keyframe_requests > requests and source.keyframes > keyframes, within=5)
+
+        # the gateway asks the phone for one (a new subscriber's slot would): RTCP to port+1, answered
+        phone_source = participant.video_source
+        assert phone_source is not None and phone_source.frames > 0
+        asked = camera.keyframe_requests_received
+        phone_source.request_keyframe(force=True)
+        await wait_for(lambda: camera.keyframe_requests_received > asked, within=3)
+        await wait_for(lambda: camera.keyframes_sent >= 2, within=3)
+    finally:
+        await browser.close()
+        await phone.close()
+        await camera.close()
+
+
+async def test_several_streams_from_one_peer_fill_a_browser_s_slots_and_an_idle_stream_takes_none(sfu: SFU) -> None:
+    """ConfBridge in SFU mode: the member's own stream (nothing comes on it) and one stream per source."""
+    room = sfu.room("confbridge-media", RoomOptions(last_n=3))
+    browser = WebRtcClient("A", None, "red")
+    phone = RtpPhone(None)
+    own, green, yellow = RtpVideoPeer(None), RtpVideoPeer("green"), RtpVideoPeer("yellow")
+    peers = [own, green, yellow]
+    await phone.open()
+    for peer in peers:
+        await peer.open()
+    try:
+        await browser.join(room)
+        await browser.accept_slots()
+        video = []
+        for peer, direction in zip(peers, ("sendrecv", "sendonly", "sendonly"), strict=True):
+            video += [f"m=video {peer.port} RTP/AVP 96", "a=rtpmap:96 VP8/90000", f"a={direction}"]
+        offer = phone_offer(f"m=audio {phone.port} RTP/AVP 0", "a=rtpmap:0 PCMU/8000", *video)
+        participant, answer = await room.join_rtp(offer)
+        for index, peer in enumerate(peers, start=1):
+            peer.start(("127.0.0.1", media_section(answer, index)[0]))
+        await wait_for(lambda: browser.colours_seen() == {"green", "yellow"}, within=8)
+        assert len(participant.video_sources) == 3
+        shown = [slot.target for slot in browser.participant.slots] if browser.participant else []
+        assert participant.video_sources[0] not in shown, "the stream nothing comes on is not shown"
+        await wait_for(lambda: own.colours_seen() == "red", within=8)
+        assert green.frames_decoded == 0 and yellow.frames_decoded == 0, "sources get nothing back"
+    finally:
+        await browser.close()
+        await phone.close()
+        for peer in peers:
+            await peer.close()
