@@ -124,6 +124,11 @@ class Participant(EventEmitter):
         self.room._update_video()
         return answer
 
+    def request_keyframes(self) -> None:
+        """The participant's decoders want a fresh picture: ask the sources his slots show (or switch to)."""
+        for slot in self.slots:
+            slot.on_keyframe_request()
+
     # audio
 
     def set_muted(self, muted: bool) -> None:

@@ -127,6 +127,10 @@ class MeetingCall(BaseDialogHandler):
         return answer.encode()
 
     async def on_info(self, dialog: Dialog, request: SipRequest) -> int:
+        if b"picture_fast_update" in request.body:
+            # RFC 5168 (video phones that ask for a keyframe in SIP rather than RTCP)
+            self.participant.request_keyframes()
+            return 200
         match = DTMF_SIGNAL.search(request.body)
         if match is None:
             return 415 if request.body else 200

@@ -335,10 +335,11 @@ class SipClient:
         call.ended.set()
         return response
 
-    async def info_dtmf(self, call: Call, digit: str) -> SipMessage:
+    async def info(self, call: Call, content_type: str, body: bytes) -> SipMessage:
         call.cseq += 1
         headers = [h for h in self._dialog_headers(call, "INFO", call.cseq) if h[0] != "Via"]
-        headers.append(("Content-Type", "application/dtmf-relay"))
-        return await self._transact(
-            f"INFO {call.remote_target} SIP/2.0", headers, f"Signal={digit}\r\nDuration=160\r\n".encode()
-        )
+        headers.append(("Content-Type", content_type))
+        return await self._transact(f"INFO {call.remote_target} SIP/2.0", headers, body)
+
+    async def info_dtmf(self, call: Call, digit: str) -> SipMessage:
+        return await self.info(call, "application/dtmf-relay", f"Signal={digit}\r\nDuration=160\r\n".encode())

@@ -132,6 +132,33 @@ async def test_key_1_toggles_mute_like_wazo_menu(api: Api, room: Room) -> None:
     await until(lambda: bool(listener.messages("ConfbridgeUnmute")), 5, "the unmute to be told")
 
 
+PICTURE_FAST_UPDATE = (
+    b'<?xml version="1.0" encoding="utf-8" ?>\r\n<media_control><vc_primitive><to_encoder>'
+    b"<picture_fast_update/></to_encoder></vc_primitive></media_control>\r\n"
+)
+
+
+async def test_a_sip_info_picture_fast_update_asks_the_shown_publisher_for_a_keyframe(api: Api, room: Room) -> None:
+    """RFC 5168, as video phones send it: the sources the sender's slots show are asked for a keyframe."""
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    red, green = await join_two(api, room, alice_token, meeting)
+    assert red.call is not None and green.call is not None
+    sfu_room = api.client.app[CALL_CONTROL].rooms[uuid.UUID(meeting["uuid"])].sfu_room
+    by_call = {p.info["call_id"]: p for p in sfu_room.participants.values()}
+    red_source = by_call[red.call.call_id].video_source
+    assert red_source is not None
+    await until(lambda: any(s.current is red_source for s in by_call[green.call.call_id].slots), 8, "green to see red")
+    await asyncio.sleep(0.4)  # keyframe requests upstream are rate-limited
+    before = red_source.keyframe_requests
+    response = await green.sip.info(green.call, "application/media_control+xml", PICTURE_FAST_UPDATE)
+    assert response.status == 200
+    assert red_source.keyframe_requests == before + 1
+    # anything else in an INFO is not understood (415), and the call goes on
+    assert (await green.sip.info(green.call, "text/plain", b"hello")).status == 415
+    assert not green.call.ended.is_set()
+
+
 @pytest.mark.parametrize(
     "offer",
     [
