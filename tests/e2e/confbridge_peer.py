@@ -5,10 +5,17 @@ of tests/e2e/sipclient.py) so that it checks the gateway rather than agreeing wi
 
 As the callee (the gateway's bridge calling in): it challenges a new INVITE with digest as Asterisk does
 (`realm="asterisk"`, `qop="auth"`, MD5), checks the answer, answers with plain RTP (PCMU and telephone-event),
-sends a tone and records what it receives; it answers in-dialog OPTIONS (keepalive) and BYE, and sends the
-re-INVITEs ConfBridge sends in `video_mode=sfu` when a video source joins (an m=video added) or leaves (that
-m-line's port set to 0). As the caller (a phone routed in over the trunk): it places an INVITE from its address,
-answering a challenge if it has credentials.
+sends a tone and records what it receives; it answers in-dialog OPTIONS (keepalive) and BYE.
+
+Video, as ConfBridge in `video_mode=sfu` does toward one member, over plain RTP (RTP/AVP) with VP8 peers of
+tests/sfu/rtpvideo.py: when the gateway's offer has a VP8 m=video, the answer takes it with a receive-only peer
+(`PeerCall.own_video`: what the member sends to the conference, the gateway's current speaker; ConfBridge does
+not send a member's video back to it). `reinvite(sources)` is ConfBridge's SFU re-INVITE: after the audio and the
+member's own stream, one m=video per other video source, sendonly, each sending its colour from a peer of its own
+(`PeerCall.sources`); a source that left keeps its m-line, with port 0. Other m-lines of an offer are refused.
+
+As the caller (a phone routed in over the trunk): it places an INVITE from its address, audio only, answering a
+challenge if it has credentials.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field
 
 from tests.e2e.sipclient import SipMessage, build, digest_authorization, md5_challenge, parse
 from tests.sfu.clients import RtpPhone
+from tests.sfu.rtpvideo import RtpVideoPeer
 
 REALM = "asterisk"
 
@@ -34,15 +42,82 @@ def _uri_of(name_addr: str) -> str:
     return name_addr[name_addr.index("<") + 1 : name_addr.index(">")] if "<" in name_addr else name_addr.split(";")[0]
 
 
-def _media_port(sdp: str, kind: str) -> int | None:
+@dataclass
+class _Section:
+    """One m-line of an SDP body and its attributes (without "a=")."""
+
+    kind: str
+    port: int
+    line: str
+    host: str
+    attributes: list[str] = field(default_factory=list)
+
+    def payload_type(self, codec: str) -> int | None:
+        for attribute in self.attributes:
+            found = re.fullmatch(rf"rtpmap:(\d+) {codec}/.*", attribute, re.IGNORECASE)
+            if found:
+                return int(found.group(1))
+        return None
+
+    @property
+    def rtp(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    @property
+    def rtcp(self) -> tuple[str, int]:
+        """RFC 3605 `a=rtcp:PORT [IN IP4 ADDRESS]`, else the RTP port + 1."""
+        for attribute in self.attributes:
+            found = re.fullmatch(r"rtcp:(\d+)(?: IN IP4 (\S+))?\s*", attribute)
+            if found:
+                return found.group(2) or self.host, int(found.group(1))
+        return self.host, self.port + 1
+
+    @property
+    def refused(self) -> str:
+        return re.sub(r"^(m=\S+) \d+(/\d+)?", r"\1 0", self.line)
+
+
+def _sections(sdp: str) -> list[_Section]:
+    sections: list[_Section] = []
+    host = "127.0.0.1"
     for line in sdp.splitlines():
-        if line.startswith(f"m={kind} "):
-            return int(line.split()[1])
-    return None
+        media = re.fullmatch(r"m=(\S+) (\d+)(?:/\d+)? .*", line)
+        if media:
+            sections.append(_Section(media.group(1), int(media.group(2)), line, host))
+        elif line.startswith("c=IN IP4 ") and len(line.split()) == 3:
+            if sections:
+                sections[-1].host = line.split()[2].split("/")[0]
+            else:
+                host = line.split()[2].split("/")[0]
+        elif line.startswith("a=") and sections:
+            sections[-1].attributes.append(line[2:])
+    return sections
 
 
-def _connection(sdp: str) -> str:
-    return next(line.split()[2] for line in sdp.splitlines() if line.startswith("c=IN IP4"))
+def _audio_lines(port: int) -> list[str]:
+    return [
+        f"m=audio {port} RTP/AVP 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=fmtp:101 0-16",
+        "a=ptime:20",
+        "a=maxptime:140",
+        "a=sendrecv",
+    ]
+
+
+def _video_lines(peer: RtpVideoPeer | None, direction: str) -> list[str]:
+    """A VP8 stream as Asterisk writes it; with no peer, a stream that is gone (port 0)."""
+    if peer is None:
+        return ["m=video 0 RTP/AVP 96", "a=rtpmap:96 VP8/90000"]
+    pt = peer.payload_type
+    return [
+        f"m=video {peer.port} RTP/AVP {pt}",
+        f"a=rtpmap:{pt} VP8/90000",
+        "a=rtcp-fb:* ccm fir",
+        "a=rtcp-fb:* nack pli",
+        f"a={direction}",
+    ]
 
 
 @dataclass
@@ -66,6 +141,20 @@ class PeerCall:
     bye_reason: str | None = None
     sdp_version: int = 1
     options_seen: int = 0
+    #: the m-lines of the first offer/answer, in order: "audio", "own" (the member's video) or a refused m-line
+    layout: list[str] = field(default_factory=lambda: ["audio"])
+    #: the member's video as the gateway sends it to the conference (receive only); None without video
+    own_video: RtpVideoPeer | None = None
+    #: the other video sources of ConfBridge's SFU re-INVITEs, by position; None: gone (or refused)
+    sources: list[RtpVideoPeer | None] = field(default_factory=list)
+
+    def video_peers(self) -> list[RtpVideoPeer]:
+        return [peer for peer in (self.own_video, *self.sources) if peer is not None]
+
+    async def close_media(self) -> None:
+        await self.media.close()
+        for peer in self.video_peers():
+            await peer.close()
 
 
 class ConfBridgePeer(asyncio.DatagramProtocol):
@@ -121,7 +210,7 @@ class ConfBridgePeer(asyncio.DatagramProtocol):
             self.transport.close()
             self.transport = None
         for call in self.calls.values():
-            await call.media.close()
+            await call.close_media()
             call.ended.set()
         for task in list(self._tasks):
             task.cancel()
@@ -189,7 +278,7 @@ class ConfBridgePeer(asyncio.DatagramProtocol):
             call.bye_reason = request.header("Reason")
             self._respond(request, addr, 200, "OK", branch=branch)
             call.ended.set()
-            await call.media.close()
+            await call.close_media()
         elif method == "OPTIONS":
             call.options_seen += 1
             self._respond(request, addr, 200, "OK", branch=branch)
@@ -221,8 +310,9 @@ class ConfBridgePeer(asyncio.DatagramProtocol):
             self._respond(request, addr, 403, "Forbidden", secrets.token_hex(4), branch=branch)
             return
         offer = request.body.decode()
-        port = _media_port(offer, "audio")
-        if not port or not re.search(r"^m=audio \d+ RTP/AVP[ \d]* 0\b", offer, re.M):
+        sections = _sections(offer)
+        audio = next((section for section in sections if section.kind == "audio"), None)
+        if audio is None or not audio.port or not re.match(r"m=audio \d+ RTP/AVP[ \d]* 0\b", audio.line):
             self._respond(request, addr, 488, "Not Acceptable Here", secrets.token_hex(4), branch=branch)
             return
         self._respond(request, addr, 100, "Trying")
@@ -241,13 +331,27 @@ class ConfBridgePeer(asyncio.DatagramProtocol):
             request_uri=request.first_line.split()[1],
             from_header=request.header("From") or "",
         )
-        call.answer = self._audio_sdp(call, media.port)
+        call.layout = []
+        video: _Section | None = None
+        for section in sections:
+            pt = section.payload_type("VP8")
+            if section is audio:
+                call.layout.append("audio")
+            elif section.kind == "video" and section.port and pt is not None and video is None:
+                video, call.own_video = section, RtpVideoPeer(None, payload_type=pt)
+                await call.own_video.open()
+                call.layout.append("own")
+            else:
+                call.layout.append(section.refused)
+        call.answer = self._sdp(call)
         self.calls[call.call_id] = call
         self.invites.append(request)
         self._respond(
             request, addr, 200, "OK", call.local_tag, self._sdp_headers(), call.answer.encode(), branch=branch
         )
-        media.start((_connection(offer), port))
+        media.start(audio.rtp)
+        if video is not None and call.own_video is not None:
+            call.own_video.start(video.rtp, video.rtcp)
         self.answered.set()
 
     def _valid(self, params: dict[str, str], method: str) -> bool:
@@ -262,31 +366,18 @@ class ConfBridgePeer(asyncio.DatagramProtocol):
         ).hexdigest()
         return params.get("response") == expected
 
-    def _audio_sdp(self, call: PeerCall, port: int, video: int | None = None) -> str:
-        lines = [
-            "v=0",
-            f"o=- 4242 {call.sdp_version} IN IP4 127.0.0.1",
-            "s=Asterisk",
-            "c=IN IP4 127.0.0.1",
-            "t=0 0",
-            f"m=audio {port} RTP/AVP 0 101",
-            "a=rtpmap:0 PCMU/8000",
-            "a=rtpmap:101 telephone-event/8000",
-            "a=fmtp:101 0-16",
-            "a=ptime:20",
-            "a=maxptime:140",
-            "a=sendrecv",
-        ]
-        if video is not None:
-            # ConfBridge in SFU mode adds one sendonly stream per video source; a removed one keeps its m-line.
-            lines += [
-                f"m=video {video} RTP/AVP 96 97",
-                "a=rtpmap:96 VP8/90000",
-                "a=rtpmap:97 H264/90000",
-                "a=fmtp:97 profile-level-id=42e01f;packetization-mode=1",
-                "a=rtcp-fb:* ccm fir",
-                "a=sendonly" if video else "a=inactive",
-            ]
+    def _sdp(self, call: PeerCall) -> str:
+        """The call's media: its first offer/answer's m-lines, then the SFU's sources (sendonly)."""
+        lines = ["v=0", f"o=- 4242 {call.sdp_version} IN IP4 127.0.0.1", "s=Asterisk", "c=IN IP4 127.0.0.1", "t=0 0"]
+        for entry in call.layout:
+            if entry == "audio":
+                lines += _audio_lines(call.media.port)
+            elif entry == "own":
+                lines += _video_lines(call.own_video, "sendrecv")
+            else:
+                lines.append(entry)
+        for source in call.sources:
+            lines += _video_lines(source, "sendonly")
         return "\r\n".join(lines) + "\r\n"
 
     # -- sending in a dialog
@@ -323,27 +414,78 @@ class ConfBridgePeer(asyncio.DatagramProtocol):
         host, _, port = host_port.partition(":")
         return host, int(port or 5060)
 
-    async def reinvite(self, video: int | None) -> tuple[int, str]:
-        """ConfBridge's SFU re-INVITE: `video` a port adds a video stream, 0 removes it (None: audio only).
-        Returns the status and the answer; the 2xx is ACKed."""
+    async def reinvite(self, sources: list[str | None]) -> tuple[int, str]:
+        """ConfBridge's SFU re-INVITE: the audio, the member's own video if any, then one sendonly m=video per
+        entry of `sources`, a colour (a source sending it) or None (a source that left: port 0). Entry i is always
+        the i-th source m-line: a colour where a source already is keeps it (and its port); positions past the
+        list are offered as gone, since m-lines never go away. Returns the status and the answer; the 2xx is ACKed
+        and the sources the answer took start sending to it (those it refused are closed). Streams this offer
+        added are closed again when it fails."""
         call = self.current
+        added: list[RtpVideoPeer] = []
+        call.sources += [None] * (len(sources) - len(call.sources))
+        for index, peer in enumerate(call.sources):
+            colour = sources[index] if index < len(sources) else None
+            if colour is None and peer is not None:
+                await peer.close()
+                call.sources[index] = None
+            elif colour is not None and peer is None:
+                call.sources[index] = peer = RtpVideoPeer(colour)
+                await peer.open()
+                added.append(peer)
+            elif colour is not None and peer is not None:
+                peer.colour = colour
         call.cseq += 1
         call.sdp_version += 1
-        offer = self._audio_sdp(call, call.media.port, video)
+        offer = self._sdp(call)
         headers = [*self._dialog_headers(call, "INVITE", call.cseq), *self._sdp_headers()]
         response = await self._transact(
             f"INVITE {call.remote_target} SIP/2.0", headers, self._target(call), offer.encode()
         )
-        if response.status < 300:
-            ack = build(
-                f"ACK {call.remote_target} SIP/2.0",
-                [
-                    ("Via", f"SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport"),
-                    *self._dialog_headers(call, "ACK", call.cseq),
-                ],
-            )
-            self._send(ack, self._target(call))
-        return response.status, response.body.decode()
+        if response.status >= 300:
+            for index, peer in enumerate(call.sources):
+                if peer is not None and peer in added:
+                    await peer.close()
+                    call.sources[index] = None
+            return response.status, response.body.decode()
+        ack = build(
+            f"ACK {call.remote_target} SIP/2.0",
+            [
+                ("Via", f"SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport"),
+                *self._dialog_headers(call, "ACK", call.cseq),
+            ],
+        )
+        self._send(ack, self._target(call))
+        answer = response.body.decode()
+        await self._apply_answer(call, answer)
+        if self._sdp(call) != offer:  # a stream was refused: the session's SDP changed again
+            call.sdp_version += 1
+        call.answer = self._sdp(call)  # what a refresh from the gateway is answered with
+        return response.status, answer
+
+    async def _apply_answer(self, call: PeerCall, answer: str) -> None:
+        """Start the video streams the answer took toward it; close those it refused (port 0 or missing)."""
+        sections = _sections(answer)
+
+        def taken(index: int) -> _Section | None:
+            return sections[index] if index < len(sections) and sections[index].port else None
+
+        for index, entry in enumerate(call.layout):
+            if entry == "own" and call.own_video is not None:
+                section = taken(index)
+                if section is not None:
+                    call.own_video.start(section.rtp, section.rtcp)
+                else:
+                    call.layout[index] = f"m=video 0 RTP/AVP {call.own_video.payload_type}"
+                    await call.own_video.close()
+                    call.own_video = None
+        for index, peer in enumerate(call.sources):
+            section = taken(len(call.layout) + index)
+            if peer is not None and section is not None:
+                peer.start(section.rtp, section.rtcp)
+            elif peer is not None:
+                await peer.close()
+                call.sources[index] = None
 
     async def bye(self, reason: str = 'Q.850;cause=16;text="Normal Clearing"') -> int:
         """Hang up the current call (ConfBridge kicking the member, or Asterisk shutting down)."""
@@ -352,7 +494,7 @@ class ConfBridgePeer(asyncio.DatagramProtocol):
         headers = [*self._dialog_headers(call, "BYE", call.cseq), ("Reason", reason)]
         response = await self._transact(f"BYE {call.remote_target} SIP/2.0", headers, self._target(call), b"")
         call.ended.set()
-        await call.media.close()
+        await call.close_media()
         return response.status
 
     # -- calling in (a phone routed to the gateway over the trunk)
@@ -415,7 +557,8 @@ class ConfBridgePeer(asyncio.DatagramProtocol):
         )
         self._send(ack, self._target(call))
         call.confirmed.set()
-        media.start((_connection(call.answer), _media_port(call.answer, "audio") or 0))
+        audio = next((section for section in _sections(call.answer) if section.kind == "audio"), None)
+        media.start(audio.rtp if audio is not None else ("127.0.0.1", 0))
         return response, call
 
     def _ack_failure(
