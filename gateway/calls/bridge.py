@@ -3,9 +3,11 @@
 The leg is a participant of a special kind (`BridgeCall`, a `MeetingCall` with `bridged = True`): it takes a seat
 in the room and in the conference registry, so it counts against the cap, is listed, and is heard like a speaker;
 the mixer sends it the mix of everyone but itself, so Asterisk never gets its own audio back. It receives no room
-updates (those are for the people's apps). The leg is plain RTP, audio only for now: the SFU cannot send video on
-RTP legs yet, so Asterisk's video streams (its SFU re-INVITEs add and remove them) are refused with port 0 while
-the call goes on.
+updates (those are for the people's apps). The leg is plain RTP: audio, and in rooms with video one sendrecv video
+stream on which it sends the current speaker (never Asterisk's own video back). ConfBridge in `video_mode=sfu`
+re-INVITEs to add a stream per video source on its side and to remove it (port 0) when the source goes; the leg
+receives each (up to the room's last-N) as a source the browsers' slots can show, and refuses the rest with port 0
+while the call goes on (`sfu/rtpleg.py`).
 
 When (config.yaml `asterisk.connect`):
 - `on_first_participant`: a room's leg is placed when a participant (not a bridge) joins; with `hangup_when_empty`

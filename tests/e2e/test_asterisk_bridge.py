@@ -1,6 +1,7 @@
 """The Asterisk ConfBridge bridge, against a peer that behaves as ConfBridge does toward one member
-(tests/e2e/confbridge_peer.py): digest with qop=auth, plain RTP, a tone each way, SFU re-INVITEs, drops and
-restarts; and the inbound trunk (a phone routed in by Asterisk, trusted by address or by digest)."""
+(tests/e2e/confbridge_peer.py): digest with qop=auth, plain RTP, a tone and VP8 video each way, SFU re-INVITEs
+adding and removing video sources, drops and restarts; and the inbound trunk (a phone routed in by Asterisk,
+trusted by address or by digest)."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def join_member(api: Api, session: aiohttp.ClientSession, meeting: dict[str, Any]) -> tuple[Room, Member]:
     room = Room(api, session)
-    member = await room.member(guest_credentials(meeting), MEMBER_TONE, None)
+    member = await room.member(guest_credentials(meeting), MEMBER_TONE, "red")
     await member.join("meeting-guest")
     return room, member
 
@@ -122,7 +123,7 @@ async def participants(api: Api, meeting: dict[str, Any]) -> list[dict[str, Any]
     return list(found["items"])
 
 
-async def test_bridge_carries_audio_both_ways_and_survives_sfu_reinvites(
+async def test_bridge_carries_audio_and_video_both_ways_through_sfu_reinvites(
     servers: Servers, peer: ConfBridgePeer, session: aiohttp.ClientSession
 ) -> None:
     api = await servers.start(**bridge_env(peer.port), MEETINGS_MEETINGS__MAX_PARTICIPANTS="2")
@@ -160,14 +161,28 @@ async def test_bridge_carries_audio_both_ways_and_survives_sfu_reinvites(
         assert heard_member > 0.2, "Asterisk does not hear the member"
         assert heard_self < 0.02, "Asterisk got its own audio back"
 
-        # ConfBridge in SFU mode re-INVITEs: a video stream added, then removed. Audio is kept, video refused
-        # (port 0: no video on plain-RTP legs yet), and the call goes on.
-        status, answer = await peer.reinvite(video=5004)
+        # Video: the offer has one sendrecv VP8 stream, on which Asterisk gets the current speaker (the member).
+        assert "m=video " in offer and "VP8/90000" in offer
+        own = call.own_video
+        assert own is not None
+        await until(lambda: own.colours_seen() == "red", 8, "Asterisk to see the member's video")
+
+        # ConfBridge in SFU mode re-INVITEs when a video source joins on its side: a sendonly stream added. The
+        # gateway takes it and the member's slot shows it; Asterisk gets nothing back on it.
+        status, answer = await peer.reinvite(["blue"])
         assert status == 200, answer
-        assert "m=audio 0 " not in answer and "m=video 0 " in answer
-        status, answer = await peer.reinvite(video=0)
-        assert status == 200 and "m=audio 0 " not in answer
-        assert not peer.current.ended.is_set()
+        assert [line.split()[1] != "0" for line in answer.splitlines() if line.startswith("m=")] == [True] * 3
+        await until(lambda: "blue" in member.media.colours_seen(), 8, "the member to see Asterisk's source")
+        # a second source comes, then the first leaves (its m-line stays, port 0): the call goes on
+        status, answer = await peer.reinvite(["blue", "green"])
+        assert status == 200, answer
+        await until(lambda: "green" in member.media.colours_seen(), 8, "the member to see the second source")
+        status, answer = await peer.reinvite([None, "green"])
+        media_lines = [line for line in answer.splitlines() if line.startswith("m=")]
+        assert status == 200 and media_lines[2].split()[1] == "0" and media_lines[3].split()[1] != "0"
+        sources = [source for source in call.sources if source is not None]
+        assert sources and all(source.frames_decoded == 0 for source in sources), "Asterisk got its video back"
+        assert own.colours_seen() == "red" and not peer.current.ended.is_set()
         heard_member, _ = await peer_hears(peer, 1.0)
         assert heard_member > 0.2, "audio stopped after the re-INVITEs"
         assert await member_hears(member, PEER_TONE, 1.0) > 0.2
@@ -345,7 +360,7 @@ async def test_asterisk_down_at_first_then_up_and_leg_kept_when_empty_if_configu
         await member.close()
 
 
-def test_offer_keeps_the_configured_codecs_in_their_order() -> None:
+def test_offer_keeps_the_configured_audio_codecs_in_their_order_and_the_video_as_it_is() -> None:
     offer = "\r\n".join(
         [
             "v=0",
@@ -358,9 +373,16 @@ def test_offer_keeps_the_configured_codecs_in_their_order() -> None:
             "a=rtpmap:101 telephone-event/8000",
             "a=fmtp:101 0-16",
             "a=sendrecv",
+            "m=video 4002 RTP/AVP 96 97",
+            "a=rtpmap:96 VP8/90000",
+            "a=rtpmap:97 H264/90000",
+            "a=fmtp:97 profile-level-id=42e01f;packetization-mode=1",
+            "a=sendrecv",
         ]
     )
     kept = restrict_codecs(offer, ["pcma", "g722"]).split("\r\n")
     assert kept[1] == "m=audio 4000 RTP/AVP 8 9 101"
     assert not [line for line in kept if "opus" in line or "PCMU" in line or "fmtp:111" in line]
     assert "a=fmtp:101 0-16" in kept and "a=sendrecv" in kept
+    # the video section is not the audio codecs' business
+    assert kept[kept.index("m=video 4002 RTP/AVP 96 97") :] == offer.split("\r\n")[-5:]
