@@ -10,7 +10,7 @@ from aiortc.rtp import RtpPacket
 
 from sfu import SFU, RoomOptions
 from sfu.rtpleg import RtpLeg
-from sfu.rtpvideo import FrameAssembler, VideoCodec, asks_keyframe, keyframe_request
+from sfu.rtpvideo import FrameAssembler, RtpVideoStream, VideoCodec, asks_keyframe, keyframe_request
 from sfu.settings import MediaSettings
 
 from .clients import RtpPhone, WebRtcClient
@@ -226,6 +226,7 @@ async def test_a_video_phone_and_a_browser_see_each_other_and_keyframe_requests_
     room = sfu.room("video-phone-media", RoomOptions(last_n=2))
     browser = WebRtcClient("A", None, "red")
     phone, camera = RtpPhone(None), RtpVideoPeer("blue")
+    camera.max_packet = 40  # its frames in several packets, for the gateway to put back together
     await phone.open()
     await camera.open()
     try:
@@ -245,6 +246,8 @@ async def test_a_video_phone_and_a_browser_see_each_other_and_keyframe_requests_
         camera.start(("127.0.0.1", port))
         await wait_for(lambda: browser.colours_seen() == {"blue"}, within=8)
         await wait_for(lambda: camera.colours_seen() == "red", within=8)
+        stream = participant.leg.video_streams[1]  # type: ignore[attr-defined]
+        assert stream.packets_received > 2 * camera.frames_sent - 10 and stream.frames_lost == 0
 
         # the phone asks for a keyframe (RTCP PLI+FIR): it reaches the browser it is shown, which sends one
         source = browser.participant.video_source if browser.participant else None
@@ -298,3 +301,61 @@ async def test_several_streams_from_one_peer_fill_a_browser_s_slots_and_an_idle_
         await phone.close()
         for peer in peers:
             await peer.close()
+
+
+class _Sink(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.append(data)
+
+
+async def test_after_a_lost_packet_nothing_is_forwarded_until_the_keyframe_asked_for_comes(
+    settings: MediaSettings,
+) -> None:
+    loop = asyncio.get_running_loop()
+    rtp, _ = await loop.create_datagram_endpoint(_Sink, local_addr=("127.0.0.1", 0))
+    rtcp_transport, rtcp = await loop.create_datagram_endpoint(_Sink, local_addr=("127.0.0.1", 0))
+    stream = RtpVideoStream("phone", "127.0.0.1", None)
+    await stream.open()
+    try:
+        rtcp_port = rtcp_transport.get_extra_info("sockname")[1]
+        stream.configure(
+            VP8, send=False, receive=True, remote=("127.0.0.1", 9), remote_rtcp=("127.0.0.1", rtcp_port), rtcp_mux=False
+        )
+        source = stream.source
+        assert source is not None
+        frames: list[bytes] = []
+        source.on_frame = lambda codec, data, timestamp: frames.append(data)  # type: ignore[method-assign]
+        target = ("127.0.0.1", stream.local_port)
+
+        def send(packets: list[RtpPacket]) -> None:
+            for packet in packets:
+                rtp.sendto(packet.serialize(), target)
+
+        send(vp8_packets(KEY, 1, 3000))
+        await wait_for(lambda: len(frames) == 1, within=2)
+        lossy = vp8_packets(DELTA, 4, 6000)
+        send(lossy[:1] + lossy[2:])
+        send(vp8_packets(DELTA, 7, 9000))  # whole, but depends on the lost one: held back
+        await wait_for(lambda: stream.frames_lost == 1 and bool(rcvd(rtcp)), within=2)
+        assert asks_keyframe(rcvd(rtcp)[0]) and len(frames) == 1
+        send(vp8_packets(KEY, 10, 12000))
+        send(vp8_packets(DELTA, 13, 15000))
+        await wait_for(lambda: len(frames) == 3, within=2)
+        assert frames == [KEY, KEY, DELTA]
+        # garbage on both ports is ignored
+        rtp.sendto(b"\x80\x60garbage", target)
+        rtp.sendto(b"\x90\x60" + b"\x00" * 10, target)  # an extension header cut off
+        rtp.sendto(b"\xff" * 3, ("127.0.0.1", stream.local_port + 1))
+        send(vp8_packets(DELTA, 16, 18000))
+        await wait_for(lambda: len(frames) == 4, within=2)
+    finally:
+        await stream.close()
+        rtp.close()
+        rtcp_transport.close()
+
+
+def rcvd(sink: _Sink) -> list[bytes]:
+    return sink.received
