@@ -241,7 +241,8 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
                 # the stream we send on also carries what the peer sends there, without counting against the limit
                 receive = peer_sends and (send or receiving < self.max_received_video)
                 if send or receive:
-                    receiving += receive and not send
+                    if receive and not send:
+                        receiving += 1
                     codec = offered_video_codecs(media, self.video_codecs)[0]
                     lines += await self._video_section(index, description, media, codec, send, receive)
                     continue
