@@ -44,7 +44,8 @@ class Leg(Protocol):
 
 
 class Participant(EventEmitter):
-    """Events: ``closed`` (reason), ``muted`` (bool), ``talking`` (bool), ``dtmf`` (digit str).
+    """Events: ``closed`` (reason), ``muted`` (bool), ``talking`` (bool), ``dtmf`` (digit str),
+    ``picture_fast_update`` () (a keyframe is wanted from him and his phone may heed only a SIP INFO, RFC 5168).
 
     `info` is whatever the caller attached at join (name, number, SIP Call-ID...); the media layer does not read it.
     """

@@ -127,6 +127,7 @@ class Room(EventEmitter):
         self.mixer.add(participant.id, leg.inbox, leg)
         leg.on("disconnected", lambda *_: self._spawn(participant.close("disconnected")))
         leg.on("dtmf", participant._on_dtmf)
+        leg.on("picture_fast_update", lambda: participant.emit("picture_fast_update"))
         self.emit("participant_joined", participant)
         self._update_video()
 

@@ -91,7 +91,7 @@ def _remote_of(description: SessionDescription, media: MediaDescription) -> tupl
 
 
 class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
-    """Events: ``dtmf`` (digit)."""
+    """Events: ``dtmf`` (digit), ``picture_fast_update`` () (ask the peer for a keyframe in signalling)."""
 
     kind = "rtp"
 
@@ -357,7 +357,9 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
     async def _video_stream(self, index: int) -> RtpVideoStream:
         stream = self.video_streams.get(index)
         if stream is None:
-            stream = RtpVideoStream(self.participant_id, self.address, self.ports)
+            stream = RtpVideoStream(
+                self.participant_id, self.address, self.ports, lambda: self.emit("picture_fast_update")
+            )
             self.video_streams[index] = stream
             try:
                 await stream.open()

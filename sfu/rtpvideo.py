@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -167,7 +168,13 @@ class _RtcpSocket(asyncio.DatagramProtocol):
 class RtpVideoStream(asyncio.DatagramProtocol):
     """One m=video of a plain-RTP leg: sends the slot's frames, receives into the source, or both."""
 
-    def __init__(self, owner_id: str, address: str, ports: PortAllocator | None) -> None:
+    def __init__(
+        self,
+        owner_id: str,
+        address: str,
+        ports: PortAllocator | None,
+        picture_fast_update: Callable[[], None] | None = None,
+    ) -> None:
         self.owner_id = owner_id
         self.address = address
         self.ports = ports
@@ -181,6 +188,7 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         self.packets_sent = 0
         self.frames_lost = 0
         self.keyframe_requests_received = 0
+        self._picture_fast_update = picture_fast_update
         self._transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.DatagramTransport | None = None
         self._assembler: FrameAssembler | None = None
@@ -310,13 +318,17 @@ class RtpVideoStream(asyncio.DatagramProtocol):
                 self.slot.on_keyframe_request()
 
     def request_keyframe(self) -> None:
-        """Ask the sender of this stream for a keyframe (the source's keyframe requests come here)."""
+        """Ask the sender of this stream for a keyframe (the source's keyframe requests come here): by RTCP, and
+        for H.264 also by SIP INFO (`picture_fast_update`), as Asterisk does: H.264 phones often heed only that."""
+        if self._closed:
+            return
         target = self.remote_rtcp
         transport = self._transport if self.rtcp_mux else self._rtcp_transport
-        if target is None or transport is None or self._closed:
-            return
-        self._fir_sequence += 1
-        transport.sendto(keyframe_request(self._ssrc, self._remote_ssrc, self._fir_sequence), target)
+        if target is not None and transport is not None:
+            self._fir_sequence += 1
+            transport.sendto(keyframe_request(self._ssrc, self._remote_ssrc, self._fir_sequence), target)
+        if self.codec is not None and self.codec.name == "H264" and self._picture_fast_update is not None:
+            self._picture_fast_update()
 
     # sending
 

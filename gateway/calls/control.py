@@ -37,6 +37,11 @@ logger = logging.getLogger(__name__)
 
 FULL = "meeting is full"
 DTMF_SIGNAL = re.compile(rb"Signal\s*=\s*([0-9*#A-Da-d])")
+#: RFC 5168's keyframe request, in the form Asterisk sends (and video phones expect)
+PICTURE_FAST_UPDATE = (
+    b'<?xml version="1.0" encoding="utf-8" ?>\r\n<media_control>\r\n <vc_primitive>\r\n  <to_encoder>\r\n'
+    b"   <picture_fast_update/>\r\n  </to_encoder>\r\n </vc_primitive>\r\n</media_control>\r\n"
+)
 SINGLE_SLOT_MODES = {"follow_talker", "last_marked", "first_marked"}
 
 
@@ -72,6 +77,7 @@ class MeetingCall(BaseDialogHandler):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sender = asyncio.get_running_loop().create_task(self._send_messages())
         participant.on("closed", self._participant_closed)
+        participant.on("picture_fast_update", lambda: _spawn(self._tasks, self._ask_keyframe()))
 
     # -- what the room layer reads (roomstate.Member)
     @property
@@ -140,6 +146,10 @@ class MeetingCall(BaseDialogHandler):
 
     async def on_message(self, dialog: Dialog, request: SipRequest) -> int:
         return 200
+
+    async def _ask_keyframe(self) -> None:
+        with contextlib.suppress(DialogError, OSError):
+            await self.dialog.info(PICTURE_FAST_UPDATE, "application/media_control+xml")
 
     def on_bye(self, dialog: Dialog, request: SipRequest) -> None:
         _spawn(self._tasks, self.leave("hung up"))

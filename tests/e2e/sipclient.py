@@ -111,6 +111,7 @@ class Call:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     bye_reason: str | None = None
     reinvites: int = 0
+    infos: list[SipMessage] = field(default_factory=list)
 
 
 Answerer = Callable[[bytes], Awaitable[bytes]]
@@ -248,6 +249,9 @@ class SipClient:
             call.bye_reason = request.header("Reason")
             await self._respond(request, 200, "OK")
             call.ended.set()
+        elif method == "INFO":
+            call.infos.append(request)
+            await self._respond(request, 200, "OK")
         else:
             await self._respond(request, 200, "OK")
 

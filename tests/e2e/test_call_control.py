@@ -13,7 +13,7 @@ import pytest
 from gateway.app import CALL_CONTROL
 from tests.conftest import Api, make_settings
 from tests.e2e.conftest import Member, Room, guest_credentials, user_line
-from tests.e2e.sipclient import CallRefused
+from tests.e2e.sipclient import CallRefused, SipClient
 from tests.e2e.test_meeting_media import until
 from tests.sfu.clients import open_sockets
 
@@ -157,6 +157,39 @@ async def test_a_sip_info_picture_fast_update_asks_the_shown_publisher_for_a_key
     # anything else in an INFO is not understood (415), and the call goes on
     assert (await green.sip.info(green.call, "text/plain", b"hello")).status == 415
     assert not green.call.ended.is_set()
+
+
+async def test_an_h264_phone_is_asked_for_keyframes_by_sip_info_too_and_a_vp8_phone_by_rtcp_only(
+    api: Api, room: Room
+) -> None:
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    sfu_room_of = api.client.app[CALL_CONTROL].rooms
+    for codec, fmtp, infos_expected in (("H264", ["a=fmtp:97 packetization-mode=1"], 1), ("VP8", [], 0)):
+        phone = SipClient(*await user_line(api, alice_token), api.services.settings.sip.domain)
+        await phone.connect_udp(room.udp_address)
+        try:
+            assert (await phone.register()).status == 200
+            head = ["v=0", "o=phone 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0"]
+            audio = ["m=audio 40000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000"]
+            video = ["m=video 40002 RTP/AVP 97", f"a=rtpmap:97 {codec}/90000", *fmtp, "a=sendrecv"]
+            call = await phone.invite(meeting["exten"], "\r\n".join([*head, *audio, *video, ""]).encode())
+            sfu_room = sfu_room_of[uuid.UUID(meeting["uuid"])].sfu_room
+            participant = next(p for p in sfu_room.participants.values() if p.info["call_id"] == call.call_id)
+            assert participant.video_source is not None and participant.video_source.codec_name == codec
+            participant.video_source.request_keyframe(force=True)
+            infos = call.infos
+            if infos_expected:
+                await until(lambda infos=infos: bool(infos), 5, "the INFO")
+                (info,) = infos
+                assert info.header("Content-Type") == "application/media_control+xml"
+                assert b"<picture_fast_update/>" in info.body
+            else:
+                await asyncio.sleep(0.5)
+                assert not infos
+            await phone.bye(call)
+        finally:
+            await phone.close()
 
 
 @pytest.mark.parametrize(
