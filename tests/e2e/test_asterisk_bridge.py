@@ -6,8 +6,7 @@ trusted by address or by digest)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -23,18 +22,11 @@ from tests.e2e.confbridge_peer import ConfBridgePeer
 from tests.e2e.conftest import Member, Room, guest_credentials
 from tests.e2e.sipclient import CallRefused
 from tests.sfu.clients import tone_power
+from tests.waiting import until
 
 PEER_TONE = 660.0
 MEMBER_TONE = 440.0
 PASSWORD = "bridge-secret"
-
-
-async def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def bridge_env(peer_port: int, **extra: Any) -> dict[str, str]:

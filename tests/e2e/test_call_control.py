@@ -14,8 +14,8 @@ from gateway.app import CALL_CONTROL
 from tests.conftest import Api, make_settings
 from tests.e2e.conftest import Member, Room, guest_credentials, user_line
 from tests.e2e.sipclient import CallRefused, SipClient
-from tests.e2e.test_meeting_media import until
 from tests.sfu.clients import open_sockets
+from tests.waiting import until
 
 
 async def test_dial_plan_refusals(api: Api, room: Room) -> None:

@@ -4,8 +4,6 @@ INVITE, the video-slot re-INVITE, and ConfBridge-style room updates."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -13,14 +11,7 @@ from tests.conftest import Api
 from tests.e2e.conftest import Member, Room, guest_credentials, user_line
 from tests.e2e.sipclient import SipClient
 from tests.sfu.clients import RtpPhone, tone_power
-
-
-async def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+from tests.waiting import until
 
 
 async def record(members: list[Member], seconds: float) -> None:

@@ -8,9 +8,10 @@ import pytest
 from aiortc import RTCBundlePolicy
 
 from sfu import SFU, RoomOptions, sdp
+from tests.waiting import until
 
 from .clients import RtpPhone, WebRtcClient, tone_power
-from .test_room_media import record, remote_of, wait_for
+from .test_room_media import record, remote_of
 
 
 def sections(text: str) -> dict[str, str]:
@@ -105,7 +106,7 @@ async def test_audio_only_participant_hears_and_sees_every_slot(sfu: SFU) -> Non
             await client.join(room)
             await client.accept_slots()
         assert guest.participant is not None and guest.participant.video_source is None
-        await wait_for(lambda: guest.colours_seen() == {"red", "blue"}, within=8)
+        await until(lambda: guest.colours_seen() == {"red", "blue"}, 8)
         await record(guest)
         heard = guest.recorded()
         assert tone_power(heard, 440) > 0.2 and tone_power(heard, 880) > 0.2

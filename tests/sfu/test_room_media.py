@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 
 import pytest
 from aiortc import sdp as aiortc_sdp
 
 from sfu import SFU, RoomFull, RoomOptions
 from sfu.settings import MediaSettings
+from tests.waiting import until
 
 from .clients import RtpPhone, WebRtcClient, open_sockets, tone_power
-
-
-async def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
-    for _ in range(int(within / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def record(*clients: WebRtcClient, seconds: float = 1.5) -> None:
@@ -54,7 +46,7 @@ async def test_each_hears_the_others_and_sees_the_others(sfu: SFU) -> None:
         assert "a=group:BUNDLE" in answer and answer.count("m=video") == 3 and answer.count("a=sendonly") == 2
         assert answer.split("m=audio", 1)[1].split("m=", 1)[0].count("a=sendrecv") == 1
         expected = {a: {"blue", "green"}, b: {"red", "green"}, c: {"red", "blue"}}
-        await wait_for(lambda: all(cl.colours_seen() == colours for cl, colours in expected.items()), within=8)
+        await until(lambda: all(cl.colours_seen() == colours for cl, colours in expected.items()), 8)
         await asyncio.sleep(0.5)
         await record(a, b, c)
 
@@ -112,9 +104,9 @@ async def test_dtmf_1_toggles_mute_and_a_reoffer_keeps_the_call_and_its_video_po
         phone.start(remote_of(answer))
         await asyncio.sleep(0.1)
         phone.send_digit(1)
-        await wait_for(lambda: participant.muted, within=2)
+        await until(lambda: participant.muted, 2)
         phone.send_digit(1)
-        await wait_for(lambda: not participant.muted, within=2)
+        await until(lambda: not participant.muted, 2)
         assert muted == [True, False]
         reanswer = await participant.handle_offer(phone.offer(video=True))
         assert reanswer.count("m=") == 2 and video_line in reanswer and "m=audio 0 " not in reanswer
@@ -179,7 +171,7 @@ async def test_kick_and_close_release_everything(settings: MediaSettings) -> Non
     await b.accept_slots()
     pp, answer = await room.join_rtp(phone.offer())
     phone.start(remote_of(answer))
-    await wait_for(lambda: bool(a.colours_seen()) and bool(b.colours_seen()), within=8)
+    await until(lambda: bool(a.colours_seen()) and bool(b.colours_seen()), 8)
     assert resources()[0] > baseline[0] and resources()[1] > baseline[1]
 
     await room.kick(pa.id)

@@ -12,10 +12,10 @@ from sfu import SFU, RoomOptions
 from sfu.rtpleg import RtpLeg
 from sfu.rtpvideo import FrameAssembler, RtpVideoStream, VideoCodec, asks_keyframe, keyframe_request
 from sfu.settings import MediaSettings
+from tests.waiting import until
 
 from .clients import RtpPhone, WebRtcClient
 from .rtpvideo import RtpVideoPeer
-from .test_room_media import wait_for
 from .test_rtpleg import phone_offer
 
 VP8 = VideoCodec("VP8", 96)
@@ -244,8 +244,8 @@ async def test_a_video_phone_and_a_browser_see_each_other_and_keyframe_requests_
         port, section = media_section(answer, 1)
         assert "a=sendrecv" in section
         camera.start(("127.0.0.1", port))
-        await wait_for(lambda: browser.colours_seen() == {"blue"}, within=8)
-        await wait_for(lambda: camera.colours_seen() == "red", within=8)
+        await until(lambda: browser.colours_seen() == {"blue"}, 8)
+        await until(lambda: camera.colours_seen() == "red", 8)
         stream = participant.leg.video_streams[1]  # type: ignore[attr-defined]
         assert stream.packets_received > 2 * camera.frames_sent - 10 and stream.frames_lost == 0
 
@@ -255,15 +255,15 @@ async def test_a_video_phone_and_a_browser_see_each_other_and_keyframe_requests_
         requests, keyframes = source.keyframe_requests, source.keyframes
         await asyncio.sleep(0.4)  # keyframe requests upstream are rate-limited
         camera.request_keyframe()
-        await wait_for(lambda: source.keyframe_requests > requests and source.keyframes > keyframes, within=5)
+        await until(lambda: source.keyframe_requests > requests and source.keyframes > keyframes, 5)
 
         # the gateway asks the phone for one (a new subscriber's slot would): RTCP to port+1, answered
         phone_source = participant.video_source
         assert phone_source is not None and phone_source.frames > 0
         asked = camera.keyframe_requests_received
         phone_source.request_keyframe(force=True)
-        await wait_for(lambda: camera.keyframe_requests_received > asked, within=3)
-        await wait_for(lambda: camera.keyframes_sent >= 2, within=3)
+        await until(lambda: camera.keyframe_requests_received > asked, 3)
+        await until(lambda: camera.keyframes_sent >= 2, 3)
     finally:
         await browser.close()
         await phone.close()
@@ -290,11 +290,11 @@ async def test_several_streams_from_one_peer_fill_a_browser_s_slots_and_an_idle_
         participant, answer = await room.join_rtp(offer)
         for index, peer in enumerate(peers, start=1):
             peer.start(("127.0.0.1", media_section(answer, index)[0]))
-        await wait_for(lambda: browser.colours_seen() == {"green", "yellow"}, within=8)
+        await until(lambda: browser.colours_seen() == {"green", "yellow"}, 8)
         assert len(participant.video_sources) == 3
         shown = [slot.target for slot in browser.participant.slots] if browser.participant else []
         assert participant.video_sources[0] not in shown, "the stream nothing comes on is not shown"
-        await wait_for(lambda: own.colours_seen() == "red", within=8)
+        await until(lambda: own.colours_seen() == "red", 8)
         assert green.frames_decoded == 0 and yellow.frames_decoded == 0, "sources get nothing back"
     finally:
         await browser.close()
@@ -335,22 +335,22 @@ async def test_after_a_lost_packet_nothing_is_forwarded_until_the_keyframe_asked
                 rtp.sendto(packet.serialize(), target)
 
         send(vp8_packets(KEY, 1, 3000))
-        await wait_for(lambda: len(frames) == 1, within=2)
+        await until(lambda: len(frames) == 1, 2)
         lossy = vp8_packets(DELTA, 4, 6000)
         send(lossy[:1] + lossy[2:])
         send(vp8_packets(DELTA, 7, 9000))  # whole, but depends on the lost one: held back
-        await wait_for(lambda: stream.frames_lost == 1 and bool(rcvd(rtcp)), within=2)
+        await until(lambda: stream.frames_lost == 1 and bool(rcvd(rtcp)), 2)
         assert asks_keyframe(rcvd(rtcp)[0]) and len(frames) == 1
         send(vp8_packets(KEY, 10, 12000))
         send(vp8_packets(DELTA, 13, 15000))
-        await wait_for(lambda: len(frames) == 3, within=2)
+        await until(lambda: len(frames) == 3, 2)
         assert frames == [KEY, KEY, DELTA]
         # garbage on both ports is ignored
         rtp.sendto(b"\x80\x60garbage", target)
         rtp.sendto(b"\x90\x60" + b"\x00" * 10, target)  # an extension header cut off
         rtp.sendto(b"\xff" * 3, ("127.0.0.1", stream.local_port + 1))
         send(vp8_packets(DELTA, 16, 18000))
-        await wait_for(lambda: len(frames) == 4, within=2)
+        await until(lambda: len(frames) == 4, 2)
     finally:
         await stream.close()
         rtp.close()

@@ -5,23 +5,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from tests.sfu.rtpvideo import RtpVideoPeer, asks_for_keyframe, parse_rtp, vp8_payload
+from tests.waiting import until
 
 LOCAL = "127.0.0.1"
-
-
-async def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

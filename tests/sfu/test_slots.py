@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from sfu import SFU, RoomOptions
+from tests.waiting import until
 
 from .clients import ToneTrack, WebRtcClient
-from .test_room_media import wait_for
 
 
 def tone_of(client: WebRtcClient) -> ToneTrack:
@@ -32,8 +32,8 @@ async def test_follow_talker_switches_to_the_new_speaker(sfu: SFU, caplog: pytes
         for client in (a, b, c):
             await client.accept_slots()
         assert all(len(p.slots) == 1 and p.slots[0].active for p in room.participants.values())
-        await wait_for(lambda: ("A", "started") in talking, within=3)
-        await wait_for(lambda: c.colours_seen() == {"red"} and b.colours_seen() == {"red"}, within=8)
+        await until(lambda: ("A", "started") in talking, 3)
+        await until(lambda: c.colours_seen() == {"red"} and b.colours_seen() == {"red"}, 8)
         assert a.colours_seen() <= {"blue", "green"}
 
         pb = b.participant
@@ -41,16 +41,16 @@ async def test_follow_talker_switches_to_the_new_speaker(sfu: SFU, caplog: pytes
         requests_before = pb.video_source.keyframe_requests
         tone_of(a).frequency = None
         tone_of(b).frequency = 880
-        await wait_for(lambda: ("B", "started") in talking, within=3)
-        await wait_for(lambda: c.colours_seen() == {"blue"}, within=8)
+        await until(lambda: ("B", "started") in talking, 3)
+        await until(lambda: c.colours_seen() == {"blue"}, 8)
         # the switch started from a keyframe: asked for at once, or one that had come moments before (B's own
         # slot was just negotiated, which asks the sources it will show for one); no decoding error either way
         assert pb.video_source.keyframe_requests > requests_before or slot_switched_from_recent(c)
         # A now sees B, the most recent speaker other than himself
-        await wait_for(lambda: a.colours_seen() == {"blue"}, within=8)
+        await until(lambda: a.colours_seen() == {"blue"}, 8)
         slot = c.participant.slots[0]  # type: ignore[union-attr]
         assert slot.current is pb.video_source and slot.switches >= 2
-        await wait_for(lambda: ("A", "stopped") in talking, within=3)
+        await until(lambda: ("A", "stopped") in talking, 3)
         # the subscribers' decoders never saw a frame they could not decode
         assert not [r for r in caplog.records if "failed to decode" in r.getMessage()]
     finally:
