@@ -118,7 +118,8 @@ async def participants(api: Api, meeting: dict[str, Any]) -> list[dict[str, Any]
 async def test_bridge_carries_audio_and_video_both_ways_through_sfu_reinvites(
     servers: Servers, peer: ConfBridgePeer, session: aiohttp.ClientSession
 ) -> None:
-    api = await servers.start(**bridge_env(peer.port), MEETINGS_MEETINGS__MAX_PARTICIPANTS="2")
+    # keepalive at 5 s: a half-second one (the drop test's) can time out on a loaded machine and re-place the leg
+    api = await servers.start(**bridge_env(peer.port, keepalive_seconds=5), MEETINGS_MEETINGS__MAX_PARTICIPANTS="2")
     _, token = await api.create_user("alice")
     meeting = await api.create_meeting(token)
     await asyncio.sleep(0.5)
@@ -137,6 +138,8 @@ async def test_bridge_carries_audio_and_video_both_ways_through_sfu_reinvites(
         assert "PCMU/8000" in offer and "opus" not in offer, "the configured codecs only"
 
         # The bridged leg is a participant: listed, and counted against the cap (2 here).
+        seated = UUID(meeting["uuid"])
+        await until(lambda: api.services.conferences.count(seated) == 2, 5, "the leg's seat (after the 200 OK)")
         listed = await participants(api, meeting)
         assert len(listed) == 2 and "Asterisk ConfBridge" in [p["caller_id_name"] for p in listed]
         status = await api.call("GET", f"/api/calld/1.0/guests/me/meetings/{meeting['uuid']}/status")
@@ -178,6 +181,7 @@ async def test_bridge_carries_audio_and_video_both_ways_through_sfu_reinvites(
         heard_member, _ = await peer_hears(peer, 1.0)
         assert heard_member > 0.2, "audio stopped after the re-INVITEs"
         assert await member_hears(member, PEER_TONE, 1.0) > 0.2
+        assert peer.current is call and len(peer.invites) == 1, "the leg was placed again meanwhile"
 
         # The member leaves: the room is empty, the leg is hung up (hangup_when_empty), no retry follows.
         assert member.call is not None
