@@ -13,6 +13,7 @@ import os
 import random
 import struct
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -77,7 +78,8 @@ class Counters:
         self.rtx_packets = 0
         self.audio_packets = 0
         self.latencies: list[float] = []
-        #: (subscriber index, publisher index) -> frame numbers received during the window
+        #: (subscriber index, publisher index) -> frame numbers received (any time: loss counts those sent in the
+        #: window, the last of which arrive after it)
         self.frames: dict[tuple[int, int], set[int]] = {}
 
 
@@ -95,27 +97,13 @@ def frame_trailer(previous: bytes | None, last: bytes) -> bytes | None:
     return tail[-media.TRAILER.size :] if len(tail) >= media.TRAILER.size else None
 
 
-class WebRtcPeer:
-    """A browser-alike that never decodes: packets are counted at the RTP level, frames are dropped.
+class Receiver:
+    """What every synthetic participant receives, counted at the RTP level and never decoded: audio packets, and
+    video packets whose frames' trailers give loss and latency. Subclasses join and feed it packets."""
 
-    max-bundle, as browsers bundle: with aiortc's default policy an audio-only peer answers the slot re-offer with
-    the second and later slots on a transport it never starts (see tests/sfu/test_audio_only.py).
-    """
-
-    def __init__(self, counters: Counters, index: int, video: list[bytes] | None, audio: list[bytes] | None) -> None:
+    def __init__(self, counters: Counters, index: int) -> None:
         self.counters = counters
         self.index = index
-        self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-        self.video: media.PreEncodedVideo | None = None
-        if audio is not None:
-            self.pc.addTrack(media.PreEncodedAudio(audio))
-        else:
-            self.pc.addTransceiver("audio", direction="recvonly")
-        if video is not None:
-            self.video = media.PreEncodedVideo(video, index)
-            sender = self.pc.addTrack(self.video)
-            aiortc_adapter.on_keyframe_request(sender, self.video.keyframe)
-        self.id = ""
         self.join_seconds = 0.0
         self.join_started = 0.0
         self.first_media: float | None = None
@@ -123,22 +111,14 @@ class WebRtcPeer:
         self.frames_seen: dict[int, int] = {}
         self._video_types: set[int] = set()
         self._previous: dict[int, tuple[int, bytes]] = {}
-        self._tapped: set[int] = set()
 
-    def _tap(self) -> None:
-        if self.pc.remoteDescription is not None:
-            self._video_types = media_payload_types(self.pc.remoteDescription.sdp, "video")
-        for transceiver in self.pc.getTransceivers():
-            if id(transceiver.receiver) in self._tapped:
-                continue
-            self._tapped.add(id(transceiver.receiver))
-            if transceiver.kind == "audio":
-                aiortc_adapter.tap_rtp_packets(transceiver.receiver, self._on_audio, consume=True)
-            else:
-                aiortc_adapter.tap_rtp_packets(transceiver.receiver, self._on_video, consume=True)
-            aiortc_adapter.tap_encoded_frames(transceiver.receiver, lambda codec, frame: None)
+    async def join(self, control: Control, slots: bool) -> None:
+        raise NotImplementedError
 
-    def _on_audio(self, packet: RtpPacket) -> None:
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    def _on_audio(self, packet: RtpPacket | None = None) -> None:
         if self.first_media is None:
             self.first_media = time.perf_counter()
         if self.counters.measuring:
@@ -164,9 +144,45 @@ class WebRtcPeer:
         if magic != media.MAGIC:
             return
         self.frames_seen[publisher] = self.frames_seen.get(publisher, 0) + 1
+        counters.frames.setdefault((self.index, publisher), set()).add(number)
         if counters.measuring:
             counters.latencies.append(time.time() - sent)
-            counters.frames.setdefault((self.index, publisher), set()).add(number)
+
+
+class WebRtcPeer(Receiver):
+    """A browser-alike: one aiortc peer connection.
+
+    max-bundle, as browsers bundle: with aiortc's default policy an audio-only peer answers the slot re-offer with
+    the second and later slots on a transport it never starts (see tests/sfu/test_audio_only.py).
+    """
+
+    def __init__(self, counters: Counters, index: int, video: list[bytes] | None, audio: list[bytes] | None) -> None:
+        super().__init__(counters, index)
+        self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.video: media.PreEncodedVideo | None = None
+        if audio is not None:
+            self.pc.addTrack(media.PreEncodedAudio(audio))
+        else:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        if video is not None:
+            self.video = media.PreEncodedVideo(video, index)
+            sender = self.pc.addTrack(self.video)
+            aiortc_adapter.on_keyframe_request(sender, self.video.keyframe)
+        self.id = ""
+        self._tapped: set[int] = set()
+
+    def _tap(self) -> None:
+        if self.pc.remoteDescription is not None:
+            self._video_types = media_payload_types(self.pc.remoteDescription.sdp, "video")
+        for transceiver in self.pc.getTransceivers():
+            if id(transceiver.receiver) in self._tapped:
+                continue
+            self._tapped.add(id(transceiver.receiver))
+            if transceiver.kind == "audio":
+                aiortc_adapter.tap_rtp_packets(transceiver.receiver, self._on_audio, consume=True)
+            else:
+                aiortc_adapter.tap_rtp_packets(transceiver.receiver, self._on_video, consume=True)
+            aiortc_adapter.tap_encoded_frames(transceiver.receiver, lambda codec, frame: None)
 
     async def join(self, control: Control, slots: bool) -> None:
         aiortc_adapter.gather_host_candidates(self.pc, ["127.0.0.1"], None)
@@ -185,6 +201,69 @@ class WebRtcPeer:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             await control.call(op="slots_answer", id=self.id, answer=self.pc.localDescription.sdp)
 
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+def rtp_offer(audio_port: int, audio: tuple[int, str], direction: str, video_port: int | None = None) -> str:
+    """A SIP phone's plain-RTP offer: one audio codec (payload type, rtpmap), and receive-only VP8 if `video_port`."""
+    payload_type, rtpmap = audio
+    lines = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0"]
+    lines += [f"m=audio {audio_port} RTP/AVP {payload_type}", f"a=rtpmap:{payload_type} {rtpmap}", "a=ptime:20"]
+    lines.append(f"a={direction}")
+    if video_port is not None:
+        lines += [f"m=video {video_port} RTP/AVP 96", "a=rtpmap:96 VP8/90000", "a=recvonly"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+class Datagrams(asyncio.DatagramProtocol):
+    """A UDP socket's datagrams, handed to a callback."""
+
+    def __init__(self, received: Callable[[bytes], None]) -> None:
+        self.received = received
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received(data)
+
+
+class RtpSubscriber(Receiver):
+    """A SIP video phone that only watches: PCMU audio and VP8 video, both receive-only, over plain RTP/AVP (no ICE,
+    no SRTP: the SFU packetises the speaker's frames itself). Sends nothing: the leg sends to the offer's ports."""
+
+    def __init__(self, counters: Counters, index: int) -> None:
+        super().__init__(counters, index)
+        self._transports: list[asyncio.BaseTransport] = []
+
+    async def _socket(self, received: Callable[[bytes], None]) -> int:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: Datagrams(received), local_addr=("127.0.0.1", 0))
+        self._transports.append(transport)
+        return int(transport.get_extra_info("sockname")[1])
+
+    async def join(self, control: Control, slots: bool) -> None:
+        """Join through the control socket's ``join_rtp``; the leg's one video slot comes with the answer."""
+        audio_port = await self._socket(lambda data: self._on_audio())
+        video_port = await self._socket(self._video_datagram)
+        offer = rtp_offer(audio_port, (0, "PCMU/8000"), "recvonly", video_port)
+        self._video_types = media_payload_types(offer, "video")  # before the join: the first frames may come first
+        self.join_started = time.perf_counter()
+        response = await control.call(op="join_rtp", offer=offer)
+        self.join_seconds = time.perf_counter() - self.join_started
+        answer = aiortc_sdp.SessionDescription.parse(response["answer"])
+        if not any(m.kind == "video" and m.port for m in answer.media):
+            raise RuntimeError("the SFU refused the video stream")
+
+    def _video_datagram(self, data: bytes) -> None:
+        try:
+            packet = RtpPacket.parse(data)
+        except ValueError:
+            return
+        self._on_video(packet)
+
+    async def close(self) -> None:
+        for transport in self._transports:
+            transport.close()
+
 
 class RtpPeers(asyncio.DatagramProtocol):
     """Many phones sending A-law from one ticker; each has its own socket."""
@@ -200,10 +279,7 @@ class RtpPeers(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
         port = transport.get_extra_info("sockname")[1]
-        offer = (
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-            f"m=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-        )
+        offer = rtp_offer(port, (8, "PCMA/8000"), "sendrecv")
         started = time.perf_counter()
         response = await control.call(op="join_rtp", offer=offer)
         self.join_seconds.append(time.perf_counter() - started)
@@ -235,7 +311,7 @@ class RtpPeers(asyncio.DatagramProtocol):
 
 
 def expected_subscriptions(
-    args: argparse.Namespace, publishers: list[WebRtcPeer], subscribers: list[WebRtcPeer]
+    args: argparse.Namespace, publishers: list[WebRtcPeer], subscribers: list[Receiver]
 ) -> dict[int, set[int]]:
     """Subscriber index -> the publisher indexes whose video it should receive."""
     wanted: dict[int, set[int]] = {}
@@ -256,13 +332,17 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     counters = Counters()
     options: dict[str, Any] = {"max_participants": 200, "mixed_speakers": 3}
     publishers: list[WebRtcPeer] = []
-    subscribers: list[WebRtcPeer] = []
+    subscribers: list[Receiver] = []
     rtp = RtpPeers(assets["alaw"])
     publisher_audio = None if args.no_audio else assets["opus"]
+
+    def new_subscriber(index: int) -> Receiver:
+        return RtpSubscriber(counters, index) if args.plain_rtp else WebRtcPeer(counters, index, None, None)
+
     if args.scenario == "forward":
         options.update(last_n=1)
         publishers = [WebRtcPeer(counters, 0, assets["vp8"], publisher_audio)]
-        subscribers = [WebRtcPeer(counters, 100 + i, None, None) for i in range(args.subscribers)]
+        subscribers = [new_subscriber(100 + i) for i in range(args.subscribers)]
         audio_peers = 0
     elif args.scenario == "audio":
         options.update(video=False)
@@ -270,7 +350,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     else:  # full room
         options.update(last_n=args.last_n)
         publishers = [WebRtcPeer(counters, i, assets["vp8"], publisher_audio) for i in range(args.last_n)]
-        subscribers = [WebRtcPeer(counters, 100 + i, None, None) for i in range(args.subscribers)]
+        subscribers = [new_subscriber(100 + i) for i in range(args.subscribers)]
         audio_peers = args.participants - len(publishers) - len(subscribers)
     pid = (await control.call(op="room", options=options))["pid"]
     rss_empty = rss_bytes(pid)
@@ -278,14 +358,14 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
 
     for peer in publishers:
         await peer.join(control, slots=args.scenario == "full")
-    for peer in subscribers:
-        await peer.join(control, slots=True)
+    for receiver in subscribers:
+        await receiver.join(control, slots=True)
     for _ in range(audio_peers):
         await rtp.add(control)
     sender = asyncio.ensure_future(rtp.run())
     participants = len(publishers) + len(subscribers) + audio_peers
     wanted = expected_subscriptions(args, publishers, subscribers)
-    peers = {p.index: p for p in publishers + subscribers}
+    peers = {p.index: p for p in [*publishers, *subscribers]}
 
     def missing_video() -> list[str]:
         return [f"{s}<-{p}" for s, sources in wanted.items() for p in sources if not peers[s].frames_seen.get(p)]
@@ -307,11 +387,12 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     await asyncio.sleep(args.window)
     counters.measuring = rtp.measuring = False
+    sent_after = {p.index: p.video.sent for p in publishers if p.video}
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu_before
     load_after = os.getloadavg()[0]
     after_stats = await control.call(op="stats")
-    sent_after = {p.index: p.video.sent for p in publishers if p.video}
+    await asyncio.sleep(0.5)  # the window's last frames are still on their way
 
     # the run is only valid if every leg stayed up and every publisher's video reached the SFU throughout
     if after_stats["participants"] != participants or before_stats["participants"] != participants:
@@ -326,13 +407,17 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
 
     # loss: frames each subscription should have received (its publisher's frames in the window) vs received
     expected_frames = sum(sent_after[p] - sent_before[p] for sources in wanted.values() for p in sources)
-    received_frames = sum(len(counters.frames.get((s, p), ())) for s, sources in wanted.items() for p in sources)
+    received_frames = sum(
+        len([n for n in counters.frames.get((s, p), ()) if sent_before[p] <= n < sent_after[p]])
+        for s, sources in wanted.items()
+        for p in sources
+    )
     video_loss = max(0.0, 1 - received_frames / expected_frames) if expected_frames else None
     expected_audio = audio_peers * elapsed * 50
     audio_loss = max(0.0, 1 - rtp.received / expected_audio) if expected_audio else None
     mixer_busy = after_stats["mixer_busy"] - before_stats["mixer_busy"]
-    join_times = [p.join_seconds for p in publishers + subscribers] + rtp.join_seconds
-    first_media = [p.first_media - p.join_started for p in publishers + subscribers if p.first_media is not None]
+    join_times = [p.join_seconds for p in [*publishers, *subscribers]] + rtp.join_seconds
+    first_media = [p.first_media - p.join_started for p in [*publishers, *subscribers] if p.first_media is not None]
     if publishers and not counters.video_packets:
         problems.append("no video packet counted in the window")
     result = {
@@ -346,6 +431,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "server_participants": after_stats["participants"],
         "publishers": len(publishers),
         "subscribers": len(subscribers),
+        "subscriber_legs": "rtp" if args.plain_rtp else "webrtc",
         "audio_peers": audio_peers,
         "window_s": round(elapsed, 2),
         "cpu_s": round(cpu, 3),
@@ -356,6 +442,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         if counters.video_packets
         else None,
         "video_packets_per_s": round(counters.video_packets / elapsed, 1),
+        # what the plain-RTP legs sent in the window (their own packetiser): against video_packets, loss on the way
+        "sfu_rtp_video_packets_sent": after_stats["rtp_video_sent"] - before_stats["rtp_video_sent"],
         "video_frame_loss": None if video_loss is None else round(video_loss, 5),
         "latency_p50_ms": percentile_ms(counters.latencies, 0.5),
         "latency_p99_ms": percentile_ms(counters.latencies, 0.99),
@@ -377,8 +465,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     }
     sender.cancel()
     await control.call(op="close")
-    for peer in publishers + subscribers:
-        await peer.pc.close()
+    for leg in [*publishers, *subscribers]:
+        await leg.close()
     return result
 
 
@@ -392,6 +480,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--window", type=float, default=30)
     parser.add_argument("--no-audio", action="store_true", help="publishers send video only")
+    parser.add_argument("--plain-rtp", action="store_true", help="subscribers are plain-RTP legs (SIP video phones)")
     print(json.dumps(asyncio.run(scenario(parser.parse_args()))), flush=True)
 
 

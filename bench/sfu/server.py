@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from sfu import SFU, MediaSettings, Participant, RoomOptions
+from sfu.rtpleg import RtpLeg
 from sfu.webrtcleg import WebRtcLeg
 
 PROFILE = None
@@ -65,6 +66,12 @@ class BenchServer:
                     p.id: p.video_source.frames for p in room.participants.values() if p.video_source is not None
                 },
                 "forwarded_frames": sum(s.forwarded for p in room.participants.values() for s in p.slots),
+                "rtp_video_sent": sum(
+                    s.packets_sent
+                    for p in room.participants.values()
+                    if isinstance(p.leg, RtpLeg)
+                    for s in p.leg.video_streams.values()
+                ),
                 "sources": [
                     [p.video_source.frames, p.video_source.keyframes, p.video_source.keyframe_requests]
                     for p in room.participants.values()
