@@ -44,14 +44,15 @@ class PortAllocator:
         raise PortRangeExhausted(f"no free UDP port on {address} in {self.port_min}-{self.port_max}")
 
     def bind_pair(self, address: str) -> tuple[socket.socket, socket.socket]:
-        """An even port for RTP and the odd one above it for RTCP (RFC 3550 section 11), both bound."""
-        return bind_rtp_pair(address, lambda: self.bind(address, even=True))
+        """An even port for RTP and the odd one above it for RTCP (RFC 3550 section 11), both bound, both in range."""
+        return bind_rtp_pair(address, lambda: self.bind(address, even=True), highest=self.port_max)
 
 
 def bind_rtp_pair(
-    address: str, bind_even: Callable[[], socket.socket] | None = None
+    address: str, bind_even: Callable[[], socket.socket] | None = None, highest: int = 65535
 ) -> tuple[socket.socket, socket.socket]:
-    """Bind RTP on an even port (from `bind_even`, or any the system gives) and RTCP on the port above it."""
+    """Bind RTP on an even port (from `bind_even`, or any the system gives) and RTCP on the port above it, at most
+    `highest`."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     for _ in range(PAIR_ATTEMPTS):
         if bind_even is not None:
@@ -60,7 +61,7 @@ def bind_rtp_pair(
             rtp = socket.socket(family, socket.SOCK_DGRAM)
             rtp.bind((address, 0))
         port = rtp.getsockname()[1]
-        if port % 2 or port == 65535:
+        if port % 2 or port + 1 > highest:
             rtp.close()
             continue
         rtcp = socket.socket(family, socket.SOCK_DGRAM)

@@ -304,12 +304,9 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
             if answered is None or answered.kind != "video" or not self._usable_video(answered):
                 await self._close_video(index)
                 continue
-            # the answerer's first usable format
-            formats = [str(f) for f in answered.fmt]
-            usable = offered_video_codecs(answered, self.video_codecs)
-            codec = min(
-                usable, key=lambda c: formats.index(str(c.payload_type)) if str(c.payload_type) in formats else 99
-            )
+            # the answerer's first usable format is the one it sends
+            usable = {str(c.payload_type): c for c in offered_video_codecs(answered, self.video_codecs)}
+            codec = next(usable[str(f)] for f in answered.fmt if str(f) in usable)
             ours = DIRECTION_REVERSE.get(answered.direction or "sendrecv", "sendrecv")
             self._configure_video(
                 stream, description, answered, codec, ours in ("sendrecv", "sendonly"), ours in ("sendrecv", "recvonly")

@@ -65,12 +65,15 @@ class VideoCodec:
 
 
 def offered_video_codecs(media: MediaDescription, preference: tuple[str, ...]) -> list[VideoCodec]:
-    """The codecs of an ``m=video`` we can forward, in our order of preference (H.264 only in packetization mode 1,
-    the mode aiortc's packer produces)."""
+    """The codecs of an ``m=video`` we can forward, in our order of preference: those its format list names (an
+    rtpmap alone offers nothing), H.264 only in packetization mode 1 (the mode aiortc's packer produces)."""
+    listed = {str(f) for f in media.fmt}
     usable: dict[str, VideoCodec] = {}
     for codec in media.rtp.codecs:
         name = codec.name.upper()
         if name not in preference or name in usable or codec.clockRate != VIDEO_CLOCK_RATE:
+            continue
+        if str(codec.payloadType) not in listed:
             continue
         if name == "H264" and str(codec.parameters.get("packetization-mode", "0")) != "1":
             continue

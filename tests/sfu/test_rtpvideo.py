@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import struct
 
+import pytest
 from aiortc.rtp import RtpPacket
 
 from sfu import SFU, RoomOptions
+from sfu.ports import PortAllocator, PortRangeExhausted
 from sfu.rtpleg import RtpLeg
 from sfu.rtpvideo import FrameAssembler, RtpVideoStream, VideoCodec, asks_keyframe, keyframe_request
 from sfu.settings import MediaSettings
@@ -359,3 +361,31 @@ async def test_after_a_lost_packet_nothing_is_forwarded_until_the_keyframe_asked
 
 def rcvd(sink: _Sink) -> list[bytes]:
     return sink.received
+
+
+async def test_only_formats_the_m_line_lists_are_taken(settings: MediaSettings) -> None:
+    leg = RtpLeg("phone", settings, None, ("VP8", "H264"), max_received_video=1)
+    try:
+        # VP8 has an rtpmap but is not in the format list; H.264 is, in packetization mode 0 only
+        answer = await leg.answer(
+            confbridge_offer("m=video 6000 RTP/AVP 97", "a=rtpmap:96 VP8/90000", "a=rtpmap:97 H264/90000", "a=sendrecv")
+        )
+        assert video_lines(answer) == ["m=video 0 RTP/AVP 97"] and not leg.video_streams
+    finally:
+        await leg.close()
+
+
+def test_rtp_and_rtcp_ports_of_a_pair_both_stay_in_the_configured_range() -> None:
+    allocator = PortAllocator(31002, 31004)  # 31004 is even, but 31005 is out of range
+    for _ in range(8):
+        rtp, rtcp = allocator.bind_pair("127.0.0.1")
+        assert (rtp.getsockname()[1], rtcp.getsockname()[1]) == (31002, 31003)
+        rtp.close()
+        rtcp.close()
+    held = allocator.bind_pair("127.0.0.1")
+    try:
+        with pytest.raises(PortRangeExhausted):
+            allocator.bind_pair("127.0.0.1")
+    finally:
+        for sock in held:
+            sock.close()
