@@ -100,9 +100,13 @@ class FrameAssembler:
         self._finished: int | None = None  # timestamp of the last frame ended by a marker (late duplicates)
         self._parts: dict[int, bytes] = {}
         self._end: int | None = None  # sequence number of the previous frame's last packet
+        self._ssrc: int | None = None
 
     def push(self, packet: RtpPacket) -> tuple[bytes | None, bool]:
         """Returns the completed frame (or None) and whether a frame was lost on the way."""
+        if packet.ssrc != self._ssrc:
+            # a new sender (a restarted phone, another source on the stream): its numbering starts afresh
+            self._ssrc, self._timestamp, self._finished, self._parts, self._end = packet.ssrc, None, None, {}, None
         lost = False
         if packet.timestamp != self._timestamp:
             if packet.timestamp == self._finished:
@@ -121,10 +125,12 @@ class FrameAssembler:
         else:
             first = (last - max((last - seq) & 0xFFFF for seq in self._parts)) & 0xFFFF
         count = ((last - first) & 0xFFFF) + 1
-        order = [(first + i) & 0xFFFF for i in range(count)]
         parts, self._parts = self._parts, {}
         self._end, self._finished, self._timestamp = last, packet.timestamp, None
-        if count > len(parts) or any(seq not in parts for seq in order):
+        if count > len(parts):
+            return None, True
+        order = [(first + i) & 0xFFFF for i in range(count)]
+        if any(seq not in parts for seq in order):
             return None, True
         if not _starts_frame(self.codec, parts[first]):
             return None, True

@@ -389,3 +389,16 @@ def test_rtp_and_rtcp_ports_of_a_pair_both_stay_in_the_configured_range() -> Non
     finally:
         for sock in held:
             sock.close()
+
+
+def test_a_new_sender_on_the_stream_starts_afresh_instead_of_counting_as_a_loss() -> None:
+    assembler = FrameAssembler(VP8)
+    assert push_all(assembler, vp8_packets(KEY, 100, 1000))[-1] == (KEY, False)
+    restarted = vp8_packets(KEY, 40000, 5)
+    for packet in restarted:
+        packet.ssrc = 7
+    assert push_all(assembler, restarted)[-1] == (KEY, False)
+    jumped = vp8_packets(DELTA, 50000, 3005)  # the same sender jumping ahead: its packets in between are lost
+    for packet in jumped:
+        packet.ssrc = 7
+    assert push_all(assembler, jumped)[-1] == (None, True)
