@@ -115,6 +115,19 @@ async def participants(api: Api, meeting: dict[str, Any]) -> list[dict[str, Any]
     return list(found["items"])
 
 
+async def delete_and_see_the_leg_end_for_good(
+    api: Api, token: str, meeting: dict[str, Any], peer: ConfBridgePeer
+) -> None:
+    """The owner deletes the meeting: the leg gets a BYE saying why, and is not placed again."""
+    call = peer.current
+    await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", token, expect=204)
+    await until(call.ended.is_set, 5, "the BYE of the deleted meeting")
+    assert call.bye_reason and "meeting deleted" in call.bye_reason
+    invites = len(peer.invites)
+    await asyncio.sleep(1.5)
+    assert len(peer.invites) == invites
+
+
 async def test_bridge_carries_audio_and_video_both_ways_through_sfu_reinvites(
     servers: Servers, peer: ConfBridgePeer, session: aiohttp.ClientSession
 ) -> None:
@@ -253,14 +266,7 @@ async def test_connect_always_places_legs_for_existing_meetings_also_after_a_res
     assert f"wazo-meeting-{meeting['uuid']}" in peer.current.request_uri
 
     # Deleting the meeting hangs the leg up for good.
-    call = peer.current
-    token = await api.login("alice", "user-password")
-    await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", token, expect=204)
-    await until(call.ended.is_set, 5, "the BYE of the deleted meeting")
-    assert call.bye_reason and "meeting deleted" in call.bye_reason
-    invites = len(peer.invites)
-    await asyncio.sleep(1.5)
-    assert len(peer.invites) == invites
+    await delete_and_see_the_leg_end_for_good(api, await api.login("alice", "user-password"), meeting, peer)
 
 
 async def test_trunk_peer_calls_join_the_room_and_unknown_peers_are_refused(
@@ -345,12 +351,7 @@ async def test_asterisk_down_at_first_then_up_and_leg_kept_when_empty_if_configu
         assert [p["caller_id_name"] for p in await participants(api, meeting)] == ["Asterisk ConfBridge"]
 
         # Deleting the meeting ends it, with no retry after.
-        await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", token, expect=204)
-        await until(call.ended.is_set, 5, "the BYE of the deleted meeting")
-        assert call.bye_reason and "meeting deleted" in call.bye_reason
-        invites = len(peer.invites)
-        await asyncio.sleep(1.5)
-        assert len(peer.invites) == invites
+        await delete_and_see_the_leg_end_for_good(api, token, meeting, peer)
     finally:
         await peer.stop()
         await member.close()

@@ -97,19 +97,24 @@ function signInPage(message = "") {
   username.focus();
 }
 
+/** The server did not answer (or answered with an error other than "signed out" or "not found"). */
+function unreachablePage(error, retry) {
+  return showMessage(root, {
+    id: "unreachable",
+    tone: "error",
+    iconName: "wifiOff",
+    title: "The meetings server cannot be reached",
+    text: error.message,
+    actions: [{ label: "Try again", primary: true, onClick: retry, id: "retry" }],
+  });
+}
+
 async function afterSignIn() {
   try {
     state.me = await session.api.get("/api/confd/1.1/users/me");
   } catch (error) {
     if (error.status === 401) return signInPage("Your session has ended. Sign in again.");
-    return showMessage(root, {
-      id: "unreachable",
-      tone: "error",
-      iconName: "wifiOff",
-      title: "The meetings server cannot be reached",
-      text: error.message,
-      actions: [{ label: "Try again", primary: true, onClick: () => afterSignIn(), id: "retry" }],
-    });
+    return unreachablePage(error, () => afterSignIn());
   }
   if (!state.events) {
     state.events = new EventStream(session.api, LOBBY_EVENTS);
@@ -399,14 +404,7 @@ async function joinPage(uuid) {
         actions: [{ label: "Back to my meetings", href: "#/", primary: true, id: "home" }],
       });
     }
-    return showMessage(root, {
-      id: "unreachable",
-      tone: "error",
-      iconName: "wifiOff",
-      title: "The meetings server cannot be reached",
-      text: error.message,
-      actions: [{ label: "Try again", primary: true, onClick: () => joinPage(uuid), id: "retry" }],
-    });
+    return unreachablePage(error, () => joinPage(uuid));
   }
   document.title = `${meeting.name} · Join`;
   const callReady = callModule(); // fetch sip.js while the camera starts
