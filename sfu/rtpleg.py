@@ -86,8 +86,7 @@ def _telephone_event(codecs: list[AudioCodec]) -> int | None:
 
 
 def _remote_of(description: SessionDescription, media: MediaDescription) -> tuple[str, int] | None:
-    host = media.host or description.host
-    return (host, media.port) if host else None
+    return sdp.media_destination(media.host or description.host, media.port)
 
 
 class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
@@ -322,7 +321,7 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         self.audio_codec = negotiated.codec
         self.telephone_event = negotiated.telephone_event
         self.direction = negotiated.direction
-        if negotiated.remote is not None and negotiated.remote[0] not in ("0.0.0.0", "::"):
+        if negotiated.remote is not None:
             if negotiated.remote != self.remote:
                 self.remote = negotiated.remote
                 self.latched = False
@@ -377,7 +376,7 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
     ) -> None:
         remote_rtcp = None
         if media.rtcp_port:
-            remote_rtcp = (media.rtcp_host or media.host or description.host or "", media.rtcp_port)
+            remote_rtcp = sdp.media_destination(media.rtcp_host or media.host or description.host, media.rtcp_port)
         stream.configure(
             codec,
             send=send,

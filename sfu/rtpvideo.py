@@ -29,6 +29,7 @@ from aiortc.sdp import MediaDescription
 from .codecs import is_keyframe
 from .forwarder import VideoSlot, VideoSource
 from .ports import PortAllocator, bind_rtp_pair
+from .sdp import media_destination
 
 logger = logging.getLogger(__name__)
 
@@ -269,9 +270,9 @@ class RtpVideoStream(asyncio.DatagramProtocol):
             if self.slot is not None:
                 self.slot.codec_name = codec.name
                 self.slot.assign(None)  # the room points it again at a source in the new codec
-        if remote is not None and remote[0] not in ("0.0.0.0", "::"):
+        if remote is not None:  # else the peer's packets tell (symmetric RTP)
             self.remote = remote
-            self.remote_rtcp = remote_rtcp or (remote if rtcp_mux else (remote[0], remote[1] + 1))
+            self.remote_rtcp = remote_rtcp or (remote if rtcp_mux else media_destination(remote[0], remote[1] + 1))
         self.rtcp_mux = rtcp_mux
         if send and self.slot is None:
             self.slot = VideoSlot(0, None, codec.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from aiortc import sdp as aiortc_sdp
 
 from .errors import SdpError
@@ -22,6 +24,19 @@ def primary_ssrc(media: aiortc_sdp.MediaDescription) -> int | None:
     if media.ssrc:
         return int(media.ssrc[0].ssrc)
     return None
+
+
+def media_destination(host: str | None, port: int) -> tuple[str, int] | None:
+    """Where plain RTP goes, from an SDP's address and port, or None (then the peer's own packets tell: symmetric
+    RTP): a host that is not an IP literal (sending would resolve it, blocking, on every packet), the hold address
+    0.0.0.0 or ::, or a port outside 1-65535 (the socket would refuse it and close) give None."""
+    if not host or not 0 < port < 65536:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return None if address.is_unspecified else (host, port)
 
 
 def announce_address(text: str, host_addresses: tuple[str, ...], public_address: str | None) -> str:

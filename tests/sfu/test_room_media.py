@@ -187,3 +187,27 @@ async def test_kick_and_close_release_everything(settings: MediaSettings) -> Non
         await client.close()
     await phone.close()
     assert await settle(baseline) == baseline, media_threads()
+
+
+async def test_an_unusable_media_address_in_an_offer_never_breaks_the_room_s_audio(sfu: SFU) -> None:
+    """A port outside 1-65535 once closed the leg's socket and made every mixer tick fail, for everyone; a host
+    name would be resolved on every packet. Such a peer is answered where its packets come from instead."""
+    room = sfu.room("bad-address", RoomOptions(video=False))
+    listener, talker = RtpPhone(None), RtpPhone(440)
+    for phone in (listener, talker):
+        await phone.open()
+    try:
+        for bad in ("m=audio 70000 RTP/AVP 0", "c=IN IP4 phone.invalid\r\nm=audio 5000 RTP/AVP 0"):
+            offer = talker.offer().replace(f"m=audio {talker.port} RTP/AVP 0 101", bad)
+            odd, _ = await room.join_rtp(offer)
+            assert odd.leg.remote is None  # type: ignore[attr-defined]
+        _, answer = await room.join_rtp(talker.offer())
+        talker.start(remote_of(answer))
+        _, answer = await room.join_rtp(listener.offer())
+        listener.start(remote_of(answer))
+        await asyncio.sleep(1.5)
+        heard = listener.decoded()
+        assert heard.size > 8000 and tone_power(heard, 440, 8000) > 0.5
+    finally:
+        await talker.close()
+        await listener.close()
