@@ -53,16 +53,6 @@ async def drop_pg_database(name: str) -> None:
     await connection.close()
 
 
-async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(150):
-        try:
-            async with session.get(f"{base}/api/confd/1.1/guests/me/meetings/x"):
-                return
-        except aiohttp.ClientError:
-            await asyncio.sleep(0.2)
-    raise RuntimeError("server did not start")
-
-
 async def token(session: aiohttp.ClientSession, base: str, username: str, password: str) -> str:
     basic = base64.b64encode(f"{username}:{password}".encode()).decode()
     async with session.post(
@@ -126,7 +116,6 @@ async def run(database: str, stored: int, seconds: float, clients: int) -> dict[
 async def _measure(base: str, pid: int, stored: int, seconds: float, clients: int) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=clients + 4)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await wait_ready(session, base)
         admin = await token(session, base, "admin", PASSWORD)
         async with session.post(
             f"{base}/api/confd/1.1/users",

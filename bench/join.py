@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from aiortc import RTCSessionDescription
 
-from bench.api_load import token, wait_ready
+from bench.api_load import token
 from bench.serving import PASSWORD, serving
 from sfu.aiortc_adapter import gather_host_candidates
 from tests.e2e.sipclient import SipClient
@@ -68,7 +68,6 @@ async def run(runs: int) -> dict[str, Any]:
     async with serving(workdir, f"sqlite:///{workdir}/join.db", MEDIA__HOST_ADDRESSES="[127.0.0.1]") as server:
         base = server.base
         async with aiohttp.ClientSession() as session:
-            await wait_ready(session, base)
             admin = await token(session, base, "admin", PASSWORD)
             async with session.post(
                 f"{base}/api/confd/1.1/users/me/meetings", json={"name": "join bench"}, headers={"X-Auth-Token": admin}

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from uuid import UUID
 
 from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from gateway import webapps, websocketd
 from gateway.auth import resource as auth_resource
@@ -41,9 +43,12 @@ from gateway.config import Settings
 from gateway.db.engine import Database
 from gateway.events import Event, EventBus
 from gateway.expiry import ExpiryScheduler
+from gateway.health import Health, LoopMonitor
+from gateway.health import routes as health_routes
 from gateway.http.cors import cors_middleware
 from gateway.http.errors import error_middleware
 from gateway.http.redaction import redact_access_log
+from gateway.metrics import Metrics, api_latency_middleware, metrics_handler, start_listener
 from gateway.openapi import resource as openapi_resource
 from gateway.services import SERVICES, Services
 from sfu.server import SFU
@@ -52,6 +57,8 @@ from signaling.stack import SipStack, StackConfig
 logger = logging.getLogger(__name__)
 
 EXPIRY = web.AppKey("expiry", ExpiryScheduler)
+HEALTH = web.AppKey("health", Health)
+METRICS_PORT = web.AppKey("metrics_port", int)
 SIP_STACK = web.AppKey("sip_stack", SipStack)
 CALL_CONTROL = web.AppKey("call_control", CallControl)
 ASTERISK_BRIDGE = web.AppKey("asterisk_bridge", AsteriskBridge)
@@ -60,6 +67,8 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
 def build_services(settings: Settings) -> Services:
     db = Database(settings.database.url)
+    metrics = Metrics()
+    metrics.time_queries(db.engine)
     bus = EventBus()
     tokens = TokenService(db)
     tenants = TenantService(db)
@@ -81,6 +90,7 @@ def build_services(settings: Settings) -> Services:
         authorizations=authorizations,
         confbridge=ConfbridgeService(db),
         conferences=Conferences(bus),
+        metrics=metrics,
     )
 
 
@@ -90,6 +100,18 @@ async def start_services(services: Services) -> None:
     master = services.tenants.master
     await services.ingresses.load(master.uuid if master else None)
     await services.confbridge.load()
+
+
+def _room_census(services: Services) -> Callable[[], Iterable[Metric]]:
+    def collect() -> Iterable[Metric]:
+        rooms, kinds = services.conferences.census()
+        yield GaugeMetricFamily("meetings_rooms", "Meetings with someone in them", value=rooms)
+        participants = GaugeMetricFamily("meetings_participants", "Participants in meetings, by kind", labels=["kind"])
+        for kind in ("webrtc", "phone", "bridge"):
+            participants.add_metric([kind], kinds.get(kind, 0))
+        yield participants
+
+    return collect
 
 
 def _hang_up_on_delete(services: Services) -> Callable[[Event], None]:
@@ -108,7 +130,8 @@ def _hang_up_on_delete(services: Services) -> Callable[[Event], None]:
 def create_app(settings: Settings, services: Services | None = None, auto_bootstrap: bool = False) -> web.Application:
     services = services or build_services(settings)
     redact_access_log()
-    middlewares = [webapps.vendor_cache, error_middleware]
+    metrics = services.metrics
+    middlewares = [webapps.vendor_cache, api_latency_middleware(metrics), error_middleware]
     if settings.http.cors_origins:
         middlewares.insert(0, cors_middleware(settings.http.cors_origins))
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
@@ -128,9 +151,27 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         openapi_resource,
     ):
         app.router.add_routes(module.routes)
+    loop_monitor = LoopMonitor(metrics)
+    health = Health(
+        services.db,
+        loop_monitor,
+        database_timeout=settings.health.database_timeout_seconds,
+        loop_stall_seconds=settings.health.loop_stall_seconds,
+    )
+    app[HEALTH] = health
+    app.router.add_routes(health_routes(health))
+    if settings.metrics.token:
+        app.router.add_get("/metrics", metrics_handler(metrics, settings.metrics.token))
+    metrics.add_collector(_room_census(services))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await start_services(services)
+        loop_monitor.start()
+        metrics_runner = None
+        if settings.metrics.port is not None:
+            metrics_runner, app[METRICS_PORT] = await start_listener(
+                metrics, settings.metrics.host, settings.metrics.port
+            )
         if auto_bootstrap and not await has_admin(services):
             result = await bootstrap(services, "admin", None)
             print("First start: " + result.describe().replace("\n", "\n  "), flush=True)
@@ -141,6 +182,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
                 # Hang up first, so participants hear why; the deletion then finds the room empty.
                 await services.conferences.hang_up_all(meeting.uuid, "meeting expired")
                 await services.meetings.delete(meeting)
+                metrics.expiries.inc()
 
         expiry = ExpiryScheduler(services.bus, settings.meetings.expiry_seconds, expire)
         app[EXPIRY] = expiry
@@ -160,6 +202,9 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         await control.close()
         await stack.close()
         await expiry.close()
+        await loop_monitor.close()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await services.db.close()
 
     control = CallControl(
@@ -169,6 +214,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         services.conferences,
         services.confbridge,
         services.capacity,
+        metrics,
     )
     # Asterisk may route phones in (trunk peers) and, when enabled, each room is bridged to its ConfBridge.
     trunk = TrunkPeers(settings.asterisk.trunk_peers)
@@ -186,6 +232,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         app[ASTERISK_BRIDGE] = bridge
     app[SIP_STACK] = stack
     app[CALL_CONTROL] = control
+    health.calld_components["sip"] = lambda: not stack.closed
     # SIP over WebSocket shares the API's host and port (and TLS): what Wazo's SDK expects.
     app.router.add_get("/api/asterisk/ws", stack.websocket.handle)
     webapps.add_routes(app)

@@ -9,11 +9,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
-
-from gateway.app import build_services, create_app, start_services
+from gateway.app import build_services, start_services
 from gateway.bootstrap import bootstrap
 from gateway.config import ConfigError, Settings, load_settings
+from gateway.drain import serve_until_drained
 from gateway.services import Services
 
 
@@ -84,8 +83,7 @@ def serve(settings: Settings) -> None:
 
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.http.tls_cert, settings.http.tls_key)
-    app = create_app(settings, auto_bootstrap=True)
-    web.run_app(app, host=settings.http.host, port=settings.http.port, ssl_context=ssl_context, print=None)
+    asyncio.run(serve_until_drained(settings, ssl_context))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -119,6 +119,21 @@ class AsteriskSettings(_Section):
         return self
 
 
+class MetricsSettings(_Section):
+    token: str | None = Field(None, min_length=16)
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=0, le=65535)
+
+
+class HealthSettings(_Section):
+    database_timeout_seconds: float = Field(2.0, gt=0)
+    loop_stall_seconds: float = Field(1.0, gt=0)
+
+
+class DrainSettings(_Section):
+    timeout_seconds: float = Field(600.0, ge=0)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -131,6 +146,9 @@ class Settings(_Section):
     meetings: MeetingSettings = MeetingSettings()
     auth: AuthSettings = AuthSettings()
     asterisk: AsteriskSettings = AsteriskSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    health: HealthSettings = HealthSettings()
+    drain: DrainSettings = DrainSettings()
     logging: LoggingSettings = LoggingSettings()
 
 

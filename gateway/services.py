@@ -18,6 +18,7 @@ from gateway.confd.users.service import UserService
 from gateway.config import Settings
 from gateway.db.engine import Database
 from gateway.events import EventBus
+from gateway.metrics import Metrics
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Services:
     authorizations: AuthorizationService
     confbridge: ConfbridgeService
     conferences: Conferences
+    metrics: Metrics
 
     def capacity(self) -> int:
         """The participant cap: the configured hard limit, or lower if the bridge profile's max_members says so."""

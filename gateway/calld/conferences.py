@@ -26,6 +26,8 @@ class Participant:
     hangup: Callable[[str], Awaitable[None]] = field(repr=False)
     talking: bool = False
     muted: bool = False
+    #: webrtc (a browser), phone (plain RTP) or bridge (the Asterisk ConfBridge leg)
+    kind: str = "webrtc"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,14 @@ class Conferences:
 
     def participants(self, meeting_uuid: UUID) -> list[Participant]:
         return list(self._rooms.get(meeting_uuid, {}).values())
+
+    def census(self) -> tuple[int, dict[str, int]]:
+        """How many rooms have someone in them, and how many participants of each kind there are."""
+        kinds: dict[str, int] = {}
+        for room in self._rooms.values():
+            for participant in room.values():
+                kinds[participant.kind] = kinds.get(participant.kind, 0) + 1
+        return len(self._rooms), kinds
 
     def count(self, meeting_uuid: UUID) -> int:
         return len(self._rooms.get(meeting_uuid, ()))

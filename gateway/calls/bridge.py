@@ -237,6 +237,7 @@ class BridgeLink:
             call_id=dialog.call_id,
             user_uuid=None,
             hangup=control.hangup_for(participant.id, meeting.uuid),
+            kind="bridge",
         )
         call = BridgeCall(room, participant, dialog, seat)
         dialog.handler = call

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ from gateway.calls.dialplan import DialPlan, Refusal
 from gateway.confd.confbridge.service import ConfbridgeService
 from gateway.confd.meetings.service import MeetingRecord
 from gateway.config import Settings
+from gateway.metrics import Metrics
 from sfu.errors import RoomClosed, RoomFull, SdpError
 from sfu.participant import Participant
 from sfu.room import Room
@@ -36,6 +38,7 @@ from signaling.message import SipRequest
 logger = logging.getLogger(__name__)
 
 FULL = "meeting is full"
+DRAINING = "server is restarting: call again in a moment"
 DTMF_SIGNAL = re.compile(rb"Signal\s*=\s*([0-9*#A-Da-d])")
 #: RFC 5168's keyframe request, in the form Asterisk sends (and video phones expect)
 PICTURE_FAST_UPDATE = (
@@ -275,8 +278,12 @@ class CallControl:
         conferences: Conferences,
         confbridge: ConfbridgeService,
         capacity: Callable[[], int],
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
+        #: set while the server drains: new calls are refused, calls in progress go on
+        self.draining = False
         self.sfu = sfu
         self.dialplan = dialplan
         self.conferences = conferences
@@ -296,39 +303,52 @@ class CallControl:
         )
 
     async def on_invite(self, call: IncomingCall) -> None:
+        started = time.perf_counter()
+        outcome = await self._join(call)
+        if self.metrics is not None:
+            self.metrics.joins.labels(outcome).inc()
+            if outcome == "joined":
+                self.metrics.invite_answer_latency.observe(time.perf_counter() - started)
+
+    def _refuse(
+        self, call: IncomingCall, status: int, text: str, outcome: str, headers: list[tuple[str, str]] | None = None
+    ) -> str:
+        call.reject(status, text, headers)
+        return outcome
+
+    async def _join(self, call: IncomingCall) -> str:
+        """Answer or refuse `call`; returns the outcome, as the joins metric counts it."""
+        if self.draining:
+            # RFC 3261 21.5.4: a 503 with Retry-After; a phone behind a proxy tries another server at once
+            return self._refuse(call, 503, DRAINING, "draining", [("Retry-After", "30")])
         try:
             number = call.request.from_.uri.user or ""
             destination = await self.dialplan.route(call.account, call.extension, call.caller, number)
         except Refusal as refusal:
-            call.reject(refusal.status, refusal.text)
-            return
+            return self._refuse(call, refusal.status, refusal.text, f"refused_{refusal.status}")
         meeting = destination.meeting
         if self.conferences.count(meeting.uuid) >= self.capacity():
-            call.reject(486, FULL)
-            return
+            return self._refuse(call, 486, FULL, "full")
         offer = call.offer.decode(errors="replace")
         if not offer.strip():
-            call.reject(488, "an SDP offer is required")
-            return
+            return self._refuse(call, 488, "an SDP offer is required", "bad_offer")
         room = self.room_for(meeting.uuid, meeting.name)
         info = {"name": destination.caller_name, "number": destination.caller_number, "call_id": call.call_id}
+        webrtc = "RTP/SAVPF" in offer or "UDP/TLS" in offer
         try:
-            if "RTP/SAVPF" in offer or "UDP/TLS" in offer:
+            if webrtc:
                 participant, answer = await room.sfu_room.join_webrtc(offer, info, max_participants=self.capacity())
             else:
                 participant, answer = await room.sfu_room.join_rtp(offer, info, max_participants=self.capacity())
         except RoomFull:
-            call.reject(486, FULL)
-            return
+            return self._refuse(call, 486, FULL, "full")
         except SdpError as exc:
-            call.reject(488, str(exc) or "no common codec")
-            return
+            return self._refuse(call, 488, str(exc) or "no common codec", "bad_offer")
         except RoomClosed:
-            call.reject(410, "meeting ended")
-            return
+            return self._refuse(call, 410, "meeting ended", "meeting_ended")
         if call.cancelled.is_set():
             await participant.close("cancelled")
-            return
+            return "cancelled"
         seat = Seat(
             id=participant.id,
             meeting_uuid=meeting.uuid,
@@ -338,18 +358,20 @@ class CallControl:
             call_id=call.call_id,
             user_uuid=destination.user_uuid,
             hangup=self.hangup_for(participant.id, meeting.uuid),
+            kind="webrtc" if webrtc else "phone",
         )
         try:
             dialog = call.answer(answer.encode())
         except CallCancelled:
             await participant.close("cancelled")
-            return
+            return "cancelled"
         meeting_call = MeetingCall(room, participant, dialog, seat)
         dialog.handler = meeting_call
         room.add(meeting_call)
         self.conferences.add(seat, meeting.owner_uuids)
         for watcher in self.watchers:
             watcher.participant_joined(meeting)
+        return "joined"
 
     def on_cancel(self, call: IncomingCall) -> None:
         """Nothing is reserved before the answer: a join still under way sees call.cancelled and undoes itself."""
@@ -381,8 +403,12 @@ class CallControl:
         if room is not None:
             await room.sfu_room.close("empty")
 
-    async def close(self) -> None:
-        """Hang everyone up at once (an unreachable peer must not hold the others' BYE), then stop the media."""
+    async def hang_up_everyone(self, reason: str) -> None:
+        """At once (an unreachable peer must not hold the others' BYE)."""
         calls = [call for room in list(self.rooms.values()) for call in room.members()]
-        await asyncio.gather(*(call.hangup("server shutting down") for call in calls), return_exceptions=True)
+        await asyncio.gather(*(call.hangup(reason) for call in calls), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Hang everyone up, then stop the media."""
+        await self.hang_up_everyone("server shutting down")
         await self.sfu.close()

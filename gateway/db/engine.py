@@ -20,6 +20,9 @@ from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: seconds to get a PostgreSQL connection, and for one statement, before the request fails (503)
+CONNECT_TIMEOUT = 5.0
+STATEMENT_TIMEOUT = 15.0
 
 
 class DbConnection(Protocol):
@@ -70,9 +73,25 @@ class Database:
             self._sync = create_engine(self.url)
             event.listen(self._sync, "connect", _sqlite_pragmas)
         else:
-            self._async = create_async_engine(self.url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # Bounded waits: a database that stops answering turns requests into 503s within seconds, not hangs.
+            self._async = create_async_engine(
+                self.url,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                pool_timeout=CONNECT_TIMEOUT,
+                connect_args={"timeout": CONNECT_TIMEOUT, "command_timeout": STATEMENT_TIMEOUT},
+            )
         # SQLite takes one writer at a time: queue writers here rather than retry on "database is locked".
         self._write_lock = asyncio.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        """The synchronous engine underneath, where statement events are heard (SQLite's own, asyncpg's sync_engine)."""
+        if self._sync is not None:
+            return self._sync
+        assert self._async is not None
+        return self._async.sync_engine
 
     async def migrate(self) -> None:
         if self._sync is not None:

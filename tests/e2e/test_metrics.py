@@ -1,0 +1,52 @@
+"""/metrics scraped during real calls through the SIP path: the counters move as the calls come and go."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.api.test_health import METRICS_TOKEN, samples
+from tests.conftest import Api, make_settings
+from tests.e2e.conftest import Room, guest_credentials
+from tests.e2e.sipclient import CallRefused
+from tests.waiting import until
+
+
+@pytest.fixture
+def settings(database_url: str) -> Any:
+    return make_settings(database_url, MEETINGS_METRICS__TOKEN=METRICS_TOKEN, MEETINGS_MEETINGS__MAX_PARTICIPANTS="2")
+
+
+async def scrape(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    answer = await api.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert answer.status == 200
+    return samples(await answer.text())
+
+
+async def test_joins_refusals_rooms_and_participants(api: Api, room: Room) -> None:
+    _, alice = await api.create_user("alice")
+    meeting = await api.create_meeting(alice)
+    before = await scrape(api)
+    assert before[("meetings_rooms", ())] == 0
+
+    members = [await room.member(guest_credentials(meeting), 440.0, colour) for colour in ("red", "green", "blue")]
+    await members[0].join("meeting-guest")
+    await members[1].join("meeting-guest")
+    with pytest.raises(CallRefused):
+        await members[2].join("meeting-guest")
+    found = await scrape(api)
+    assert found[("meetings_joins_total", (("outcome", "joined"),))] == 2
+    assert found[("meetings_joins_total", (("outcome", "full"),))] == 1
+    assert found[("meetings_invite_answer_seconds_count", ())] == 2
+    assert found[("meetings_rooms", ())] == 1
+    assert found[("meetings_participants", (("kind", "webrtc"),))] == 2
+    assert found[("meetings_participants", (("kind", "phone"),))] == 0
+
+    first = members[0]
+    assert first.call is not None
+    await first.sip.bye(first.call)
+    await until(lambda: api.services.conferences.count(uuid.UUID(meeting["uuid"])) == 1, 5, "one to leave")
+    found = await scrape(api)
+    assert found[("meetings_participants", (("kind", "webrtc"),))] == 1
