@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway import logs
 from gateway.app import build_services, start_services
 from gateway.bootstrap import bootstrap
 from gateway.config import ConfigError, Settings, load_settings
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"meetings: bad configuration: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(level=settings.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.logging.level, settings.logging.format)
     if args.command == "serve":
         serve(settings)
         return

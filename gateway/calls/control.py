@@ -25,6 +25,7 @@ from gateway.calls.dialplan import DialPlan, Refusal
 from gateway.confd.confbridge.service import ConfbridgeService
 from gateway.confd.meetings.service import MeetingRecord
 from gateway.config import Settings
+from gateway.logs import tag_call
 from gateway.metrics import Metrics
 from sfu.errors import RoomClosed, RoomFull, SdpError
 from sfu.participant import Participant
@@ -190,6 +191,8 @@ class MeetingCall(BaseDialogHandler):
         if self.left:
             return
         self.left = True
+        tag_call(meeting_uuid=str(self.seat.meeting_uuid), participant=self.participant_id, call_id=self.call_id)
+        logger.info("left the meeting: %s", reason)
         self._sender.cancel()
         await self.participant.close(reason)
         await self.room.remove(self)
@@ -304,7 +307,9 @@ class CallControl:
 
     async def on_invite(self, call: IncomingCall) -> None:
         started = time.perf_counter()
+        tag_call(call_id=call.call_id)
         outcome = await self._join(call)
+        logger.info("INVITE %s from %s: %s", call.extension, call.request.from_.uri, outcome)
         if self.metrics is not None:
             self.metrics.joins.labels(outcome).inc()
             if outcome == "joined":
@@ -327,6 +332,7 @@ class CallControl:
         except Refusal as refusal:
             return self._refuse(call, refusal.status, refusal.text, f"refused_{refusal.status}")
         meeting = destination.meeting
+        tag_call(meeting_uuid=str(meeting.uuid))
         if self.conferences.count(meeting.uuid) >= self.capacity():
             return self._refuse(call, 486, FULL, "full")
         offer = call.offer.decode(errors="replace")
@@ -346,6 +352,7 @@ class CallControl:
             return self._refuse(call, 488, str(exc) or "no common codec", "bad_offer")
         except RoomClosed:
             return self._refuse(call, 410, "meeting ended", "meeting_ended")
+        tag_call(participant=participant.id)
         if call.cancelled.is_set():
             await participant.close("cancelled")
             return "cancelled"
