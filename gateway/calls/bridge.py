@@ -304,7 +304,7 @@ class BridgeLink:
                             quiet,
                         )
                 else:
-                    failure = await self._probe(call, "the keepalive", keepalive)
+                    failure = await self._probe(call, "sent as the keepalive", keepalive)
                 next_keepalive = time.monotonic() + keepalive if keepalive > 0 else math.inf
                 if failure is not None and not call.ended.is_set():
                     # The BYE may never be answered: the leg is over once it is sent, not when Timer F fires.

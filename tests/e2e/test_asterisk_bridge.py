@@ -308,7 +308,7 @@ async def test_asterisk_hanging_up_going_silent_restarting_or_crashing_is_notice
         await until(lambda: bool(left), 10, "the leg to leave the room")
         noticed, seated = left[0][0] - crashed, left[0][1]
         print(f"a crashed Asterisk noticed {noticed:.2f} s after the crash")
-        assert noticed < 5.5 and BRIDGE_NAME not in seated
+        assert noticed < 5.0 and BRIDGE_NAME not in seated
         assert "Asterisk did not answer an OPTIONS" in caplog.text and "it is down or unreachable" in caplog.text
         assert member.call is not None and not member.call.ended.is_set(), "the room must carry on"
         link = api.client.app[ASTERISK_BRIDGE].links[uuid]
@@ -323,6 +323,26 @@ async def test_asterisk_hanging_up_going_silent_restarting_or_crashing_is_notice
     finally:
         for handle in back:
             await handle.stop()
+        await member.close()
+
+
+async def test_keepalive_alone_notices_a_vanished_asterisk(
+    servers: Servers, peer: ConfBridgePeer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the RTP-silence watch off, the OPTIONS keepalive (every 0.5 s here) still ends a leg nobody answers."""
+    caplog.set_level(logging.INFO, logger="gateway.calls.bridge")
+    api = await servers.start(**bridge_env(peer.port, rtp_silence_seconds=0))
+    _, token = await api.create_user("alice")
+    meeting = await api.create_meeting(token)
+    _, member = await join_member(api, session, meeting)
+    try:
+        await until(lambda: carrying_audio(api, meeting, peer), 5, "the leg")
+        await peer.stop()
+        seated = api.services.conferences.participants
+        await until(lambda: len(seated(UUID(meeting["uuid"]))) == 1, 5, "the leg to leave the room")
+        assert "an OPTIONS (sent as the keepalive) within 0.5 s: it is down or unreachable" in caplog.text
+        assert "without RTP" not in caplog.text
+    finally:
         await member.close()
 
 
