@@ -111,6 +111,8 @@ class AsteriskSettings(_Section):
     retry_max_seconds: float = Field(60.0, gt=0)
     connect_timeout_seconds: float = Field(15.0, gt=0)
     keepalive_seconds: float = Field(30.0, ge=0)
+    rtp_silence_seconds: float = Field(3.0, ge=0)
+    probe_timeout_seconds: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
     def _retry_range(self) -> AsteriskSettings:

@@ -119,6 +119,9 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         self.direction = "sendrecv"
         self.latched = False
         self.packets_received = 0
+        #: time.monotonic() of the last RTP packet on the audio socket (None: none yet), for whoever watches for a
+        #: peer that went silent; a timestamp per packet rather than a timer, which would be rearmed 50 times a second
+        self.last_received_at: float | None = None
         self.packets_sent = 0
         self._transport: asyncio.DatagramTransport | None = None
         self._dtmf = DtmfReceiver()
@@ -129,6 +132,11 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         self._session_id = int(time.time() * 1000)
         self._version = 0
         self._closed = False
+
+    @property
+    def receives_audio(self) -> bool:
+        """The negotiated audio lets the peer send to us (not inactive, not holding us in sendonly from our side)."""
+        return self.audio_codec is not None and self.direction in ("sendrecv", "recvonly")
 
     # video, as the room sees it
 
@@ -185,6 +193,7 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
             audio_level = packet.extensions.audio_level
             level = None if audio_level is None else audio_level[1]
         self.packets_received += 1
+        self.last_received_at = time.monotonic()
         if not self.latched or self.remote != addr:
             # symmetric RTP: answer where the media comes from
             self.remote = (addr[0], addr[1])

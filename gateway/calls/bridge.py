@@ -13,8 +13,9 @@ When (config.yaml `asterisk.connect`):
 - `on_first_participant`: a room's leg is placed when a participant (not a bridge) joins; with `hangup_when_empty`
   it is hung up when the last one leaves, otherwise it stays until the meeting is deleted;
 - `always`: every meeting has a leg while it exists, from its creation or from start-up for existing meetings.
-A leg that cannot be placed, or drops (BYE, or no answer to the in-dialog OPTIONS keepalive), is placed again
-after `retry_min_seconds`, doubling up to `retry_max_seconds`, for as long as the room wants it.
+A leg that drops (BYE; or an in-dialog OPTIONS, sent as a keepalive or at once when Asterisk's RTP stops, gets 481,
+408 or no answer) is placed again after `retry_min_seconds`; attempts that fail to connect wait twice as long each
+time, up to `retry_max_seconds`, for as long as the room wants a leg.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -90,11 +92,13 @@ class BridgeCall(MeetingCall):
     def __init__(self, room: MeetingRoom, participant: Participant, dialog: Dialog, seat: Seat) -> None:
         super().__init__(room, participant, dialog, seat)
         self.ended = asyncio.Event()
+        self.end_reason = ""
 
     def send(self, body: bytes) -> None:
         """Room updates are for the people's apps, not for Asterisk."""
 
     async def leave(self, reason: str) -> None:
+        self.end_reason = self.end_reason or reason
         try:
             await super().leave(reason)
         finally:
@@ -167,16 +171,23 @@ class BridgeLink:
                     logger.exception("bridge %s: placing the leg failed; next try in %.1f s", self.meeting_uuid, delay)
                 else:
                     self.connections += 1
-                    since = time.monotonic()
-                    await self._watch(call)
+                    ended = await self._watch(call)
                     self.call = None
-                    if time.monotonic() - since >= settings.retry_max_seconds:
-                        delay = settings.retry_min_seconds  # it held a while: start the backoff over
-                    logger.info("bridge %s: the leg ended; next try in %.1f s", self.meeting_uuid, delay)
+                    if self._carried_audio(call):
+                        delay = settings.retry_min_seconds  # the leg worked: the backoff is for failures only
+                    else:
+                        ended += " before any audio came from Asterisk"
+                    logger.warning("bridge %s: %s; next try in %.1f s", self.meeting_uuid, ended, delay)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.0))
                 delay = min(delay * 2, settings.retry_max_seconds)
         finally:
             self.bridge.link_done(self)
+
+    @staticmethod
+    def _carried_audio(call: BridgeCall) -> bool:
+        """A leg Asterisk answered and then dropped before sending any audio (say Answer() then a ConfBridge that
+        fails) counts as a failed attempt, so that such a dialplan is not called again every second."""
+        return cast(RtpLeg, call.participant.leg).last_received_at is not None
 
     async def _connect(self, meeting: MeetingRecord) -> BridgeCall:
         bridge = self.bridge
@@ -248,31 +259,84 @@ class BridgeLink:
         logger.info("bridge %s: connected to %s (call %s)", meeting.uuid, extension, dialog.call_id)
         return call
 
-    async def _watch(self, call: BridgeCall) -> None:
-        """Until the leg ends; an Asterisk that vanished without a BYE is noticed by the OPTIONS keepalive."""
-        interval = self.bridge.settings.keepalive_seconds
+    async def _watch(self, call: BridgeCall) -> str:
+        """Until the leg ends; returns why it ended, in plain words.
+
+        An Asterisk that vanished without a BYE (crash, `kill -9`, network cut) is noticed two ways, each by an
+        in-dialog OPTIONS: the keepalive every `keepalive_seconds`, and at once when its RTP stopped for
+        `rtp_silence_seconds`. ConfBridge sends its mix to each member without pause (silence too: we offer neither
+        comfort noise nor Opus DTX, and Opus DTX would still send a packet every 400 ms), so a silence is a reason
+        to ask, but only if Asterisk's audio had been flowing and the direction lets it send; a live Asterisk that
+        answers is asked again only after its audio came back and stopped again (the keepalive covers the rest).
+        The leg's receive path only stamps each packet's time; this loop sleeps until the stamp would be that old.
+        """
+        settings = self.bridge.settings
+        leg = cast(RtpLeg, call.participant.leg)
+        keepalive = settings.keepalive_seconds
+        silence = settings.rtp_silence_seconds
+        next_keepalive = time.monotonic() + keepalive if keepalive > 0 else math.inf
+        probed_after: float | None = None  # the last packet's time when the silence was last probed
         try:
             while not call.ended.is_set():
-                if interval <= 0:
-                    await call.ended.wait()
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(call.ended.wait(), interval)
-                    break
-                try:
-                    response = await asyncio.wait_for(call.dialog.options(), interval)
-                    alive = response.status < 300 or response.status in (405, 501)
-                except (TimeoutError, DialogError, OSError):
-                    alive = False
-                if not alive and not call.ended.is_set():
-                    logger.warning("bridge %s: Asterisk stopped answering; hanging up", self.meeting_uuid)
+                now = time.monotonic()
+                last = leg.last_received_at
+                silence_due = math.inf
+                if silence > 0 and last is not None and last != probed_after and leg.receives_audio:
+                    silence_due = last + silence
+                due = min(next_keepalive, silence_due)
+                if due > now:
+                    # with the silence watch on, look again at least that often (a re-INVITE may resume the audio)
+                    wait = min(due - now, silence) if silence > 0 else due - now
+                    if wait == math.inf:
+                        await call.ended.wait()
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(call.ended.wait(), wait)
+                    continue
+                if silence_due <= now:
+                    probed_after = last
+                    quiet = now - silence_due + silence
+                    why = f"sent after {quiet:.1f} s without RTP from Asterisk"
+                    failure = await self._probe(call, why, settings.probe_timeout_seconds)
+                    if failure is None:
+                        logger.info(
+                            "bridge %s: no RTP from Asterisk for %.1f s, but it still has the call: the leg stays",
+                            self.meeting_uuid,
+                            quiet,
+                        )
+                else:
+                    failure = await self._probe(call, "sent as the keepalive", keepalive)
+                next_keepalive = time.monotonic() + keepalive if keepalive > 0 else math.inf
+                if failure is not None and not call.ended.is_set():
                     # The BYE may never be answered: the leg is over once it is sent, not when Timer F fires.
                     self.bridge.spawn(call.hangup("Asterisk not answering"))
                     await call.ended.wait()
+                    return failure
         except asyncio.CancelledError:
             if not call.left and not self.stopped:
                 self.bridge.spawn(call.hangup("bridge stopped"))
             raise
+        if call.end_reason in ("hung up", "remote-bye"):
+            return "Asterisk hung up the leg (BYE)"
+        return f"the leg ended ({call.end_reason})"
+
+    @staticmethod
+    async def _probe(call: BridgeCall, why: str, wait: float) -> str | None:
+        """An in-dialog OPTIONS: None when Asterisk still has the call, else what its answer (or none) means."""
+        try:
+            response = await asyncio.wait_for(call.dialog.options(), wait)
+        except TimeoutError:
+            return f"Asterisk did not answer an OPTIONS ({why}) within {wait:g} s: it is down or unreachable"
+        except (DialogError, OSError) as exc:
+            return f"an OPTIONS ({why}) could not be sent: {exc}"
+        status = f"{response.status} {response.reason}"
+        if response.status < 300 or response.status in (405, 501):
+            return None
+        if response.status == 481:
+            return f"Asterisk no longer knows the call ({status} to an OPTIONS {why}): it probably restarted"
+        if response.status == 408:
+            return f"Asterisk did not answer an OPTIONS ({why}; {status}): it is down or unreachable"
+        return f"Asterisk answered {status} to an OPTIONS ({why})"
 
 
 class AsteriskBridge:

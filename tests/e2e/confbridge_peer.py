@@ -5,7 +5,8 @@ of tests/e2e/sipclient.py) so that it checks the gateway rather than agreeing wi
 
 As the callee (the gateway's bridge calling in): it challenges a new INVITE with digest as Asterisk does
 (`realm="asterisk"`, `qop="auth"`, MD5), checks the answer, answers with plain RTP (PCMU and telephone-event),
-sends a tone and records what it receives; it answers in-dialog OPTIONS (keepalive) and BYE.
+sends a tone and records what it receives; it answers in-dialog OPTIONS (keepalive) and BYE, and 481 to a request
+in a dialog it does not know (as a restarted Asterisk does). `stop()` is a crash: sockets closed, nothing said.
 
 Video, as ConfBridge in `video_mode=sfu` does toward one member, over plain RTP (RTP/AVP) with VP8 peers of
 tests/sfu/rtpvideo.py: when the gateway's offer has a VP8 m=video, the answer takes it with a receive-only peer
@@ -171,6 +172,7 @@ class ConfBridgePeer(asyncio.DatagramProtocol):
         self.refused = 0
         self.authorizations: list[dict[str, str]] = []
         self.invites: list[SipMessage] = []  # authenticated INVITEs that started a call
+        self.stale_requests: list[str] = []  # methods of in-dialog requests for dialogs it does not know (481)
         self.answered = asyncio.Event()
         self._nonces: set[str] = set()
         self._pending: dict[str, asyncio.Future[SipMessage]] = {}
@@ -271,7 +273,12 @@ class ConfBridgePeer(asyncio.DatagramProtocol):
             await self._new_invite(request, addr, branch)
             return
         if call is None:
-            status = 200 if method == "OPTIONS" else 481
+            # out of a dialog, OPTIONS asks whether we are up; in a dialog we do not know (a restarted Asterisk
+            # asked about a call of its former life), every request gets 481
+            in_dialog = ";tag=" in (request.header("To") or "")
+            status = 200 if method == "OPTIONS" and not in_dialog else 481
+            if in_dialog:
+                self.stale_requests.append(method)
             self._respond(request, addr, status, "OK" if status == 200 else "Call/Transaction Does Not Exist")
             return
         if method == "BYE":

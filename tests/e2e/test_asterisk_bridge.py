@@ -6,6 +6,9 @@ trusted by address or by digest)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -16,7 +19,8 @@ import pytest
 
 from gateway.app import ASTERISK_BRIDGE, SIP_STACK, build_services, create_app
 from gateway.bootstrap import bootstrap
-from gateway.calls.bridge import restrict_codecs
+from gateway.calls.bridge import BRIDGE_NAME, restrict_codecs
+from gateway.events import Event
 from tests.conftest import ADMIN_PASSWORD, Api, make_settings
 from tests.e2e.confbridge_peer import ConfBridgePeer
 from tests.e2e.conftest import Member, Room, guest_credentials
@@ -210,39 +214,134 @@ async def test_bridge_carries_audio_and_video_both_ways_through_sfu_reinvites(
             await someone.close()
 
 
-async def test_dropped_or_vanished_asterisk_is_retried_and_reconnected(
-    servers: Servers, peer: ConfBridgePeer, session: aiohttp.ClientSession
+def carrying_audio(api: Api, meeting: dict[str, Any], peer: ConfBridgePeer) -> bool:
+    """The room's leg is a call of `peer`'s, up, and Asterisk's audio has reached the gateway on it."""
+    link = api.client.app[ASTERISK_BRIDGE].links.get(UUID(meeting["uuid"]))
+    call = link.call if link is not None else None
+    if call is None or call.left:
+        return False
+    theirs = peer.calls.get(call.dialog.call_id)
+    return theirs is not None and not theirs.ended.is_set() and call.participant.leg.last_received_at is not None
+
+
+def retry_waits(log: str) -> list[float]:
+    return [float(wait) for wait in re.findall(r"next try in ([\d.]+) s", log)]
+
+
+@pytest.mark.slow
+async def test_asterisk_hanging_up_going_silent_restarting_or_crashing_is_noticed_and_called_again(
+    servers: Servers, peer: ConfBridgePeer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    api = await servers.start(**bridge_env(peer.port))
+    """Legs hung up after they worked are called again after retry_min_seconds each time; an Asterisk whose RTP
+    stops is asked at once (an OPTIONS), and the leg ends within 5 s if it was restarted (481) or is gone (no
+    answer), while the keepalive (30 s here) would not have noticed yet; a silent Asterisk that answers keeps it."""
+    caplog.set_level(logging.INFO, logger="gateway.calls.bridge")
+    env = bridge_env(
+        peer.port, keepalive_seconds=30, rtp_silence_seconds=3, probe_timeout_seconds=1, retry_max_seconds=4
+    )
+    api = await servers.start(**env)
+    _, token = await api.create_user("alice")
+    meeting = await api.create_meeting(token)
+    uuid = UUID(meeting["uuid"])
+    # when the leg's seat went, and who was still seated then (what the participants list shows)
+    left: list[tuple[float, list[str]]] = []
+
+    def bridge_left(event: Event) -> None:
+        if event.data["caller_id_name"] == BRIDGE_NAME:
+            seated = [seat.caller_id_name for seat in api.services.conferences.participants(uuid)]
+            left.append((time.monotonic(), seated))
+
+    api.services.bus.subscribe(bridge_left, "meeting_participant_left")
+    _, member = await join_member(api, session, meeting)
+    back: list[ConfBridgePeer] = []
+    try:
+        # Asterisk hangs up legs that worked (ConfBridge kicks, restarts): each is called again after 0.3 s, where
+        # a backoff growing across them would wait 0.3, 0.6, 1.2 then 2.4 s.
+        gaps = []
+        for _ in range(4):
+            await until(lambda: carrying_audio(api, meeting, peer), 5, "a leg carrying Asterisk's audio")
+            invites = len(peer.invites)
+            hung_up = time.monotonic()
+            assert await peer.bye() == 200
+            await until(lambda: len(peer.invites) > invites, 5, "the next leg")  # noqa: B023
+            gaps.append(time.monotonic() - hung_up)
+        print(f"BYE to the next leg's INVITE: {', '.join(f'{gap:.2f}' for gap in gaps)} s")
+        assert retry_waits(caplog.text) == [0.3] * 4 and "Asterisk hung up the leg (BYE)" in caplog.text
+        assert max(gaps) < 1.5, gaps
+
+        # Asterisk goes silent but still has the call (say, on hold): one OPTIONS after 3 s, the leg stays.
+        await until(lambda: carrying_audio(api, meeting, peer), 5, "the last leg carrying audio")
+        call = peer.current
+        left.clear()
+        call.media.pause()
+        await until(lambda: call.options_seen == 1, 6, "the OPTIONS probing a silent Asterisk")
+        await asyncio.sleep(1.5)
+        assert call.options_seen == 1 and not call.ended.is_set() and not left, "a live Asterisk lost its leg"
+        assert "but it still has the call: the leg stays" in caplog.text
+        assert call.media.remote is not None
+        call.media.start(call.media.remote)
+
+        # kill -9, and Asterisk is back a second later: its RTP stopped, so it is asked at once, answers 481 for
+        # the call of its former life, and the leg is placed again (the keepalive would ask only after 30 s).
+        await until(lambda: carrying_audio(api, meeting, peer), 5, "Asterisk's audio again")
+        port = peer.port
+        left.clear()
+        crashed = time.monotonic()
+        await peer.stop()
+        await asyncio.sleep(1.0)
+        back.append(ConfBridgePeer(password=PASSWORD, tone=PEER_TONE))
+        await back[0].start(port)
+        await until(lambda: bool(left), 10, "the leg to leave the room")
+        noticed, seated = left[0][0] - crashed, left[0][1]
+        print(f"a restarted Asterisk noticed {noticed:.2f} s after the crash")
+        assert noticed < 5.0 and BRIDGE_NAME not in seated and back[0].stale_requests == ["OPTIONS"]
+        assert "Asterisk no longer knows the call (481" in caplog.text and "it probably restarted" in caplog.text
+        await until(lambda: carrying_audio(api, meeting, back[0]), 5, "the leg on the restarted Asterisk")
+
+        # kill -9, and Asterisk stays down: the OPTIONS gets no answer within 1 s, the leg ends; the room carries
+        # on; the attempts that fail wait twice as long each time; Asterisk comes back and the leg with it.
+        left.clear()
+        caplog.clear()
+        attempts = api.client.app[ASTERISK_BRIDGE].links[uuid].attempts
+        crashed = time.monotonic()
+        await back[0].stop()
+        await until(lambda: bool(left), 10, "the leg to leave the room")
+        noticed, seated = left[0][0] - crashed, left[0][1]
+        print(f"a crashed Asterisk noticed {noticed:.2f} s after the crash")
+        assert noticed < 5.0 and BRIDGE_NAME not in seated
+        assert "Asterisk did not answer an OPTIONS" in caplog.text and "it is down or unreachable" in caplog.text
+        assert member.call is not None and not member.call.ended.is_set(), "the room must carry on"
+        link = api.client.app[ASTERISK_BRIDGE].links[uuid]
+        await until(lambda: link.attempts >= attempts + 3, 10, "retries while Asterisk is down")
+        assert retry_waits(caplog.text)[:3] == [0.3, 0.6, 1.2], caplog.text
+        back.append(ConfBridgePeer(password=PASSWORD, tone=PEER_TONE))
+        await back[1].start(port)
+        await until(lambda: carrying_audio(api, meeting, back[1]), 8, "the leg after Asterisk came back")
+        assert await member_hears(member, PEER_TONE, 1.0) > 0.2, "the member does not hear the new leg"
+        listed = await participants(api, meeting)
+        assert len(listed) == 2 and BRIDGE_NAME in [p["caller_id_name"] for p in listed]
+    finally:
+        for handle in back:
+            await handle.stop()
+        await member.close()
+
+
+async def test_keepalive_alone_notices_a_vanished_asterisk(
+    servers: Servers, peer: ConfBridgePeer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the RTP-silence watch off, the OPTIONS keepalive (every 0.5 s here) still ends a leg nobody answers."""
+    caplog.set_level(logging.INFO, logger="gateway.calls.bridge")
+    api = await servers.start(**bridge_env(peer.port, rtp_silence_seconds=0))
     _, token = await api.create_user("alice")
     meeting = await api.create_meeting(token)
     _, member = await join_member(api, session, meeting)
     try:
-        await until(peer.answered.is_set, 5, "the first leg")
-        first = peer.current
-
-        # Asterisk hangs up (restart, ConfBridge kick): the room carries on; the gateway calls again.
-        assert await peer.bye() == 200
-        await until(lambda: len(peer.invites) >= 2 and not peer.current.ended.is_set(), 5, "the second leg")
-        assert peer.current is not first
-
-        # Asterisk vanishes without a BYE and stays down a while: the keepalive notices, retries fail, then it is
-        # back on the same address and the gateway reconnects.
-        port = peer.port
+        await until(lambda: carrying_audio(api, meeting, peer), 5, "the leg")
         await peer.stop()
-        await asyncio.sleep(2.5)
-        assert member.call is not None and not member.call.ended.is_set(), "the room must carry on"
-        back = ConfBridgePeer(password=PASSWORD, tone=PEER_TONE)
-        await back.start(port)
-        try:
-            await until(back.answered.is_set, 6, "the leg after Asterisk came back")
-            assert back.challenges >= 1
-            await asyncio.sleep(1.0)
-            assert await member_hears(member, PEER_TONE, 1.0) > 0.2, "the member does not hear the new leg"
-            listed = await participants(api, meeting)
-            assert len(listed) == 2 and "Asterisk ConfBridge" in [p["caller_id_name"] for p in listed]
-        finally:
-            await back.stop()
+        seated = api.services.conferences.participants
+        await until(lambda: len(seated(UUID(meeting["uuid"]))) == 1, 5, "the leg to leave the room")
+        assert "an OPTIONS (sent as the keepalive) within 0.5 s: it is down or unreachable" in caplog.text
+        assert "without RTP" not in caplog.text
     finally:
         await member.close()
 

@@ -246,6 +246,12 @@ class RtpPhone(asyncio.DatagramProtocol):
         self.remote = remote
         self._task = asyncio.ensure_future(self._send_loop())
 
+    def pause(self) -> None:
+        """Stop sending and keep receiving (a phone on hold); `start` sends again."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     def _payload(self) -> bytes:
         t = (self._sample + np.arange(160)) / 8000
         self._sample += 160

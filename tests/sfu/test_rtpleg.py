@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+import time
+
 import pytest
 
 from sfu import SFU, RoomOptions, SdpError
 from sfu.dtmf import DtmfReceiver
 from sfu.rtpleg import RtpLeg
 from sfu.settings import MediaSettings
+from tests.waiting import until
 
 
 def phone_offer(*media: str) -> str:
@@ -49,6 +54,27 @@ async def test_hold_and_no_usable_audio(settings: MediaSettings) -> None:
         answer = await leg.handle_offer(phone_offer("m=audio 5000 RTP/AVP 18", "a=rtpmap:18 G729/8000"))
         assert "m=audio 0 RTP/AVP 18" in answer and leg.audio_codec is not None
     finally:
+        await leg.close()
+
+
+async def test_each_packet_is_stamped_and_the_direction_says_whether_the_peer_sends(settings: MediaSettings) -> None:
+    """What a watcher of a silent peer reads: the last packet's time, and whether the peer is meant to send."""
+    leg = RtpLeg("p4", settings, None)
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind(("127.0.0.1", 0))
+    port = phone.getsockname()[1]
+    try:
+        await leg.answer(phone_offer(f"m=audio {port} RTP/AVP 0"))
+        assert leg.receives_audio and leg.last_received_at is None
+        sent = time.monotonic()
+        phone.sendto(struct.pack("!BBHII", 0x80, 0, 1, 160, 42) + bytes(160), ("127.0.0.1", leg.local_port))
+        await until(lambda: leg.last_received_at is not None, 5, "the packet to be stamped")
+        assert leg.last_received_at is not None and leg.last_received_at >= sent
+        for direction, peer_sends in (("sendonly", True), ("recvonly", False), ("inactive", False)):
+            await leg.handle_offer(phone_offer(f"m=audio {port} RTP/AVP 0", f"a={direction}"))
+            assert leg.receives_audio is peer_sends, direction
+    finally:
+        phone.close()
         await leg.close()
 
 
