@@ -27,14 +27,14 @@ class HttpSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     tls_cert: str | None = None
     tls_key: str | None = None
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     public_uri: str | None = None
 
     @field_validator("cors_origins")
     @classmethod
-    def _no_wildcard(cls, origins: list[str]) -> list[str]:
-        if "*" in origins:
-            raise ValueError('"*" is not allowed: tokens travel with the requests; list the web origins')
+    def _wildcard_alone(cls, origins: list[str]) -> list[str]:
+        if "*" in origins and origins != ["*"]:
+            raise ValueError('"*" (any origin) goes alone: either any origin or a list of origins')
         return origins
 
     @model_validator(mode="after")

@@ -31,7 +31,7 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
         ({"MEETINGS_HTTP__PROT": "1"}, "http.prot"),
         ({"MEETINGS_HTTP__PORT": "eighty"}, "http.port"),
         ({"MEETINGS_MEDIA__HOST_ADDRESSES": "[not-an-ip]"}, "media.host_addresses"),
-        ({"MEETINGS_HTTP__CORS_ORIGINS": "['*']"}, "http.cors_origins"),
+        ({"MEETINGS_HTTP__CORS_ORIGINS": "['*', 'https://a.example']"}, "http.cors_origins"),
         ({"MEETINGS_ASTERISK__TRANSPORT": "sctp"}, "asterisk.transport"),
         ({"MEETINGS_MEDIA__RTP_PORT_MIN": "30000", "MEETINGS_MEDIA__RTP_PORT_MAX": "20000"}, "media"),
         ({"MEETINGS_NOPE__X": "1"}, "nope"),
