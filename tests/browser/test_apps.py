@@ -197,17 +197,20 @@ async def test_error_pages_unknown_meeting_bad_link_no_camera(site: Site, browse
     await page.goto(site.guest_link(meeting["uuid"]))
     await page.wait_for_selector("[data-page=not-found]")
 
-    # The camera and microphone refused.
+    # The camera and microphone refused: joining is still open, listen-only, and the page says so plainly.
     live = await site.api.create_meeting(token, name="Stand-up")
     blocked = await browser.page("blocked")
     await blocked.add_init_script(
         "navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('denied', 'NotAllowedError'));"
     )
     await blocked.goto(site.guest_link(live["uuid"]))
-    await blocked.wait_for_selector("[data-page=media-error]")
-    assert "blocked" in await blocked.inner_text("h1")
-    assert await blocked.locator("#retry-media").is_visible()
-    await browser.shot(blocked, "camera-blocked")
+    await blocked.wait_for_selector("#media-note:not([hidden])")
+    note = await blocked.inner_text("#media-note")
+    assert "microphone is blocked" in note and "camera is blocked" in note and "listen-only" in note, note
+    assert await blocked.locator("#join").is_enabled()
+    assert await blocked.locator("#prejoin-mic").is_disabled()
+    assert await blocked.locator("#prejoin-cam").is_disabled()
+    await browser.shot(blocked, "camera-and-microphone-blocked")
 
     # The server unreachable (the API does not answer): a retry, not a stack trace.
     down = await browser.page("down")

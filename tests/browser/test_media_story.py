@@ -150,3 +150,65 @@ async def test_kicked_guest_is_told(media_site: Site, browser: Browser) -> None:
     await media_site.api.call("DELETE", f"{path}/{gina['id']}", token, expect=204)
     await guest.wait_for_selector("[data-page=removed]", timeout=3000)
     await browser.shot(guest, "guest-removed")
+
+
+# getUserMedia as a person's browser answers it when he refused the camera, or has no microphone at all.
+REFUSE_CAMERA = """
+const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = (c) =>
+  c.video ? Promise.reject(new DOMException('denied', 'NotAllowedError')) : real(c);
+"""
+NO_MICROPHONE = """
+const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = (c) =>
+  c.audio ? Promise.reject(new DOMException('no device', 'NotFoundError')) : real(c);
+"""
+
+
+async def _guest_with(browser: Browser, link: str, name: str, script: str) -> Any:
+    guest = await browser.page(name)
+    await guest.add_init_script(script)
+    await guest.goto(link)
+    await guest.wait_for_selector("#media-note:not([hidden])")
+    return guest
+
+
+async def test_join_with_whatever_the_person_has_and_keep_the_choice_on_rejoin(
+    media_site: Site, browser: Browser
+) -> None:
+    owner, link = await _join_as_owner(browser, media_site, "Devices")
+
+    # Camera refused: joins with the microphone only, and is heard.
+    voice = await _guest_with(browser, link, "voice", REFUSE_CAMERA)
+    assert "You will join with your microphone only" in await voice.inner_text("#media-note")
+    await browser.shot(voice, "camera-refused-prejoin")
+    await voice.fill("#guest-name", "Vera")
+    await voice.click("#join")
+    await voice.wait_for_selector("#meeting", timeout=15_000)
+    assert await voice.locator("#toggle-cam").is_disabled()
+
+    # No microphone: joins with the camera, is seen, and hears the others through the silent stand-in's m-line.
+    camera = await _guest_with(browser, link, "camera", NO_MICROPHONE)
+    assert "the others will see you but not hear you" in await camera.inner_text("#media-note")
+    await camera.fill("#guest-name", "Carl")
+    await camera.click("#join")
+    await camera.wait_for_selector("#meeting", timeout=15_000)
+    assert await camera.locator("#toggle-mic").is_disabled()
+    await _assert_receiving(camera, "Alice")
+    await _assert_receiving(owner, "Carl")
+    await browser.shot(camera, "no-microphone-in-meeting")
+    before = (await received(owner))["audioSamples"]
+    await asyncio.sleep(1.0)
+    assert (await received(owner))["audioSamples"] > before  # Vera's microphone (and the mix) reach the owner
+
+    # Carl turns his camera off, leaves, rejoins: the camera stays off.
+    await camera.click("#toggle-cam")
+    await camera.click("#leave")
+    await camera.wait_for_selector("[data-page=left]")
+    await camera.click("#rejoin")
+    await camera.wait_for_selector("#prejoin-title")
+    await camera.wait_for_function("document.querySelector('#prejoin-cam').getAttribute('aria-pressed') === 'true'")
+    await camera.click("#join")
+    await camera.wait_for_selector("#meeting", timeout=15_000)
+    assert await camera.get_attribute("#toggle-cam", "aria-pressed") == "true"
+    await browser.shot(camera, "rejoined-camera-still-off")

@@ -26,7 +26,44 @@ export class MediaProblem extends Error {
   }
 }
 
-/** Ask for microphone and camera; fall back to the microphone alone when there is no camera. */
+/** The person's last microphone and camera choice (on or off), kept for the next join. */
+export const PREFERRED_TOGGLES_KEY = "meetings.toggles";
+
+export function savedToggles() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(PREFERRED_TOGGLES_KEY) || "{}");
+    return { micOn: saved.micOn !== false, camOn: saved.camOn !== false };
+  } catch {
+    return { micOn: true, camOn: true };
+  }
+}
+
+export function saveToggles({ micOn, camOn }) {
+  try {
+    localStorage.setItem(PREFERRED_TOGGLES_KEY, JSON.stringify({ micOn, camOn }));
+  } catch {
+    /* private mode: the choice lasts for this page only */
+  }
+}
+
+// What each opened stream lacks, and why: {audio: problem | null, video: problem | null}.
+const missingDevices = new WeakMap();
+
+/** What `stream` (from openLocalMedia) lacks: {audio, video}, each a MediaProblem or null. */
+export function missingFrom(stream) {
+  return missingDevices.get(stream) || { audio: null, video: null };
+}
+
+/** Whether the stream's audio is a real microphone (not the silent stand-in of a person without one). */
+export function hasMicrophone(stream) {
+  return !missingFrom(stream).audio && stream.getAudioTracks().length > 0;
+}
+
+/**
+ * Open whatever the person has and allows: camera and microphone, one of them, or neither (listen-only).
+ * Never fails for a refused or missing device: the stream says what is missing (missingFrom), and a person without
+ * a microphone gets a silent audio track, so the call still carries his audio m-line (he hears the others).
+ */
 export async function openLocalMedia({ audioId, videoId } = {}) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     throw new MediaProblem(
@@ -42,43 +79,64 @@ export async function openLocalMedia({ audioId, videoId } = {}) {
     frameRate: { ideal: 24, max: 30 },
     ...(videoId ? { deviceId: { exact: videoId } } : {}),
   };
-  try {
-    return await navigator.mediaDevices.getUserMedia({ audio, video });
-  } catch (error) {
-    if (error && error.name === "OverconstrainedError" && (audioId || videoId)) {
-      return openLocalMedia({}); // the remembered device is gone: take the default ones
-    }
-    if (error && (error.name === "NotFoundError" || error.name === "NotReadableError")) {
-      try {
-        return await navigator.mediaDevices.getUserMedia({ audio, video: false });
-      } catch (audioError) {
-        throw describe(audioError);
+  const errors = { both: null, audio: null, video: null };
+  let stream = null;
+  for (const [kind, constraints] of [
+    ["both", { audio, video }],
+    ["audio", { audio, video: false }],
+    ["video", { audio: false, video }],
+  ]) {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia(constraints);
+      break;
+    } catch (error) {
+      if (error && error.name === "OverconstrainedError" && (audioId || videoId)) {
+        return openLocalMedia({}); // the remembered device is gone: take the default ones
       }
+      errors[kind] = error;
     }
-    throw describe(error);
   }
+  stream = stream || new MediaStream();
+  const missing = {
+    // the camera failed if the pair failed and the microphone alone did not (or nothing worked)
+    audio: stream.getAudioTracks().length ? null : describeMissing("audio", errors.audio || errors.both),
+    video: stream.getVideoTracks().length ? null : describeMissing("video", errors.both || errors.video),
+  };
+  if (missing.audio) stream.addTrack(silentAudioTrack());
+  missingDevices.set(stream, missing);
+  return stream;
 }
 
-function describe(error) {
-  const name = (error && error.name) || "Error";
+function describeMissing(kind, error) {
+  const name = (error && error.name) || "NotFoundError";
+  const device = kind === "audio" ? "microphone" : "camera";
   if (name === "NotAllowedError" || name === "SecurityError") {
-    return new MediaProblem(
-      "denied",
-      "Camera and microphone are blocked",
-      "Allow this site to use your camera and microphone (the camera icon in the address bar), then try again.",
-    );
-  }
-  if (name === "NotFoundError") {
-    return new MediaProblem("missing", "No microphone found", "Connect a microphone or a headset, then try again.");
+    return new MediaProblem("denied", `Your ${device} is blocked`, `Allow the ${device} (the icon in the address bar) and reload to use it.`);
   }
   if (name === "NotReadableError") {
-    return new MediaProblem(
-      "busy",
-      "Your camera or microphone is busy",
-      "Another application is using it. Close that application, then try again.",
-    );
+    return new MediaProblem("busy", `Your ${device} is busy`, `Another application is using it.`);
   }
-  return new MediaProblem("other", "Camera and microphone could not start", String((error && error.message) || name));
+  return new MediaProblem("missing", `No ${device} found`, `Connect one and reload to use it.`);
+}
+
+/** A silent audio track: a person without a microphone still has an audio stream to receive the others on. */
+function silentAudioTrack() {
+  const context = new AudioContext();
+  const destination = context.createMediaStreamDestination();
+  const track = destination.stream.getAudioTracks()[0];
+  track.enabled = false;
+  track.addEventListener("ended", () => context.close().catch(() => {}));
+  return track;
+}
+
+/** One sentence for the pre-join screen: how the person will join with what he has. */
+export function joiningWith(stream) {
+  const { audio, video } = missingFrom(stream);
+  if (!audio && !video) return null;
+  const why = [audio, video].filter(Boolean).map((problem) => problem.title).join(". ");
+  if (audio && video) return `${why}. You will join listen-only: you will see and hear the others.`;
+  if (audio) return `${why}. You will join without a microphone: the others will see you but not hear you.`;
+  return `${why}. You will join with your microphone only.`;
 }
 
 export async function listDevices() {

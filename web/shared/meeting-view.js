@@ -2,6 +2,7 @@
 // preview, mute and camera toggles, the participant list (plus any extra side panel, e.g. the owner's lobby), leave.
 
 import { h, icon, initials, replace } from "./dom.js";
+import { hasMicrophone, saveToggles } from "./media.js";
 
 /**
  * @param {HTMLElement} root
@@ -84,10 +85,14 @@ export function renderMeeting(root, options) {
   );
 
   function updateControls() {
+    const hasMic = hasMicrophone(call.localStream);
+    micButton.disabled = !hasMic;
+    if (!hasMic) micButton.title = "No microphone";
+    camButton.disabled = call.localStream.getVideoTracks().length === 0;
     micButton.replaceChildren(icon(state.micOn ? "mic" : "micOff"));
     micButton.setAttribute("aria-pressed", String(!state.micOn));
     micButton.setAttribute("aria-label", state.micOn ? "Mute microphone" : "Unmute microphone");
-    micButton.title = state.micOn ? "Mute" : "Unmute";
+    if (hasMic) micButton.title = state.micOn ? "Mute" : "Unmute";
     micButton.classList.toggle("toggle-off", !state.micOn);
     camButton.replaceChildren(icon(state.camOn ? "cam" : "camOff"));
     camButton.setAttribute("aria-pressed", String(!state.camOn));
@@ -109,12 +114,14 @@ export function renderMeeting(root, options) {
 
   micButton.addEventListener("click", () => {
     state.micOn = !state.micOn;
+    saveToggles(state); // the choice holds for the next join
     call.setMicEnabled(state.micOn);
     updateControls();
     renderPeople();
   });
   camButton.addEventListener("click", () => {
     state.camOn = !state.camOn;
+    saveToggles(state);
     call.setCameraEnabled(state.camOn);
     updateControls();
   });

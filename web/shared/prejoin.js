@@ -1,7 +1,19 @@
 // The screen before joining: camera preview, microphone level, device choice, mic/camera toggles, (guest) name.
 
 import { h, icon, replace } from "./dom.js";
-import { listDevices, openLocalMedia, saveDevices, savedDevices, stopStream, watchLevel } from "./media.js";
+import {
+  hasMicrophone,
+  joiningWith,
+  listDevices,
+  missingFrom,
+  openLocalMedia,
+  saveDevices,
+  savedDevices,
+  saveToggles,
+  savedToggles,
+  stopStream,
+  watchLevel,
+} from "./media.js";
 import { showMessage, topbar } from "./pages.js";
 import { mark } from "./marks.js";
 
@@ -20,7 +32,8 @@ import { mark } from "./marks.js";
  *   once, for the first preview; a failure falls back to opening them here)
  */
 export function renderPrejoin(root, options) {
-  const state = { stream: null, micOn: true, camOn: true, stopMeter: () => {}, busy: false, closed: false, opening: null };
+  // the person's last choice (microphone or camera off) holds for the next join
+  const state = { stream: null, ...savedToggles(), stopMeter: () => {}, busy: false, closed: false, opening: null };
   document.body.classList.remove("in-meeting");
 
   const video = h("video", { autoplay: true, muted: true, playsInline: true, "aria-label": "Your camera preview" });
@@ -59,6 +72,7 @@ export function renderPrejoin(root, options) {
     value: options.name || "",
   });
   const error = h("div.alert.error", { role: "alert", hidden: true });
+  const deviceNote = h("div.alert.info", { role: "status", id: "media-note", hidden: true });
   const joinButton = h("button.btn.primary.block", { type: "submit", id: "join" }, options.joinLabel || "Join now");
   const form = h(
     "form.card.stack",
@@ -68,6 +82,7 @@ export function renderPrejoin(root, options) {
     h("label.field", { for: "audio-device" }, h("span", {}, "Microphone"), audioSelect),
     meter,
     h("label.field", { for: "video-device" }, h("span", {}, "Camera"), videoSelect),
+    deviceNote,
     error,
     joinButton,
     options.onBack ? h("button.btn.ghost.block", { type: "button", id: "back", onclick: () => close(options.onBack) }, "Back") : null,
@@ -81,29 +96,38 @@ export function renderPrejoin(root, options) {
   );
 
   function updateButtons() {
-    micButton.replaceChildren(icon(state.micOn ? "mic" : "micOff"));
+    const hasMic = Boolean(state.stream && hasMicrophone(state.stream));
+    micButton.disabled = !hasMic;
+    micButton.replaceChildren(icon(state.micOn && hasMic ? "mic" : "micOff"));
     micButton.setAttribute("aria-pressed", String(!state.micOn));
     micButton.setAttribute("aria-label", state.micOn ? "Turn microphone off" : "Turn microphone on");
     micButton.classList.toggle("toggle-off", !state.micOn);
-    camButton.replaceChildren(icon(state.camOn ? "cam" : "camOff"));
+    const hasCamera = Boolean(state.stream && state.stream.getVideoTracks().length > 0);
+    camButton.disabled = !hasCamera;
+    camButton.replaceChildren(icon(state.camOn && hasCamera ? "cam" : "camOff"));
     camButton.setAttribute("aria-pressed", String(!state.camOn));
     camButton.setAttribute("aria-label", state.camOn ? "Turn camera off" : "Turn camera on");
     camButton.classList.toggle("toggle-off", !state.camOn);
-    const hasVideo = state.stream && state.stream.getVideoTracks().length > 0;
-    camOffNote.hidden = Boolean(state.camOn && hasVideo);
-    camOffNote.firstChild.textContent = hasVideo ? "Your camera is off" : "No camera: you will join with audio only";
+    camOffNote.hidden = state.camOn && hasCamera;
+    const cameraProblem = state.stream && missingFrom(state.stream).video;
+    camOffNote.firstChild.textContent = hasCamera ? "Your camera is off" : cameraProblem ? cameraProblem.title : "No camera";
     if (state.stream) {
-      state.stream.getAudioTracks().forEach((t) => (t.enabled = state.micOn));
+      state.stream.getAudioTracks().forEach((t) => (t.enabled = state.micOn && hasMic));
       state.stream.getVideoTracks().forEach((t) => (t.enabled = state.camOn));
+      const note = joiningWith(state.stream);
+      deviceNote.textContent = note || "";
+      deviceNote.hidden = !note;
     }
   }
 
   micButton.addEventListener("click", () => {
     state.micOn = !state.micOn;
+    saveToggles(state);
     updateButtons();
   });
   camButton.addEventListener("click", () => {
     state.camOn = !state.camOn;
+    saveToggles(state);
     updateButtons();
   });
 
@@ -177,7 +201,7 @@ export function renderPrejoin(root, options) {
     }
     if (!state.stream && state.opening) await state.opening; // a quick click: wait for the devices
     if (!state.stream) {
-      showError("Your camera and microphone are not available.");
+      showError("This page cannot use a camera or a microphone (it must be opened over HTTPS).");
       return;
     }
     error.hidden = true;
@@ -186,7 +210,8 @@ export function renderPrejoin(root, options) {
     joinButton.textContent = "Joining…";
     try {
       state.stopMeter();
-      await options.onJoin({ name, stream: state.stream, micOn: state.micOn, camOn: state.camOn });
+      const micOn = state.micOn && hasMicrophone(state.stream);
+      await options.onJoin({ name, stream: state.stream, micOn, camOn: state.camOn });
     } finally {
       state.busy = false;
       joinButton.disabled = false;
