@@ -140,10 +140,10 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
                 await services.conferences.hang_up_all(meeting.uuid, "meeting expired")
                 await services.meetings.delete(meeting)
 
-        expiry = ExpiryScheduler(services.bus, settings.meetings.expiry_seconds, expire)
+        expiry = ExpiryScheduler(services.bus, expire)
         app[EXPIRY] = expiry
         for meeting in await services.meetings.all_expiring():
-            expiry.schedule(meeting.uuid, meeting.creation_time, meeting.persistent)
+            expiry.schedule(meeting.uuid, meeting.expire_time(services.meetings.expiry_seconds))
         unsubscribe = services.bus.subscribe(_hang_up_on_delete(services), "meeting_deleted")
         await services.tokens.purge_expired()
         await stack.start_udp(settings.sip.host, settings.sip.udp_port)
