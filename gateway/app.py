@@ -43,6 +43,7 @@ from gateway.events import Event, EventBus
 from gateway.expiry import ExpiryScheduler
 from gateway.http.cors import cors_middleware
 from gateway.http.errors import error_middleware
+from gateway.http.protocol_log import log_parse_errors_as_one_line
 from gateway.openapi import resource as openapi_resource
 from gateway.services import SERVICES, Services
 from sfu.server import SFU
@@ -106,6 +107,7 @@ def _hang_up_on_delete(services: Services) -> Callable[[Event], None]:
 
 def create_app(settings: Settings, services: Services | None = None, auto_bootstrap: bool = False) -> web.Application:
     services = services or build_services(settings)
+    log_parse_errors_as_one_line()
     middlewares = [webapps.vendor_cache, error_middleware]
     if settings.http.cors_origins:
         middlewares.insert(0, cors_middleware(settings.http.cors_origins))
