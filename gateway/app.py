@@ -47,6 +47,7 @@ from gateway.health import Health, LoopMonitor
 from gateway.health import routes as health_routes
 from gateway.http.cors import cors_middleware
 from gateway.http.errors import error_middleware
+from gateway.http.protocol_log import log_parse_errors_as_one_line
 from gateway.http.redaction import redact_access_log
 from gateway.metrics import Metrics, api_latency_middleware, metrics_handler, start_listener
 from gateway.openapi import resource as openapi_resource
@@ -130,6 +131,7 @@ def _hang_up_on_delete(services: Services) -> Callable[[Event], None]:
 def create_app(settings: Settings, services: Services | None = None, auto_bootstrap: bool = False) -> web.Application:
     services = services or build_services(settings)
     redact_access_log()
+    log_parse_errors_as_one_line()
     metrics = services.metrics
     middlewares = [webapps.vendor_cache, api_latency_middleware(metrics), error_middleware]
     if settings.http.cors_origins:
@@ -184,10 +186,10 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
                 await services.meetings.delete(meeting)
                 metrics.expiries.inc()
 
-        expiry = ExpiryScheduler(services.bus, settings.meetings.expiry_seconds, expire)
+        expiry = ExpiryScheduler(services.bus, expire)
         app[EXPIRY] = expiry
         for meeting in await services.meetings.all_expiring():
-            expiry.schedule(meeting.uuid, meeting.creation_time, meeting.persistent)
+            expiry.schedule(meeting.uuid, meeting.expire_time(services.meetings.expiry_seconds))
         unsubscribe = services.bus.subscribe(_hang_up_on_delete(services), "meeting_deleted")
         await services.tokens.purge_expired()
         await stack.start_udp(settings.sip.host, settings.sip.udp_port)

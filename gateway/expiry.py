@@ -1,7 +1,9 @@
 """Meetings expire at the exact second they are due: one timer per non-persistent meeting, not a daily sweep.
 
 The scheduler follows the event bus (created, updated, deleted), so every path that changes a meeting keeps
-the clock right without calling it. Meetings that fell due while the server was down go at start-up.
+the clock right without calling it. It takes each meeting's `expire_time` as the meeting service computes it
+(from creation, or from the moment a persistent meeting was made non-persistent). Meetings that fell due while
+the server was down go at start-up.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ Expire = Callable[[UUID], Awaitable[None]]
 
 
 class ExpiryScheduler:
-    def __init__(self, bus: EventBus, expiry_seconds: int, expire: Expire) -> None:
-        self._expiry = datetime.timedelta(seconds=expiry_seconds)
+    def __init__(self, bus: EventBus, expire: Expire) -> None:
         self._expire = expire
         self._timers: dict[UUID, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -36,11 +37,12 @@ class ExpiryScheduler:
     def __len__(self) -> int:
         return len(self._timers)
 
-    def schedule(self, meeting_uuid: UUID, creation_time: datetime.datetime, persistent: bool) -> None:
+    def schedule(self, meeting_uuid: UUID, expire_time: datetime.datetime | None) -> None:
+        """Expire the meeting at expire_time (at once if past); None (persistent) cancels its timer."""
         self.cancel(meeting_uuid)
-        if persistent:
+        if expire_time is None:
             return
-        delay = max(0.0, (creation_time + self._expiry - utcnow()).total_seconds())
+        delay = max(0.0, (expire_time - utcnow()).total_seconds())
         loop = asyncio.get_running_loop()
         self._timers[meeting_uuid] = loop.call_later(delay, self._fire, meeting_uuid)
 
@@ -63,9 +65,8 @@ class ExpiryScheduler:
             logger.exception("could not expire meeting %s", meeting_uuid)
 
     def _on_change(self, event: Event) -> None:
-        data = event.data
-        creation_time = datetime.datetime.fromisoformat(data["creation_time"])
-        self.schedule(uuid.UUID(data["uuid"]), creation_time, data["persistent"])
+        raw = event.data["expire_time"]
+        self.schedule(uuid.UUID(event.data["uuid"]), datetime.datetime.fromisoformat(raw) if raw else None)
 
     def _on_deleted(self, event: Event) -> None:
         self.cancel(uuid.UUID(event.data["uuid"]))

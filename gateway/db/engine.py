@@ -93,14 +93,15 @@ class Database:
         assert self._async is not None
         return self._async.sync_engine
 
-    async def migrate(self) -> None:
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to `revision` (the latest by default; an older one lets tests migrate real data)."""
         if self._sync is not None:
             with self._sync.begin() as connection:
-                _upgrade(connection)
+                _upgrade(connection, revision)
             return
         assert self._async is not None
         async with self._async.begin() as connection:
-            await connection.run_sync(_upgrade)
+            await connection.run_sync(_upgrade, revision)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[DbConnection]:
@@ -131,8 +132,8 @@ class Database:
             await self._async.dispose()
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)

@@ -74,6 +74,8 @@ class Meeting(Base):
     persistent: Mapped[bool] = mapped_column(Boolean, default=False)
     require_authorization: Mapped[bool] = mapped_column(Boolean, default=False)
     creation_time: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+    # When a persistent meeting was last made non-persistent: its expiry delay runs from then, not from creation.
+    expiry_start: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     exten: Mapped[str] = mapped_column(String(32), unique=True)
     guest_sip_username: Mapped[str] = mapped_column(String(128), unique=True)
     guest_sip_password: Mapped[str] = mapped_column(String(64))

@@ -27,8 +27,10 @@ def describe(error: ValidationError) -> dict[str, str]:
 
 
 def validate(model: type[Model], data: Any, resource: str | None = None) -> Model:
+    """The body as `model`; fields it does not know are ignored, whatever they hold (NUL included)."""
     if not isinstance(data, dict):
         raise BadRequest("Input Error - the body must be a JSON object", {"body": {"message": "not an object"}})
+    refuse_nul({key: value for key, value in data.items() if key in model.model_fields})
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -42,14 +44,19 @@ async def json_body(request: web.Request, *, optional: bool = False) -> Any:
             return {}
         raise BadRequest("Input Error - a JSON body is required", {"body": {"message": "missing"}})
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Input Error - the body is not valid JSON", {"body": {"message": "invalid JSON"}}) from None
+
+
+def refuse_nul(data: Any) -> None:
+    """400 naming the first string (value or key) of what will be kept that holds a NUL character.
+
+    PostgreSQL cannot store NUL in text, and no name, option or URI needs one: refused on both databases alike.
+    """
     where = _nul_at(data, "")
     if where is not None:
-        # PostgreSQL cannot store NUL in text, and no name or URI needs one: refuse it everywhere alike.
         raise InvalidData({where or "body": "must not contain the NUL character"})
-    return data
 
 
 def _nul_at(value: Any, path: str) -> str | None:

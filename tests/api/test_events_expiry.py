@@ -6,14 +6,19 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp import ClientWebSocketResponse
+from sqlalchemy import update
 
 from gateway.app import build_services, create_app
 from gateway.bootstrap import bootstrap
+from gateway.db.models import Meeting
+from gateway.services import Services
 from tests.conftest import ADMIN_PASSWORD, Api, make_settings
+from tests.waiting import until
 
 
 async def events_socket(api: Api, token: str, *names: str) -> ClientWebSocketResponse:
@@ -111,8 +116,6 @@ async def test_meeting_expires_on_time_and_persistent_stops_the_clock(api: Api) 
     await api.call("PUT", f"/api/confd/1.1/users/me/meetings/{kept['uuid']}", alice, {"persistent": True}, expect=204)
     await asyncio.sleep(3.5)
     assert [uuid_ for uuid_, _ in deleted] == [doomed["uuid"]]
-    from datetime import datetime
-
     due = datetime.fromisoformat(doomed["creation_time"]).timestamp() + 2
     assert abs(deleted[0][1] - due) < 1.1  # creation_time is stored to the second
     await api.call("GET", f"/api/confd/1.1/guests/me/meetings/{doomed['uuid']}", expect=404)
@@ -138,4 +141,68 @@ async def test_meetings_due_while_down_go_at_start(database_url: str, aiohttp_cl
             break
         await asyncio.sleep(0.05)
     assert await restarted.meetings.find(uuid.UUID(meeting["uuid"])) is None
+    await client.close()
+
+
+async def _backdate(services: Services, meeting_uuid: str, hours: int) -> None:
+    """Make a meeting look created long ago (older than any expiry delay here) by rewriting its stored row."""
+    creation = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours)
+    async with services.db.write() as connection:
+        await connection.execute(
+            update(Meeting).where(Meeting.uuid == uuid.UUID(meeting_uuid)).values(creation_time=creation)
+        )
+
+
+async def _deleted_at(deleted: dict[str, float], meeting_uuid: str) -> float:
+    await until(lambda: meeting_uuid in deleted, 15, "the meeting to expire")
+    return deleted[meeting_uuid]
+
+
+async def test_old_meeting_made_non_persistent_gets_the_whole_delay(api: Api) -> None:
+    _, alice = await api.create_user("alice")
+    deleted: dict[str, float] = {}
+    api.services.bus.subscribe(lambda event: deleted.setdefault(event.data["uuid"], time.time()), "meeting_deleted")
+    meeting = await api.create_meeting(alice, persistent=True)
+    path = f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}"
+    await _backdate(api.services, meeting["uuid"], hours=1)
+    made_non_persistent = time.time()
+    await api.call("PUT", path, alice, {"persistent": False}, expect=204)
+    read = await api.call("GET", path, alice)
+    expire_time = datetime.fromisoformat(read["expire_time"]).timestamp()
+    # The 2 s run from the change (stored to the second), not from the creation an hour ago.
+    assert made_non_persistent + 1 <= expire_time <= made_non_persistent + 2
+    gone = await _deleted_at(deleted, meeting["uuid"])
+    assert gone >= made_non_persistent + 1
+    assert abs(gone - expire_time) < 0.5
+    # A meeting that was never persistent keeps counting from its creation, whatever PUT says again.
+    young = await api.create_meeting(alice)
+    young_path = f"/api/confd/1.1/users/me/meetings/{young['uuid']}"
+    await api.call("PUT", young_path, alice, {"persistent": False, "name": "Renamed"}, expect=204)
+    assert (await api.call("GET", young_path, alice))["expire_time"] == young["expire_time"]
+
+
+async def test_start_up_counts_from_when_the_meeting_became_non_persistent(
+    database_url: str, aiohttp_client: Any
+) -> None:
+    settings = make_settings(database_url, MEETINGS_MEETINGS__EXPIRY_SECONDS="3")
+    services = build_services(settings)
+    client = await aiohttp_client(create_app(settings, services))
+    await bootstrap(services, "admin", ADMIN_PASSWORD)
+    api = Api(client, services)
+    api.admin_token = await api.login("admin", ADMIN_PASSWORD)
+    meeting = await api.create_meeting(api.admin_token, persistent=True)
+    await _backdate(services, meeting["uuid"], hours=1)
+    made_non_persistent = time.time()
+    await api.call(
+        "PUT", f"/api/confd/1.1/meetings/{meeting['uuid']}", api.admin_token, {"persistent": False}, expect=204
+    )
+    await client.close()
+
+    restarted = build_services(settings)
+    deleted: dict[str, float] = {}
+    restarted.bus.subscribe(lambda event: deleted.setdefault(event.data["uuid"], time.time()), "meeting_deleted")
+    client = await aiohttp_client(create_app(settings, restarted))
+    # Counted from creation (an hour ago) the meeting would go at start-up; counted from the change, 3 s after it.
+    gone = await _deleted_at(deleted, meeting["uuid"])
+    assert gone >= made_non_persistent + 2, gone - made_non_persistent
     await client.close()

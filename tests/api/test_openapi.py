@@ -3,6 +3,7 @@ document served at the three conventional URLs is the same valid OpenAPI 3.0 doc
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -12,9 +13,11 @@ import yaml
 from aiohttp import web
 
 from gateway import webapps
-from gateway.app import create_app
+from gateway.app import build_services, create_app
+from gateway.bootstrap import bootstrap
+from gateway.http.lists import MAX_NATURAL
 from gateway.openapi.resource import DOCUMENT
-from tests.conftest import Api, make_settings
+from tests.conftest import ADMIN_PASSWORD, Api, make_settings
 
 SERVED_AT = ("/api/confd/1.1/api/api.yml", "/api/calld/1.0/api/api.yml", "/api/auth/0.1/api/api.yml")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -137,3 +140,36 @@ async def test_served_document(api: Api) -> None:
         served = yaml.safe_load(await response.text())
         assert served == expected, path
         schemathesis.openapi.from_dict(served).validate()
+
+
+async def test_served_document_states_the_limits_the_server_enforces(tmp_path: Any, aiohttp_client: Any) -> None:
+    """The token lifetime maximum is a setting: the served document states this server's, and it holds."""
+    settings = make_settings(
+        f"sqlite:///{tmp_path}/meetings.db",
+        MEETINGS_AUTH__MAX_TOKEN_EXPIRATION="600",
+        MEETINGS_AUTH__DEFAULT_TOKEN_EXPIRATION="300",
+    )
+    services = build_services(settings)
+    api = Api(await aiohttp_client(create_app(settings, services)), services)
+    await bootstrap(services, "admin", ADMIN_PASSWORD)
+    served = yaml.safe_load(await (await api.request("GET", SERVED_AT[0])).text())
+    schemas = served["components"]["schemas"]
+    assert schemas["TokenRequest"]["properties"]["expiration"]["maximum"] == 600
+    schemathesis.openapi.from_dict(served).validate()
+    # Everything else is the file's.
+    schemas["TokenRequest"]["properties"]["expiration"]["maximum"] = _document()["components"]["schemas"][
+        "TokenRequest"
+    ]["properties"]["expiration"]["maximum"]
+    assert served == _document()
+    await api.login("admin", ADMIN_PASSWORD, expiration=600)
+    basic = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+    refused = await api.call(
+        "POST", "/api/auth/0.1/token", json={"expiration": 601}, headers={"Authorization": f"Basic {basic}"}, expect=400
+    )
+    assert "expiration" in refused["details"]
+    # limit and offset: the document's maximum is the server's.
+    maximum = served["components"]["parameters"]["Limit"]["schema"]["maximum"]
+    assert maximum == served["components"]["parameters"]["Offset"]["schema"]["maximum"] == MAX_NATURAL
+    token = await api.login("admin", ADMIN_PASSWORD)
+    await api.call("GET", f"/api/confd/1.1/users?limit={maximum}&offset={maximum}", token)
+    await api.call("GET", f"/api/confd/1.1/users?limit={maximum + 1}", token, expect=400)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import pytest
 
+from gateway.confd.users.service import LastAdministrator
+from gateway.http.lists import ListParams
 from tests.conftest import Api
 
 USERS = "/api/confd/1.1/users"
@@ -82,3 +87,73 @@ async def test_other_tenant_users_are_invisible(api: Api) -> None:
     # The master admin sees both with recurse.
     everyone = await api.call("GET", f"{USERS}?recurse=true", api.admin_token)
     assert {item["username"] for item in everyone["items"]} >= {"alice", "acme-admin"}
+
+
+async def test_last_master_administrator_stays(api: Api) -> None:
+    me = await api.call("GET", f"{USERS}/me", api.admin_token)
+    refused = await api.call("DELETE", f"{USERS}/{me['uuid']}", api.admin_token, expect=400)
+    assert refused["error_id"] == "last-administrator"
+    assert "last administrator of the master tenant" in refused["message"]
+    assert "admin" in refused["details"], refused
+    demoted = await api.call("PUT", f"{USERS}/{me['uuid']}", api.admin_token, {"admin": False}, expect=400)
+    assert demoted["error_id"] == "last-administrator"
+    # Nothing changed: the admin still administers, with the same token.
+    assert (await api.call("GET", f"{USERS}/me", api.admin_token))["admin"] is True
+    # With a second administrator, either may go; then the other is the last one.
+    second, second_token = await api.create_user("second-admin", admin=True)
+    await api.call("PUT", f"{USERS}/{me['uuid']}", second_token, {"admin": False}, expect=204)
+    await api.call("DELETE", f"{USERS}/{second['uuid']}", second_token, expect=400)
+    await api.call("PUT", f"{USERS}/{second['uuid']}", second_token, {"admin": False}, expect=400)
+    await api.call("PUT", f"{USERS}/{second['uuid']}", second_token, {"admin": True, "lastname": "Root"}, expect=204)
+    await api.call("DELETE", f"{USERS}/{me['uuid']}", second_token, expect=204)
+
+
+async def test_sub_tenant_administrators_and_plain_users_may_go(api: Api) -> None:
+    tenant = await api.create_tenant("acme")
+    acme_admin, acme_token = await api.create_user("acme-admin", tenant=tenant, admin=True)
+    await api.call("PUT", f"{USERS}/{acme_admin['uuid']}", acme_token, {"admin": False}, expect=204)
+    await api.call("DELETE", f"{USERS}/{acme_admin['uuid']}", api.admin_token, expect=204)
+    alice, _ = await api.create_user("alice")
+    await api.call("DELETE", f"{USERS}/{alice['uuid']}", api.admin_token, expect=204)
+
+
+async def test_concurrent_removals_keep_one_master_administrator(api: Api) -> None:
+    """Two administrators removed at once, each while the other still exists: one removal must wait and fail."""
+    users = api.services.users
+    me = await api.call("GET", f"{USERS}/me", api.admin_token)
+    second, _ = await api.create_user("second-admin", admin=True)
+    first_record, second_record = await users.get(uuid.UUID(me["uuid"])), await users.get(uuid.UUID(second["uuid"]))
+    for _round in range(3):
+        outcomes = await asyncio.gather(
+            users.delete(first_record), users.update(second_record, {"admin": False}), return_exceptions=True
+        )
+        assert sum(isinstance(outcome, LastAdministrator) for outcome in outcomes) == 1, outcomes
+        assert not [
+            outcome
+            for outcome in outcomes
+            if isinstance(outcome, Exception) and not isinstance(outcome, LastAdministrator)
+        ]
+        _, remaining = await users.search({first_record.tenant_uuid}, ListParams())
+        assert [user.admin for user in remaining].count(True) == 1
+        # Put both back as administrators for the next round.
+        if await users.find_by_username("admin") is None:
+            first_record = await users.create(first_record.tenant_uuid, "admin", "pw", admin=True)
+        await users.update(first_record, {"admin": True})
+        await users.update(second_record, {"admin": True})
+
+
+async def test_user_cannot_grant_himself_admin_rights(api: Api) -> None:
+    alice, token = await api.create_user("alice")
+    refused = await api.call("PUT", f"{USERS}/{alice['uuid']}", token, {"admin": True}, expect=403)
+    assert "admin" in refused["message"]
+    # Sending back what he read (admin: false) is no change, and allowed.
+    await api.call("PUT", f"{USERS}/{alice['uuid']}", token, {"admin": False, "lastname": "Liddell"}, expect=204)
+    assert (await api.call("GET", f"{USERS}/me", token))["admin"] is False
+
+
+async def test_users_me_is_not_a_user_uuid(api: Api) -> None:
+    for method in ("PUT", "DELETE"):
+        response = await api.request(method, f"{USERS}/me", api.admin_token, json={"admin": False})
+        assert response.status == 405, await response.text()
+        assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD"}
+        assert (await response.json())["error_id"] == "method-not-allowed"

@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.auth.context import authenticate, require_master_admin
 from gateway.confd.confbridge.schema import parse_options
 from gateway.http.errors import json_response
-from gateway.http.validation import json_body
+from gateway.http.validation import json_body, refuse_nul
 from gateway.services import SERVICES
 
 routes = web.RouteTableDef()
@@ -25,7 +25,9 @@ def _profile(name: str) -> None:
     async def replace(request: web.Request) -> web.Response:
         caller = await authenticate(request, f"confd.asterisk.confbridge.{name}.update")
         require_master_admin(request, caller)
-        options = parse_options(name, await json_body(request))
+        data = await json_body(request)
+        refuse_nul(data)  # unknown options are kept, so every key and value is stored
+        options = parse_options(name, data)
         await request.app[SERVICES].confbridge.replace(name, options)
         return web.Response(status=204)
 

@@ -38,13 +38,17 @@ class MeetingRecord:
     exten: str
     guest_sip_username: str
     guest_sip_password: str
+    # When the meeting last became non-persistent; None: it never was persistent, the clock runs from creation.
+    expiry_start: datetime.datetime | None = None
 
     @property
     def guest_sip_authorization(self) -> str:
         return base64.b64encode(f"{self.guest_sip_username}:{self.guest_sip_password}".encode()).decode()
 
     def expire_time(self, expiry_seconds: int) -> datetime.datetime | None:
-        return None if self.persistent else self.creation_time + datetime.timedelta(seconds=expiry_seconds)
+        if self.persistent:
+            return None
+        return (self.expiry_start or self.creation_time) + datetime.timedelta(seconds=expiry_seconds)
 
 
 def _aware(moment: datetime.datetime) -> datetime.datetime:
@@ -55,6 +59,7 @@ def _record(row: Any, owners: tuple[UUID, ...]) -> MeetingRecord:
     return MeetingRecord(
         row.uuid, row.tenant_uuid, row.name, owners, row.persistent, row.require_authorization,
         _aware(row.creation_time), row.exten, row.guest_sip_username, row.guest_sip_password,
+        _aware(row.expiry_start) if row.expiry_start else None,
     )  # fmt: skip
 
 
@@ -247,6 +252,9 @@ class MeetingService:
         raise ServiceUnavailable("Could not allocate a free extension for the meeting; try again")
 
     async def update(self, meeting: MeetingRecord, changes: dict[str, Any]) -> MeetingRecord:
+        if meeting.persistent and changes.get("persistent") is False:
+            # The expiry delay runs from now: an old meeting made non-persistent is not deleted on the spot.
+            changes["expiry_start"] = utcnow().replace(microsecond=0)
         owners = changes.pop("owner_uuids", None)
         if owners is not None:
             owners = list(dict.fromkeys(owners))

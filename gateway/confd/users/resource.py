@@ -7,9 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.auth.context import acting_tenant, authenticate, tenants_in_scope
+from gateway.auth.tokens import Caller
 from gateway.confd.users.schema import UserCreate, UserUpdate
 from gateway.confd.users.service import ORDERABLE, UserRecord
-from gateway.http.errors import json_response
+from gateway.http.errors import Forbidden, json_response
 from gateway.http.links import link
 from gateway.http.lists import parse_list_params
 from gateway.http.validation import body, path_uuid
@@ -65,29 +66,36 @@ async def create_user(request: web.Request) -> web.Response:
     return json_response(data, status=201, headers={"Location": data["links"][0]["href"]})
 
 
-async def _visible_user(request: web.Request, acl_action: str) -> UserRecord:
+async def _visible_user(request: web.Request, acl_action: str) -> tuple[Caller, UserRecord]:
     user_uuid = path_uuid(request, "user_uuid", "users")
     caller = await authenticate(request, f"confd.users.{user_uuid}.{acl_action}")
     tenants = tenants_in_scope(request, acting_tenant(request, caller), recurse=True)
-    return await request.app[SERVICES].users.get(user_uuid, tenants)
+    return caller, await request.app[SERVICES].users.get(user_uuid, tenants)
 
 
-@routes.get(PREFIX + "/users/{user_uuid}")
+# `me` is not a user UUID: /users/me has its own resource, so PUT or DELETE on it is a 405, not a 404 for "me".
+USER_PATH = PREFIX + "/users/{user_uuid:(?!me$)[^/]+}"
+
+
+@routes.get(USER_PATH)
 async def get_user(request: web.Request) -> web.Response:
-    user = await _visible_user(request, "read")
+    _, user = await _visible_user(request, "read")
     return json_response(user_json(request, user, with_sip=True))
 
 
-@routes.put(PREFIX + "/users/{user_uuid}")
+@routes.put(USER_PATH)
 async def update_user(request: web.Request) -> web.Response:
-    user = await _visible_user(request, "update")
+    caller, user = await _visible_user(request, "update")
     form = await body(request, UserUpdate, "users")
+    # A user's ACL covers his own record (confd.users.me.#), but admin rights are granted by an administrator.
+    if form.admin is not None and form.admin != user.admin and not caller.admin:
+        raise Forbidden("Forbidden: only an administrator may change a user's admin rights", {"admin": form.admin})
     await request.app[SERVICES].users.update(user, form.model_dump(exclude_none=True))
     return web.Response(status=204)
 
 
-@routes.delete(PREFIX + "/users/{user_uuid}")
+@routes.delete(USER_PATH)
 async def delete_user(request: web.Request) -> web.Response:
-    user = await _visible_user(request, "delete")
+    _, user = await _visible_user(request, "delete")
     await request.app[SERVICES].users.delete(user)
     return web.Response(status=204)

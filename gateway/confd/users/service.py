@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.auth.passwords import hash_password, random_secret, random_username, verify_password
 from gateway.auth.tokens import TokenService
-from gateway.db.engine import Database
-from gateway.db.models import User, utcnow
-from gateway.http.errors import InvalidData, NotFound
+from gateway.db.engine import Database, DbConnection
+from gateway.db.models import Tenant, User, utcnow
+from gateway.http.errors import BadRequest, InvalidData, NotFound
 from gateway.http.lists import ListParams
 
 ORDERABLE = ("username", "firstname", "lastname", "created_at")
@@ -136,6 +136,8 @@ class UserService:
         if values:
             try:
                 async with self._db.write() as connection:
+                    if values.get("admin") is False:
+                        await _keep_an_administrator(connection, user.uuid, "demote")
                     await connection.execute(update(User).where(User.uuid == user.uuid).values(**values))
             except IntegrityError:
                 raise InvalidData({"username": f"{changes.get('username')} is already taken"}, "users") from None
@@ -143,6 +145,48 @@ class UserService:
         return await self.get(user.uuid)
 
     async def delete(self, user: UserRecord) -> None:
-        await self._tokens.forget_user(user.uuid, revoke=True)
         async with self._db.write() as connection:
+            await _keep_an_administrator(connection, user.uuid, "delete")
             await connection.execute(delete(User).where(User.uuid == user.uuid))
+        await self._tokens.forget_user(user.uuid, revoke=True)
+
+
+class LastAdministrator(BadRequest):
+    """Removing the master tenant's only administrator would leave nobody able to administer the server."""
+
+    error_id = "last-administrator"
+
+
+async def _keep_an_administrator(connection: DbConnection, user_uuid: UUID, action: str) -> None:
+    """Refuse to delete or demote the master tenant's last administrator, inside the writing transaction.
+
+    The user's tenant row is locked (FOR UPDATE on PostgreSQL; SQLite has one writer at a time anyway), so two
+    concurrent removals of the last two administrators are serialised and the second one sees the first.
+    """
+    row = (
+        await connection.execute(
+            select(User.username, User.admin, User.tenant_uuid, Tenant.parent_uuid)
+            .join(Tenant, Tenant.uuid == User.tenant_uuid)
+            .where(User.uuid == user_uuid)
+            .with_for_update(of=Tenant)
+        )
+    ).first()
+    if row is None or not row.admin or row.parent_uuid is not None:
+        return
+    others = (
+        await connection.execute(
+            select(func.count())
+            .select_from(User)
+            .where(User.tenant_uuid == row.tenant_uuid, User.admin.is_(True), User.uuid != user_uuid)
+        )
+    ).scalar_one()
+    if others == 0:
+        reason = (
+            f"{row.username} is the last administrator of the master tenant: make another user of the master "
+            "tenant an administrator first"
+        )
+        raise LastAdministrator(
+            f"Cannot {action} {row.username}: {reason}",
+            {"admin": {"message": reason, "constraint_id": "last-administrator"}},
+            "users",
+        )
