@@ -18,7 +18,7 @@ from gateway.auth import resource as auth_resource
 from gateway.auth.context import TENANTS, TOKENS
 from gateway.auth.tenants import TenantService
 from gateway.auth.tokens import TokenService
-from gateway.bootstrap import bootstrap, has_admin
+from gateway.bootstrap import bootstrap, default_ingress, has_admin, is_loopback_uri
 from gateway.calld import resource as calld_resource
 from gateway.calld.conferences import Conferences
 from gateway.calls.accounts import AccountDirectory
@@ -100,7 +100,25 @@ async def start_services(services: Services) -> None:
     await services.tenants.load()
     master = services.tenants.master
     await services.ingresses.load(master.uuid if master else None)
+    if master is not None:
+        await services.ingresses.follow_configuration(master.uuid, default_ingress(services.settings))
     await services.confbridge.load()
+
+
+def _tell_link_base(services: Services) -> None:
+    """Say where guest links lead (the master tenant's ingress), and warn when nobody else could reach it."""
+    master = services.tenants.master
+    uri = services.ingresses.uri_for(master.uuid) if master else None
+    if uri is None:
+        print("Guest links: no HTTP ingress applies; creating meetings answers 503 until one is set", flush=True)
+        return
+    print(f"Guest links start with {uri}", flush=True)
+    if is_loopback_uri(uri):
+        print(
+            f"  warning: {uri} is a loopback address, reachable from this machine only: set http.public_uri in"
+            " config.yaml to the address people open",
+            flush=True,
+        )
 
 
 def _room_census(services: Services) -> Callable[[], Iterable[Metric]]:
@@ -177,6 +195,8 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         if auto_bootstrap and not await has_admin(services):
             result = await bootstrap(services, "admin", None)
             print("First start: " + result.describe().replace("\n", "\n  "), flush=True)
+        if auto_bootstrap:
+            _tell_link_base(services)
 
         async def expire(meeting_uuid: UUID) -> None:
             meeting = await services.meetings.find(meeting_uuid)

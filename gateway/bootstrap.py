@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from gateway.auth.passwords import random_secret
 from gateway.confd.users.service import UserRecord
@@ -33,6 +35,17 @@ class BootstrapResult:
         return "\n".join(lines) or "nothing to do: the master tenant and the admin user exist"
 
 
+def is_loopback_uri(uri: str) -> bool:
+    """Whether people on other machines could not reach `uri` (localhost, 127.x, ::1)."""
+    host = (urlsplit(uri).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def default_ingress(settings: Settings) -> str:
     if settings.http.public_uri:
         return settings.http.public_uri
@@ -57,7 +70,7 @@ async def bootstrap(services: Services, username: str, password: str | None) -> 
     ingress_uri = None
     if services.ingresses.of_tenant(master.uuid) is None:
         ingress_uri = default_ingress(services.settings)
-        await services.ingresses.create(master.uuid, ingress_uri)
+        await services.ingresses.create(master.uuid, ingress_uri, from_config=True)
     return BootstrapResult(tenant_created, admin, generated if password is None else None, ingress_uri)
 
 

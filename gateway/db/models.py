@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     String,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -109,6 +110,8 @@ class HttpIngress(Base):
     uuid: Mapped[UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     tenant_uuid: Mapped[UUID] = mapped_column(Uuid, ForeignKey("tenants.uuid", ondelete="CASCADE"), unique=True)
     uri: Mapped[str] = mapped_column(String(1024))
+    # written from config.yaml (http.public_uri or the bind address): follows it until set through the API
+    from_config: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ConfbridgeProfile(Base):

@@ -84,7 +84,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve_until_ready(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
+def _serve_until_ready(
+    tmp_path: Path, port: int, **settings: str
+) -> tuple[subprocess.Popen[str], list[str]]:
     import time
     import urllib.request
 
@@ -96,6 +98,7 @@ def _serve_until_ready(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str]
         "MEETINGS_SIP__HOST": "127.0.0.1",
         "MEETINGS_SIP__UDP_PORT": "0",
         "MEETINGS_SIP__TCP_PORT": "0",
+        **{f"MEETINGS_{key.upper()}": value for key, value in settings.items()},
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve"], cwd=tmp_path, env=environ, stdout=subprocess.PIPE,
@@ -129,8 +132,12 @@ def test_first_serve_prints_generated_admin_password_once(tmp_path: Path) -> Non
     output = _stop(process)
     password = next(line.split("password:")[1].split()[0] for line in output.splitlines() if "password:" in line)
     assert len(password) >= 12
+    # where guest links lead, and that nobody else can reach a loopback address
+    assert f"Guest links start with http://127.0.0.1:{port}" in output
+    assert "warning: " in output and "set http.public_uri" in output
 
-    process, _ = _serve_until_ready(tmp_path, port)
+    # http.public_uri set later wins over what the first start stored
+    process, _ = _serve_until_ready(tmp_path, port, HTTP__PUBLIC_URI="https://meet.example.com")
     try:
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/auth/0.1/token",
@@ -146,6 +153,8 @@ def test_first_serve_prints_generated_admin_password_once(tmp_path: Path) -> Non
     finally:
         second_output = _stop(process)
     assert "password:" not in second_output
+    assert "Guest links start with https://meet.example.com" in second_output
+    assert "warning" not in second_output
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:

@@ -19,6 +19,8 @@ class Ingress:
     uuid: UUID
     tenant_uuid: UUID
     uri: str
+    #: written from config.yaml: follows it at each start until an operator sets the ingress through the API
+    from_config: bool = False
 
     def to_json(self) -> dict[str, str]:
         return {"uuid": str(self.uuid), "tenant_uuid": str(self.tenant_uuid), "uri": self.uri}
@@ -34,7 +36,17 @@ class IngressService:
         self.master_tenant = master_tenant
         async with self._db.read() as connection:
             rows = (await connection.execute(select(HttpIngress))).all()
-        self._by_tenant = {row.tenant_uuid: Ingress(row.uuid, row.tenant_uuid, row.uri) for row in rows}
+        self._by_tenant = {
+            row.tenant_uuid: Ingress(row.uuid, row.tenant_uuid, row.uri, row.from_config) for row in rows
+        }
+
+    async def follow_configuration(self, tenant_uuid: UUID, uri: str) -> Ingress | None:
+        """The tenant's ingress written from the configuration takes the configured URI (a restart after
+        `http.public_uri` changed); one an operator set through the API is left alone. Returns the ingress."""
+        ingress = self._by_tenant.get(tenant_uuid)
+        if ingress is not None and ingress.from_config and ingress.uri != uri:
+            ingress = await self.update(ingress, uri, from_config=True)
+        return ingress
 
     def of_tenant(self, tenant_uuid: UUID) -> Ingress | None:
         return self._by_tenant.get(tenant_uuid)
@@ -56,22 +68,28 @@ class IngressService:
                 return ingress
         raise NotFound("ingresses", uuid=str(ingress_uuid))
 
-    async def create(self, tenant_uuid: UUID, uri: str) -> Ingress:
+    async def create(self, tenant_uuid: UUID, uri: str, from_config: bool = False) -> Ingress:
         if tenant_uuid in self._by_tenant:
             raise InvalidData({"tenant_uuid": "this tenant already has an HTTP ingress; update it instead"})
-        ingress = Ingress(uuid.uuid4(), tenant_uuid, uri)
+        ingress = Ingress(uuid.uuid4(), tenant_uuid, uri, from_config)
         try:
             async with self._db.write() as connection:
-                await connection.execute(insert(HttpIngress), dict(uuid=ingress.uuid, tenant_uuid=tenant_uuid, uri=uri))
+                await connection.execute(
+                    insert(HttpIngress),
+                    dict(uuid=ingress.uuid, tenant_uuid=tenant_uuid, uri=uri, from_config=from_config),
+                )
         except IntegrityError:
             raise InvalidData({"tenant_uuid": "this tenant already has an HTTP ingress; update it instead"}) from None
         self._by_tenant[tenant_uuid] = ingress
         return ingress
 
-    async def update(self, ingress: Ingress, uri: str) -> Ingress:
+    async def update(self, ingress: Ingress, uri: str, from_config: bool = False) -> Ingress:
+        """Set the URI; through the API (from_config False) the operator's choice then outranks config.yaml."""
         async with self._db.write() as connection:
-            await connection.execute(update(HttpIngress).where(HttpIngress.uuid == ingress.uuid).values(uri=uri))
-        updated = Ingress(ingress.uuid, ingress.tenant_uuid, uri)
+            await connection.execute(
+                update(HttpIngress).where(HttpIngress.uuid == ingress.uuid).values(uri=uri, from_config=from_config)
+            )
+        updated = Ingress(ingress.uuid, ingress.tenant_uuid, uri, from_config)
         self._by_tenant[ingress.tenant_uuid] = updated
         return updated
 
