@@ -76,6 +76,8 @@ class MeetingCall(BaseDialogHandler):
         self.dialog = dialog
         self.seat = seat
         self.left = False
+        #: the camera turned off in the app (the slot keeps its place; others show an avatar instead)
+        self.video_muted = False
         self.slots_shown: dict[str, str | None] | None = None
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -149,6 +151,16 @@ class MeetingCall(BaseDialogHandler):
         return 200
 
     async def on_message(self, dialog: Dialog, request: SipRequest) -> int:
+        """The app tells its own state: `{"type": "ParticipantState", "muted": bool, "video_muted": bool}`."""
+        state = roomstate.participant_state(request.body)
+        if state is None:
+            return 200  # not ours (any other MESSAGE is accepted and ignored, as before)
+        muted, video_muted = state
+        if muted is not None:
+            self.participant.set_muted(muted)  # muted people are not mixed, and everyone is told (ConfbridgeMute)
+        if video_muted is not None and video_muted != self.video_muted:
+            self.video_muted = video_muted
+            self.room.tell_video_muted(self)
         return 200
 
     async def _ask_keyframe(self) -> None:
@@ -249,6 +261,10 @@ class MeetingRoom:
         if call is not None:
             for member in self.calls.values():
                 member.send(roomstate.muted(self.bridge, call))
+
+    def tell_video_muted(self, call: MeetingCall) -> None:
+        for member in self.calls.values():
+            member.send(roomstate.video_muted(self.bridge, call))
 
     def refresh_slots(self) -> None:
         """Tell each subscriber which participant his video slots show, when that changed (after the SFU moved)."""

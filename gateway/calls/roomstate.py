@@ -1,8 +1,10 @@
 """Room updates for participants, as Asterisk ConfBridge events in SIP MESSAGE bodies (JSON).
 
 Wazo's SDK reads `type` (ConfbridgeWelcome, ConfbridgeJoin, ConfbridgeLeave, ConfbridgeTalking) and matches a
-channel to its call with `channelvars.WAZO_SIP_CALL_ID`. ConfbridgeVideoSlots is ours: which participant each
-of a subscriber's video slots (by SDP mid) shows, so an app can put names on tiles.
+channel to its call with `channelvars.WAZO_SIP_CALL_ID`. Ours, which the SDK ignores: ConfbridgeVideoSlots (which
+participant each of a subscriber's video slots, by SDP mid, shows, so an app can put names on tiles),
+ConfbridgeVideoMute/Unmute and a channel's `video_muted` (a camera turned off), and, from the apps, the
+ParticipantState MESSAGE in which an app tells its own microphone and camera state.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Member(Protocol):
     def talking(self) -> bool: ...
     @property
     def muted(self) -> bool: ...
+    @property
+    def video_muted(self) -> bool: ...
 
 
 def channel(member: Member) -> dict[str, Any]:
@@ -37,6 +41,7 @@ def channel(member: Member) -> dict[str, Any]:
         "connected": {"name": member.caller_name, "number": member.caller_number},
         "talking_status": "on" if member.talking else "off",
         "muted": member.muted,
+        "video_muted": member.video_muted,
         "user_uuid": str(member.user_uuid) if member.user_uuid else None,
         "channelvars": {"WAZO_SIP_CALL_ID": member.call_id},
     }
@@ -81,6 +86,26 @@ def talking(bridge_info: dict[str, str], member: Member) -> bytes:
 
 def muted(bridge_info: dict[str, str], member: Member) -> bytes:
     return _about("ConfbridgeMute" if member.muted else "ConfbridgeUnmute", bridge_info, member)
+
+
+def video_muted(bridge_info: dict[str, str], member: Member) -> bytes:
+    """Ours, beside ConfbridgeMute: a participant's camera turned off or on (apps show an avatar meanwhile)."""
+    return _about("ConfbridgeVideoMute" if member.video_muted else "ConfbridgeVideoUnmute", bridge_info, member)
+
+
+def participant_state(body: bytes) -> tuple[bool | None, bool | None] | None:
+    """An app's own state in a MESSAGE: (muted, video_muted), each None when not said; None if not such a body."""
+    try:
+        message = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(message, dict) or message.get("type") != "ParticipantState":
+        return None
+    muted, video_muted = message.get("muted"), message.get("video_muted")
+    return (
+        muted if isinstance(muted, bool) else None,
+        video_muted if isinstance(video_muted, bool) else None,
+    )
 
 
 def video_slots(bridge_info: dict[str, str], slots: dict[str, str | None]) -> bytes:

@@ -84,9 +84,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve_until_ready(
-    tmp_path: Path, port: int, **settings: str
-) -> tuple[subprocess.Popen[str], list[str]]:
+def _serve_until_ready(tmp_path: Path, port: int, **settings: str) -> tuple[subprocess.Popen[str], list[str]]:
     import time
     import urllib.request
 

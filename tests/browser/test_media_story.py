@@ -212,3 +212,37 @@ async def test_join_with_whatever_the_person_has_and_keep_the_choice_on_rejoin(
     await camera.wait_for_selector("#meeting", timeout=15_000)
     assert await camera.get_attribute("#toggle-cam", "aria-pressed") == "true"
     await browser.shot(camera, "rejoined-camera-still-off")
+
+
+async def _size(page: Any, selector: str) -> tuple[float, float]:
+    box = await page.locator(selector).first.bounding_box()
+    return (box["width"], box["height"]) if box else (0.0, 0.0)
+
+
+async def test_mute_and_camera_off_are_seen_by_the_others(media_site: Site, browser: Browser) -> None:
+    owner, link = await _join_as_owner(browser, media_site, "States")
+    guest = await _join_as_guest(browser, link, "Gina")
+    await _assert_receiving(owner, "Gina")
+    tile = '.tile[data-participant="Gina"]'
+
+    await guest.click("#toggle-mic")
+    await guest.click("#toggle-cam")
+    # the owner sees Gina's avatar (initials) instead of her picture, and a muted icon of a real size
+    await owner.wait_for_selector(f"{tile}.camera-off:not(.has-video)")
+    await owner.wait_for_selector(f"{tile} .muted-icon:not([hidden])")
+    assert await owner.inner_text(f"{tile} .avatar") == "G"
+    width, height = await _size(owner, f"{tile} .muted-icon svg")
+    assert width >= 10 and height >= 10
+    listed = owner.locator("#participants li", has_text="Gina").locator(".muted-icon svg")
+    box = await listed.bounding_box()
+    assert box and box["width"] >= 10
+    # and Gina sees her own muted state
+    mine = await _size(guest, "#self-muted svg")
+    assert mine[0] >= 10 and mine[1] >= 10
+    await browser.shot(owner, "owner-sees-gina-muted-camera-off")
+    await browser.shot(guest, "gina-muted")
+
+    await guest.click("#toggle-cam")
+    await owner.wait_for_selector(f"{tile}.has-video:not(.camera-off)")
+    await guest.click("#toggle-mic")
+    await owner.wait_for_selector(f"{tile} .muted-icon[hidden]", state="attached")

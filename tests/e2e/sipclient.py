@@ -340,10 +340,13 @@ class SipClient:
         return response
 
     async def info(self, call: Call, content_type: str, body: bytes) -> SipMessage:
+        return await self.in_dialog(call, "INFO", content_type, body)
+
+    async def in_dialog(self, call: Call, method: str, content_type: str, body: bytes) -> SipMessage:
         call.cseq += 1
-        headers = [h for h in self._dialog_headers(call, "INFO", call.cseq) if h[0] != "Via"]
+        headers = [h for h in self._dialog_headers(call, method, call.cseq) if h[0] != "Via"]
         headers.append(("Content-Type", content_type))
-        return await self._transact(f"INFO {call.remote_target} SIP/2.0", headers, body)
+        return await self._transact(f"{method} {call.remote_target} SIP/2.0", headers, body)
 
     async def info_dtmf(self, call: Call, digit: str) -> SipMessage:
         return await self.info(call, "application/dtmf-relay", f"Signal={digit}\r\nDuration=160\r\n".encode())

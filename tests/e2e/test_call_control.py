@@ -210,3 +210,30 @@ async def test_unusable_offers_are_refused_with_488(api: Api, room: Room, offer:
     assert refused.value.response.status == 488, refused.value.response.first_line
     assert "Reason" in {name for name, _ in refused.value.response.headers}
     assert api.services.conferences.count(uuid.UUID(meeting["uuid"])) == 0
+
+
+async def test_an_app_tells_its_microphone_and_camera_state_and_everyone_is_told(api: Api, room: Room) -> None:
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    speaker, listener = await join_two(api, room, alice_token, meeting)
+    assert speaker.call is not None
+    state = b'{"type": "ParticipantState", "muted": true, "video_muted": true}'
+    response = await speaker.sip.in_dialog(speaker.call, "MESSAGE", "application/json", state)
+    assert response.status == 200
+    await until(lambda: bool(listener.messages("ConfbridgeVideoMute")), 5, "the camera state to be told")
+    await until(lambda: bool(listener.messages("ConfbridgeMute")), 5, "the mute to be told")
+    told = listener.messages("ConfbridgeVideoMute")[0]["channel"]
+    assert told["channelvars"]["WAZO_SIP_CALL_ID"] == speaker.call.call_id
+    assert told["video_muted"] is True and told["muted"] is True
+    # muted in the room itself: no longer mixed
+    sfu_room = api.client.app[CALL_CONTROL].rooms[uuid.UUID(meeting["uuid"])].sfu_room
+    assert next(p for p in sfu_room.participants.values() if p.info["call_id"] == speaker.call.call_id).muted
+
+    unmute = b'{"type": "ParticipantState", "video_muted": false}'
+    assert (await speaker.sip.in_dialog(speaker.call, "MESSAGE", "application/json", unmute)).status == 200
+    await until(lambda: bool(listener.messages("ConfbridgeVideoUnmute")), 5, "the camera back on")
+    # anything else in a MESSAGE is accepted and changes nothing; the call goes on
+    assert (await speaker.sip.in_dialog(speaker.call, "MESSAGE", "application/json", b"{not json")).status == 200
+    assert (await speaker.sip.in_dialog(speaker.call, "MESSAGE", "text/plain", b"hello")).status == 200
+    assert not listener.messages("ConfbridgeUnmute")
+    assert not speaker.call.ended.is_set()

@@ -387,6 +387,8 @@ export class MeetingCall extends EventTarget {
       case "ConfbridgeTalking":
       case "ConfbridgeMute":
       case "ConfbridgeUnmute":
+      case "ConfbridgeVideoMute":
+      case "ConfbridgeVideoUnmute":
         channels.forEach((channel) => this.upsert(channel));
         break;
       default:
@@ -416,6 +418,7 @@ export class MeetingCall extends EventTarget {
       number: caller.number || previous.number || "",
       talking: channel.talking_status !== undefined ? channel.talking_status === "on" : Boolean(previous.talking),
       muted: channel.muted !== undefined ? Boolean(channel.muted) : Boolean(previous.muted),
+      videoMuted: channel.video_muted !== undefined ? Boolean(channel.video_muted) : Boolean(previous.videoMuted),
       callId,
       isMe: Boolean(callId && callId === this.callId),
     };
@@ -432,10 +435,28 @@ export class MeetingCall extends EventTarget {
 
   setMicEnabled(enabled) {
     this.localStream.getAudioTracks().forEach((track) => (track.enabled = enabled));
+    this.tellState({ muted: !enabled });
   }
 
   setCameraEnabled(enabled) {
     this.localStream.getVideoTracks().forEach((track) => (track.enabled = enabled));
+    this.tellState({ video_muted: !enabled });
+  }
+
+  /** Tell the room our microphone and camera state (an in-dialog MESSAGE), so the others show it. */
+  tellState(state) {
+    this.ownState = { ...(this.ownState || {}), ...state };
+    const session = this.session;
+    if (!session || session.state !== SessionState.Established) return; // the page sets it again once joined
+    // the room starts from "microphone and camera on": say only what differs from what it knows
+    const told = this.toldState || { muted: false, video_muted: false };
+    const changed = Object.entries(this.ownState).filter(([key, value]) => told[key] !== value);
+    if (!changed.length) return;
+    this.toldState = { ...told, ...this.ownState };
+    const content = JSON.stringify({ type: "ParticipantState", ...Object.fromEntries(changed) });
+    session
+      .message({ requestOptions: { body: { contentDisposition: "render", contentType: "application/json", content } } })
+      .catch(() => {});
   }
 
   /** Hang up (the person clicked Leave). */

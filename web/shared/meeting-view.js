@@ -35,12 +35,13 @@ export function renderMeeting(root, options) {
   selfVideo.muted = true;
   selfVideo.srcObject = call.localStream;
   const selfCamOff = h("div.cam-off", { hidden: true }, "Camera off");
+  const selfMuted = h("span.muted-icon", { id: "self-muted", hidden: true, title: "You are muted" }, icon("micOff", "muted"));
   const selfView = h(
     "div.self-view",
     { id: "self-view" },
     selfVideo,
     selfCamOff,
-    h("span.nameplate", {}, `${options.myName || "You"} (you)`),
+    h("span.nameplate", {}, h("span", {}, `${options.myName || "You"} (you)`), selfMuted),
   );
 
   const micButton = h("button.round", { type: "button", id: "toggle-mic" });
@@ -101,6 +102,7 @@ export function renderMeeting(root, options) {
     camButton.classList.toggle("toggle-off", !state.camOn);
     const hasCamera = call.localStream.getVideoTracks().length > 0;
     selfCamOff.hidden = state.camOn && hasCamera;
+    selfMuted.hidden = state.micOn && hasMic;
     selfCamOff.textContent = hasCamera ? "Camera off" : "No camera";
     side.hidden = !state.sideOpen;
     peopleButton.setAttribute("aria-expanded", String(state.sideOpen));
@@ -144,13 +146,17 @@ export function renderMeeting(root, options) {
       avatar,
       h("div.nameplate", {}, h("span.talk-indicator", { "aria-hidden": "true" }, h("i"), h("i"), h("i")), name, mutedIcon),
     );
-    const showVideo = () => tile.classList.toggle("has-video", !slot.track.muted && video.videoWidth > 0);
+    // a camera turned off (told by the room) shows the avatar even while black frames still arrive
+    const showVideo = () => {
+      const person = call.participantFor(slot);
+      tile.classList.toggle("has-video", !slot.track.muted && video.videoWidth > 0 && !(person && person.videoMuted));
+    };
     video.addEventListener("resize", showVideo);
     video.addEventListener("loadeddata", showVideo);
     slot.track.addEventListener("mute", showVideo);
     slot.track.addEventListener("unmute", showVideo);
     video.play().catch(() => {});
-    return { tile, video, avatar, name, mutedIcon, slot };
+    return { tile, video, avatar, name, mutedIcon, slot, showVideo };
   }
 
   function render() {
@@ -180,6 +186,8 @@ export function renderMeeting(root, options) {
       entry.tile.setAttribute("aria-label", `${label}${person && person.talking ? ", talking" : ""}`);
       entry.tile.classList.toggle("talking", Boolean(person && person.talking));
       entry.mutedIcon.hidden = !(person && person.muted);
+      entry.tile.classList.toggle("camera-off", Boolean(person && person.videoMuted));
+      entry.showVideo();
     }
     const count = visible.length;
     const wide = window.innerWidth >= window.innerHeight;
