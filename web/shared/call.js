@@ -5,6 +5,8 @@
 //   "slots"        the video slots changed (a slot appeared, went away, or was mapped to someone else)
 //   "participants" the participant list or someone's talking/muted state changed
 //   "ended"        {reason: "deleted" | "expired" | "kicked" | "hangup" | "left" | "lost", text}
+//   "reconnecting" {why}: the connection dropped; the call is being rejoined by itself (RECONNECT_SECONDS at most)
+//   "reconnected"  the call is back (a new SIP dialog; the room's messages rebuild participants and slots)
 //   "connection"   {state} of the peer connection, for diagnostics
 //
 // The message formats this expects from the server are written down in web/README.md.
@@ -30,6 +32,11 @@ export class JoinError extends Error {
 
 const ICE_GATHERING_TIMEOUT_MS = 1000;
 const REGISTER_TIMEOUT_MS = 8000;
+// A dropped connection (SIP WebSocket or media) is rejoined by itself for this long before "Connection lost".
+export const RECONNECT_SECONDS = 45;
+const RECONNECT_DELAYS_MS = [250, 1000, 2000, 4000];
+// Refusals that mean the meeting is gone or closed to us: no point in trying again.
+const FINAL_REFUSALS = new Set(["not-found", "forbidden", "auth", "full"]);
 
 /** The text of a SIP Reason header: `Q.850;cause=16;text="meeting deleted"` -> "meeting deleted". */
 export function reasonText(header) {
@@ -86,6 +93,7 @@ export class MeetingCall extends EventTarget {
     this.joinedAt = null;
     this.connecting = null; // the promise of connect(): WebSocket open and REGISTER done
     this.connected = false;
+    this.recovering = false;
   }
 
   get peerConnection() {
@@ -99,8 +107,71 @@ export class MeetingCall extends EventTarget {
     this.audioHost = audioHost;
     const target = UserAgent.makeURI(`sip:${this.target}@${this.config.sipDomain}`);
     if (!target) throw new JoinError("failed", "The meeting address is not valid.");
+    this.targetUri = target;
     await this.connect();
     await this.invite(target);
+  }
+
+  /**
+   * The connection dropped during the call: rejoin by itself (new WebSocket, REGISTER, INVITE with the same
+   * camera and microphone), with a "reconnecting" state the page shows, for RECONNECT_SECONDS before giving up.
+   */
+  async recover(why) {
+    if (this.ended || this.recovering || !this.targetUri) return;
+    this.recovering = true;
+    this.emit("reconnecting", { why });
+    this.dropSession();
+    const deadline = Date.now() + RECONNECT_SECONDS * 1000;
+    for (let attempt = 0; !this.ended && Date.now() < deadline; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)]));
+      if (this.ended) return;
+      try {
+        await this.stopUserAgent({ unregister: false });
+        this.connecting = null;
+        await this.connect();
+        await this.invite(this.targetUri);
+      } catch (error) {
+        if (error instanceof JoinError && FINAL_REFUSALS.has(error.kind)) {
+          this.recovering = false;
+          this.finish(error.kind === "not-found" ? "deleted" : "hangup", error.message);
+          return;
+        }
+        continue; // the server or the network is not back yet
+      }
+      this.recovering = false;
+      this.toldState = null; // a new participant on the server: tell it our microphone and camera again
+      this.tellState({});
+      this.emit("reconnected");
+      return;
+    }
+    this.recovering = false;
+    this.finish("lost", "The connection to the meeting was lost.");
+  }
+
+  /** Forget the dropped call without ending this one: its media, its slots, its room state. */
+  dropSession() {
+    const session = this.session;
+    this.session = null;
+    if (session && session.state === SessionState.Established && this.userAgent && this.userAgent.isConnected()) {
+      session.bye().catch(() => {}); // the media failed but the signalling still carries: free our seat at once
+    }
+    if (session && session.sessionDescriptionHandler) {
+      try {
+        session.sessionDescriptionHandler.close();
+      } catch {
+        /* closed already */
+      }
+    }
+    for (const audio of this.audioElements.values()) {
+      audio.srcObject = null;
+      audio.remove();
+    }
+    this.audioElements.clear();
+    this.slots.clear();
+    this.slotMap = {};
+    this.participants.clear();
+    this.emit("slots");
+    this.emit("participants");
   }
 
   /** Open the SIP WebSocket and REGISTER, once: a page may start this early (while the person gets ready) so that
@@ -163,7 +234,7 @@ export class MeetingCall extends EventTarget {
       },
       delegate: {
         onDisconnect: (error) => {
-          if (error && !this.ended && this.session) this.finish("lost", "The connection to the meeting was lost.");
+          if (error && !this.ended && this.session) this.recover("the connection to the server dropped");
         },
       },
     });
@@ -227,7 +298,7 @@ export class MeetingCall extends EventTarget {
       onBye: (bye) => {
         const text = reasonText(bye.request.getHeader("Reason"));
         bye.accept();
-        this.finish(byeReason(text), text);
+        if (this.session === inviter) this.finish(byeReason(text), text);
       },
       onSessionDescriptionHandler: (handler) => this.watchPeerConnection(handler),
       onInvite: () => this.reconcileSlots(),
@@ -258,7 +329,8 @@ export class MeetingCall extends EventTarget {
     }
     this.joinedAt = Date.now();
     inviter.stateChange.addListener((state) => {
-      if (state === SessionState.Terminated) this.finish("hangup", "");
+      // a dropped session being replaced (recover) ends nothing
+      if (state === SessionState.Terminated && this.session === inviter) this.finish("hangup", "");
     });
     this.reconcileSlots();
   }
@@ -284,8 +356,8 @@ export class MeetingCall extends EventTarget {
     pc.addEventListener("connectionstatechange", () => {
       this.emit("connection", { state: pc.connectionState });
       if (pc.connectionState === "connected") mark("dtls-connected");
-      if (pc.connectionState === "failed" && !this.ended) {
-        this.finish("lost", "The media connection to the meeting was lost.");
+      if (pc.connectionState === "failed" && !this.ended && this.peerConnection === pc) {
+        this.recover("the media connection failed");
       }
     });
   }

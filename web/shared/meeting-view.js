@@ -23,6 +23,12 @@ export function renderMeeting(root, options) {
   call.setCameraEnabled(state.camOn);
 
   const tiles = h("div.tiles", { id: "tiles", role: "list", "aria-label": "Participants' video" });
+  const reconnecting = h(
+    "div.reconnecting",
+    { id: "reconnecting", role: "status", hidden: true },
+    h("div.spinner", { role: "presentation" }),
+    h("span", {}, "Reconnecting… the connection dropped; you will be back in a moment."),
+  );
   const emptyState = h(
     "div.stage-empty",
     { id: "stage-empty" },
@@ -74,16 +80,14 @@ export function renderMeeting(root, options) {
   );
   const clock = h("span.clock", { "aria-label": "Time in the meeting" }, "00:00");
 
-  replace(
-    root,
-    h(
-      "div.meeting",
-      { id: "meeting", "data-call-id": call.callId || "" },
-      h("header.meeting-top", {}, h("span.brand-mark", {}, icon("logo")), h("h1", { id: "meeting-title" }, options.title), h("span.spacer", { style: "flex:1" }), clock),
-      h("div.meeting-body", {}, h("main.stage", { id: "stage" }, tiles, emptyState, selfView), side),
-      h("nav.controls", { "aria-label": "Call controls" }, micButton, camButton, peopleButton, leaveButton),
-    ),
+  const meeting = h(
+    "div.meeting",
+    { id: "meeting", "data-call-id": call.callId || "" },
+    h("header.meeting-top", {}, h("span.brand-mark", {}, icon("logo")), h("h1", { id: "meeting-title" }, options.title), h("span.spacer", { style: "flex:1" }), clock),
+    h("div.meeting-body", {}, h("main.stage", { id: "stage" }, reconnecting, tiles, emptyState, selfView), side),
+    h("nav.controls", { "aria-label": "Call controls" }, micButton, camButton, peopleButton, leaveButton),
   );
+  replace(root, meeting);
 
   function updateControls() {
     const hasMic = hasMicrophone(call.localStream);
@@ -194,7 +198,7 @@ export function renderMeeting(root, options) {
     const cols = count <= 1 ? 1 : count === 2 ? (wide ? 2 : 1) : count <= 4 ? 2 : count <= 9 ? 3 : 4;
     tiles.style.setProperty("--cols", String(cols));
     tiles.hidden = count === 0;
-    emptyState.hidden = count > 0;
+    emptyState.hidden = count > 0 || call.recovering; // while reconnecting, the banner says why the stage is empty
     renderPeople();
   }
 
@@ -238,8 +242,19 @@ export function renderMeeting(root, options) {
     }
     render();
   };
+  const onReconnecting = () => {
+    reconnecting.hidden = false;
+    render();
+  };
+  const onReconnected = () => {
+    reconnecting.hidden = true;
+    meeting.dataset.callId = call.callId || "";
+    render();
+  };
   call.addEventListener("slots", onChange);
   call.addEventListener("participants", onChange);
+  call.addEventListener("reconnecting", onReconnecting);
+  call.addEventListener("reconnected", onReconnected);
   window.addEventListener("resize", onResize);
   updateControls();
   render();
@@ -249,6 +264,8 @@ export function renderMeeting(root, options) {
       clearInterval(timer);
       call.removeEventListener("slots", onChange);
       call.removeEventListener("participants", onChange);
+      call.removeEventListener("reconnecting", onReconnecting);
+      call.removeEventListener("reconnected", onReconnected);
       window.removeEventListener("resize", onResize);
       document.body.classList.remove("in-meeting");
     },

@@ -1,8 +1,10 @@
-// Two changes to sip.js's stock SessionDescriptionHandler, both for a server that adds one video m-line per slot:
+// Changes to sip.js's stock SessionDescriptionHandler. Two for a server that adds one video m-line per slot:
 // - keep every remote track: the stock one keeps a single remote video track and stops the previous one when
 //   another arrives, so every tile but the last would go black;
 // - answer each m-line of a re-offer with its own direction: the stock one applies the first direction it finds in
 //   the offer to every transceiver (a first m-line offered recvonly would make every slot inactive).
+// And one for rejoining after a dropped connection: closing leaves the camera and microphone running (the stock one
+// stops them); they belong to the page, which stops them when the person leaves.
 
 import { SessionDescriptionHandler } from "sip.js";
 
@@ -73,6 +75,16 @@ export class MultiTrackSessionDescriptionHandler extends SessionDescriptionHandl
       mark(first ? "invite-sent" : "reinvite-answer-ready");
       return description;
     });
+  }
+
+  close() {
+    // As the stock close(), less stopping the senders' tracks (it reads the same two fields of its own).
+    const pc = this._peerConnection;
+    if (pc === undefined) return;
+    pc.getReceivers().forEach((receiver) => receiver.track && receiver.track.stop());
+    if (this._dataChannel) this._dataChannel.close();
+    pc.close();
+    this._peerConnection = undefined;
   }
 
   setRemoteTrack(track) {
