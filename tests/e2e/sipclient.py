@@ -261,7 +261,8 @@ class SipClient:
         return name, digest_authorization(md5_challenge(response), method, uri, self.username, self.password, self._nc)
 
     # -- what a client does
-    async def register(self, expires: int = 600) -> SipMessage:
+    async def register(self, expires: int = 600, authenticate: bool = True) -> SipMessage:
+        """REGISTER, answering a challenge when `authenticate` (else the challenge is returned)."""
         uri = f"sip:{self.domain}"
         call_id = secrets.token_hex(8)
         tag = secrets.token_hex(4)
@@ -274,7 +275,7 @@ class SipClient:
             ("Expires", str(expires)),
         ]
         response = await self._transact(f"REGISTER {uri} SIP/2.0", [*base, ("CSeq", "1 REGISTER")])
-        if response.status in (401, 407):
+        if response.status in (401, 407) and authenticate:
             auth = self._authorize(response, "REGISTER", uri)
             response = await self._transact(f"REGISTER {uri} SIP/2.0", [*base, ("CSeq", "2 REGISTER"), auth])
         return response
