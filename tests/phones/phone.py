@@ -1,0 +1,99 @@
+"""What every real softphone under test shares: its own temporary folder, a free port, a tone to send, its log, and
+a process that is ended by its PID however the test ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import socket
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from tests.sfu.clients import tone_power
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for both UDP and TCP (SIP listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
+def write_tone(path: Path, frequency: float, seconds: float, rate: int = 8000) -> Path:
+    """A mono 16-bit WAV of a sine tone (the phone's 'microphone')."""
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (np.sin(2 * math.pi * frequency * t) * 0.3 * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """The first channel of a 16-bit WAV, and its rate."""
+    with wave.open(str(path), "rb") as source:
+        rate = source.getframerate()
+        channels = source.getnchannels()
+        data = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
+    return data.reshape(-1, channels)[:, 0], rate
+
+
+def heard(path: Path, frequency: float, seconds: float = 2.0) -> float:
+    """Share of the energy at `frequency` in the loud part of a phone's recording (its last `seconds` of sound:
+    the start is ringing and silence)."""
+    samples, rate = read_wav(path)
+    loud = np.flatnonzero(np.abs(samples) > 300)
+    assert loud.size > rate * 0.5, f"{path.name}: almost no sound recorded ({loud.size} loud samples)"
+    window = samples[max(0, loud[-1] - int(seconds * rate)) : loud[-1]]
+    return tone_power(window.astype(np.float64), frequency, rate)
+
+
+class PhoneProcess:
+    """A phone program run in its own folder; its output goes to `log`. `stop()` ends it by PID."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.log = folder / "phone.log"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def spawn(self, *argv: str, env: dict[str, str] | None = None, stdin: bool = False) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=self.folder,
+            env=env,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=self.log.open("wb"),
+            stderr=asyncio.subprocess.STDOUT,
+        )
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def stop(self) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 3)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
