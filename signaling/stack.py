@@ -485,7 +485,7 @@ class SipStack:
         headers: list[tuple[str, str]] = list(result.headers)
         if result.status == 200:
             for b in result.bindings:
-                headers.append(("Contact", f"<{b.contact.uri}>;expires={b.expires_in()}"))
+                headers.append(("Contact", b.contact_header()))
         tx.respond(req.create_response(result.status, result.reason, to_tag=new_tag(), headers=headers))
 
     # -- out-of-dialog MESSAGE --------------------------------------------------------------------------------
