@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.conftest import room  # noqa: F401  (the browser-alike room fixture)
 from tests.phones.baresip import Baresip
+from tests.phones.linphone import Linphone
 
 
 @pytest.fixture
@@ -23,6 +24,17 @@ async def baresip(tmp_path: Path) -> AsyncIterator[Baresip]:
     folder = tmp_path / "baresip"
     folder.mkdir()
     phone = Baresip(folder, tone_frequency=600)
+    try:
+        yield phone
+    finally:
+        await phone.stop()
+
+
+@pytest.fixture
+async def linphone(tmp_path: Path) -> AsyncIterator[Linphone]:
+    folder = tmp_path / "linphone"
+    folder.mkdir()
+    phone = Linphone(folder, tone_frequency=600)
     try:
         yield phone
     finally:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
+import pty
 import socket
 import wave
 from pathlib import Path
@@ -68,16 +70,30 @@ class PhoneProcess:
         self.folder = folder
         self.log = folder / "phone.log"
         self.process: asyncio.subprocess.Process | None = None
+        self._terminal: int | None = None
 
-    async def spawn(self, *argv: str, env: dict[str, str] | None = None, stdin: bool = False) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=self.folder,
-            env=env,
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=self.log.open("wb"),
-            stderr=asyncio.subprocess.STDOUT,
-        )
+    async def spawn(self, *argv: str, env: dict[str, str] | None = None, terminal: bool = False) -> None:
+        """Run the program; with `terminal`, its standard input is a pseudo-terminal (`type()` writes to it)."""
+        stdin: int = asyncio.subprocess.DEVNULL
+        if terminal:
+            self._terminal, stdin = pty.openpty()
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=self.folder,
+                env=env,
+                stdin=stdin,
+                stdout=self.log.open("wb"),
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        finally:
+            if terminal:
+                os.close(stdin)
+
+    def type(self, line: str) -> None:
+        """A line typed at the program's terminal."""
+        assert self._terminal is not None, "not started with a terminal"
+        os.write(self._terminal, line.encode() + b"\n")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -88,12 +104,14 @@ class PhoneProcess:
 
     async def stop(self) -> None:
         process = self.process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 3)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 3)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if self._terminal is not None:
+            os.close(self._terminal)
+            self._terminal = None

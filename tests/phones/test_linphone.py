@@ -1,0 +1,72 @@
+"""Linphone's console client (linphonec 5.1): it registers with the meeting's guest account, dials meeting-guest,
+hears the room and is heard, and is hung up with a reason when the meeting is deleted; a user's own line dials the
+meeting's number."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from uuid import UUID
+
+import numpy as np
+import pytest
+
+from tests.conftest import Api
+from tests.e2e.conftest import Room, guest_credentials, user_line
+from tests.phones.linphone import Linphone, account
+from tests.phones.meeting import meeting_with_browser, sip_server
+from tests.phones.phone import heard
+from tests.sfu.clients import tone_power
+from tests.waiting import until
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("linphonec") is None, reason="linphonec (Debian's linphone-cli) is not installed"),
+]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_guest_dials_meeting_guest_hears_is_heard_and_is_hung_up_with_a_reason(
+    api: Api, room: Room, linphone: Linphone, transport: str
+) -> None:
+    meeting, token, browser = await meeting_with_browser(api, room)
+    domain = api.services.settings.sip.domain
+    await linphone.start(account(*guest_credentials(meeting), domain, sip_server(api, transport), transport))
+    linphone.type(f"call sip:meeting-guest@{domain}")
+    await linphone.wait_for("Media streams established", 10)
+
+    # The browser hears the phone's 600 Hz (and not its own 440 Hz: mix-minus).
+    await asyncio.sleep(1.0)
+    browser.media.audio.clear()
+    browser.media.recording = True
+    await until(lambda: sum(len(a) for a in browser.media.audio) >= 48000 * 2, 10, "2 s of audio at the browser")
+    browser.media.recording = False
+    samples = browser.media.recorded().astype(np.float64)
+    assert tone_power(samples, 600) > 0.2 and tone_power(samples, 440) < 0.02
+
+    # The meeting is deleted: BYE with a Reason reaches the phone, which ends its call.
+    await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", token, expect=204)
+    await linphone.wait_for("ended", 10)
+    bye = linphone.received("BYE")
+    assert "Reason: Q.850;cause=16" in bye, bye
+    # ...and the phone heard the browser's 440 Hz.
+    assert heard(linphone.record_file, 440) > 0.2
+    # linphone answers the room updates (application/json MESSAGEs) 415: one was sent, then no more.
+    assert linphone.count_received("MESSAGE") == 1
+
+
+async def test_a_users_own_line_dials_the_meetings_number(api: Api, room: Room, linphone: Linphone) -> None:
+    meeting, token, _ = await meeting_with_browser(api, room)
+    domain = api.services.settings.sip.domain
+    await linphone.start(account(*await user_line(api, token), domain, sip_server(api, "tcp"), "tcp"))
+    linphone.type(f"call sip:{meeting['exten']}@{domain}")
+    await linphone.wait_for("Media streams established", 10)
+    listed = await api.call("GET", f"/api/calld/1.0/meetings/{meeting['uuid']}/participants", api.admin_token)
+    me = await api.call("GET", "/api/confd/1.1/users/me", token)
+    assert listed["total"] == 2 and me["uuid"] in {p["user_uuid"] for p in listed["items"]}
+
+    await asyncio.sleep(1.5)  # some of the room's tone
+    linphone.type("terminate")
+    await linphone.wait_for("ended", 10)
+    await until(lambda: api.services.conferences.count(UUID(meeting["uuid"])) == 1, 5, "the phone gone from the room")
+    assert heard(linphone.record_file, 440) > 0.2
