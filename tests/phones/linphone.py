@@ -68,8 +68,10 @@ class Linphone(PhoneProcess):
         self.record_file = folder / "heard.wav"
         self.debug_log = folder / "linphone-debug.log"
 
-    async def start(self, account_lines: list[str], video: bool = False) -> None:
-        """Start with one account (`account()`), and wait for its registration."""
+    async def start(self, account_lines: list[str], picture: Path | None = None) -> None:
+        """Start with one account (`account()`), and wait for its registration. With a `picture`, video calls:
+        the 'Static picture' camera shows it."""
+        video = picture is not None
         rc = self.folder / "linphonerc"
         rc.write_text(config(free_port(), free_port(), video, account_lines))
         # Its database goes under HOME; without that folder the core never starts (no listening, no REGISTER).
@@ -82,7 +84,10 @@ class Linphone(PhoneProcess):
         # only a terminal gets): a pseudo-terminal it is.
         await self.spawn(*argv, env=env, terminal=True)
         await self.wait_for("linphonec>", 10)
-        for command in ("soundcard use files", f"play {self.tone}", f"record {self.record_file}"):
+        commands = ["soundcard use files", f"play {self.tone}", f"record {self.record_file}"]
+        if picture is not None:
+            commands += ["webcam use 0", f"staticpic set {picture}", "staticpic fps 15"]
+        for command in commands:
             self.type(command)
         await self.wait_for("[LinphoneRegistrationOk]", 10, debug=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import math
 import os
 import pty
@@ -12,9 +13,10 @@ import socket
 import wave
 from pathlib import Path
 
+import av
 import numpy as np
 
-from tests.sfu.clients import tone_power
+from tests.sfu.clients import COLOURS, nearest_colour, tone_power
 
 
 def free_port() -> int:
@@ -42,6 +44,24 @@ def write_tone(path: Path, frequency: float, seconds: float, rate: int = 8000) -
         out.setframerate(rate)
         out.writeframes(samples.tobytes())
     return path
+
+
+def write_picture(path: Path, colour: str, width: int = 320, height: int = 240) -> Path:
+    """A JPEG of one solid colour (a video phone's 'camera')."""
+    frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), COLOURS[colour], dtype=np.uint8), format="rgb24")
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height = width, height
+    encoder.pix_fmt = "yuvj420p"
+    encoder.time_base = fractions.Fraction(1, 25)
+    packets = encoder.encode(frame.reformat(format="yuvj420p")) + encoder.encode(None)
+    path.write_bytes(b"".join(bytes(packet) for packet in packets))
+    return path
+
+
+def picture_colour(path: Path) -> str:
+    """The colour a JPEG (a phone's snapshot of what it receives) shows."""
+    with av.open(str(path)) as container:
+        return nearest_colour(next(container.decode(video=0)))
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:

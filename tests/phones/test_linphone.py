@@ -15,7 +15,7 @@ from tests.conftest import Api
 from tests.e2e.conftest import Room, guest_credentials, user_line
 from tests.phones.linphone import Linphone, account
 from tests.phones.meeting import meeting_with_browser, sip_server
-from tests.phones.phone import heard
+from tests.phones.phone import heard, picture_colour, write_picture
 from tests.sfu.clients import tone_power
 from tests.waiting import until
 
@@ -70,3 +70,22 @@ async def test_a_users_own_line_dials_the_meetings_number(api: Api, room: Room, 
     await linphone.wait_for("ended", 10)
     await until(lambda: api.services.conferences.count(UUID(meeting["uuid"])) == 1, 5, "the phone gone from the room")
     assert heard(linphone.record_file, 440) > 0.2
+
+
+async def test_a_video_call_and_a_browser_see_each_other(api: Api, room: Room, linphone: Linphone) -> None:
+    _, token = await api.create_user("alice")
+    meeting = await api.create_meeting(token)
+    browser = await room.member(guest_credentials(meeting), 440, "red")
+    await browser.join("meeting-guest")
+    domain = api.services.settings.sip.domain
+    picture = write_picture(linphone.folder / "camera.jpg", "green")
+    await linphone.start(account(*guest_credentials(meeting), domain, sip_server(api, "udp"), "udp"), picture)
+    linphone.type(f"call sip:meeting-guest@{domain}")
+    await linphone.wait_for("Media streams established", 10)
+    # The browser sees the phone's picture; the phone sees the browser's (a snapshot of what it shows).
+    await until(lambda: "green" in browser.media.colours_seen(), 15, "the browser seeing the phone's picture")
+    assert "red" not in browser.media.colours_seen()
+    snapshot = linphone.folder / "seen.jpg"
+    linphone.type(f"snapshot {snapshot}")
+    await linphone.wait_for("Snapshot done", 10, debug=True)
+    assert picture_colour(snapshot) == "red"
