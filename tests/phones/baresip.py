@@ -57,7 +57,8 @@ class Baresip(PhoneProcess):
 
     async def start(self) -> None:
         """Start with no account (its registration would happen before ctrl_tcp can report it): `add_account`."""
-        (self.folder / "config").write_text(config(free_port(), self.control_port, self.tone, self.records))
+        # SIP on UDP and TCP at the port, TLS at the next one (baresip 1.0 always opens all three)
+        (self.folder / "config").write_text(config(free_port(2), self.control_port, self.tone, self.records))
         (self.folder / "accounts").write_text("")
         await self.spawn("baresip", "-f", str(self.folder), "-s")
         for _ in range(200):

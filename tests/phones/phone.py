@@ -19,19 +19,27 @@ import numpy as np
 from tests.sfu.clients import COLOURS, nearest_colour, tone_power
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP (SIP listens on both)."""
+def free_port(count: int = 1) -> int:
+    """A port P with P .. P+count-1 free on 127.0.0.1 for both UDP and TCP (SIP listens on both; baresip also
+    listens for TLS on the next port)."""
     for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for both UDP and TCP")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count <= 65536 and all(_free(port) for port in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive ports free for both UDP and TCP")
+
+
+def _free(port: int) -> bool:
+    with contextlib.ExitStack() as sockets:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            sock = sockets.enter_context(socket.socket(socket.AF_INET, kind))
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
 
 
 def write_tone(path: Path, frequency: float, seconds: float, rate: int = 8000) -> Path:
