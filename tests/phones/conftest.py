@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.conftest import room  # noqa: F401  (the browser-alike room fixture)
 from tests.phones.baresip import Baresip
 from tests.phones.linphone import Linphone
+from tests.phones.meeting import PHONE_TONE
 
 
 @pytest.fixture
@@ -21,21 +22,11 @@ def database_url(tmp_path: Any) -> str:
 
 @pytest.fixture
 async def baresip(tmp_path: Path) -> AsyncIterator[Baresip]:
-    folder = tmp_path / "baresip"
-    folder.mkdir()
-    phone = Baresip(folder, tone_frequency=600)
-    try:
+    async with Baresip(tmp_path / "baresip", tone_frequency=PHONE_TONE) as phone:
         yield phone
-    finally:
-        await phone.stop()
 
 
 @pytest.fixture
 async def linphone(tmp_path: Path) -> AsyncIterator[Linphone]:
-    folder = tmp_path / "linphone"
-    folder.mkdir()
-    phone = Linphone(folder, tone_frequency=600)
-    try:
+    async with Linphone(tmp_path / "linphone", tone_frequency=PHONE_TONE) as phone:
         yield phone
-    finally:
-        await phone.stop()

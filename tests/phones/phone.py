@@ -12,6 +12,7 @@ import pty
 import socket
 import wave
 from pathlib import Path
+from typing import Self
 
 import av
 import numpy as np
@@ -95,6 +96,7 @@ class PhoneProcess:
     """A phone program run in its own folder; its output goes to `log`. `stop()` ends it by PID."""
 
     def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.log = folder / "phone.log"
         self.process: asyncio.subprocess.Process | None = None
@@ -122,6 +124,12 @@ class PhoneProcess:
         """A line typed at the program's terminal."""
         assert self._terminal is not None, "not started with a terminal"
         os.write(self._terminal, line.encode() + b"\n")
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -8,15 +8,19 @@ import asyncio
 import shutil
 from uuid import UUID
 
-import numpy as np
 import pytest
 
 from tests.conftest import Api
 from tests.e2e.conftest import Room, guest_credentials, user_line
 from tests.phones.baresip import Baresip, account_line
-from tests.phones.meeting import meeting_with_browser, sip_server
+from tests.phones.meeting import (
+    ROOM_TONE,
+    assert_browser_hears_the_phone,
+    delete_meeting,
+    meeting_with_browser,
+    sip_server,
+)
 from tests.phones.phone import heard
-from tests.sfu.clients import tone_power
 from tests.waiting import until
 
 pytestmark = [
@@ -37,23 +41,17 @@ async def test_guest_dials_meeting_guest_hears_is_heard_and_is_hung_up_with_a_re
     assert (await baresip.command("dial meeting-guest"))["ok"]
     await until(lambda: bool(baresip.saw("CALL_ESTABLISHED")), 10, "baresip's call established")
 
-    # The browser hears the phone's 600 Hz (and not its own 440 Hz: mix-minus).
-    await asyncio.sleep(1.0)
-    browser.media.audio.clear()
-    browser.media.recording = True
-    await until(lambda: sum(len(a) for a in browser.media.audio) >= 48000 * 2, 10, "2 s of audio at the browser")
-    browser.media.recording = False
-    samples = browser.media.recorded().astype(np.float64)
-    assert tone_power(samples, 600) > 0.2 and tone_power(samples, 440) < 0.02
+    await asyncio.sleep(1.0)  # past the first mixes
+    await assert_browser_hears_the_phone(browser)
 
     # The meeting is deleted: BYE with a Reason reaches the phone, which ends its call.
-    await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", token, expect=204)
+    await delete_meeting(api, meeting, token)
     await until(lambda: bool(baresip.saw("CALL_CLOSED")), 10, "baresip's call closed")
     log = baresip.log_text()
     bye = log[log.index("\nBYE sip:") :]
     assert "Reason: Q.850;cause=16" in bye[: bye.index("\n\n")], bye[:600]
     # ...and the phone heard the browser's 440 Hz.
-    assert heard(baresip.recording(), 440) > 0.2
+    assert heard(baresip.recording(), ROOM_TONE) > 0.2
     # baresip answers the room updates (application/json MESSAGEs) 415: one was sent, then no more.
     assert baresip.received("MESSAGE") == 1
 
@@ -75,5 +73,5 @@ async def test_a_users_own_line_dials_the_meetings_number(api: Api, room: Room, 
     await asyncio.sleep(1.5)  # some of the room's tone
     assert (await baresip.command("hangup"))["ok"]
     await until(lambda: bool(baresip.saw("CALL_CLOSED")), 10, "baresip's call closed")
-    assert heard(baresip.recording(), 440) > 0.2
+    assert heard(baresip.recording(), ROOM_TONE) > 0.2
     await until(lambda: api.services.conferences.count(UUID(meeting["uuid"])) == 1, 5, "the phone gone from the room")

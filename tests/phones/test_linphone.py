@@ -8,15 +8,19 @@ import asyncio
 import shutil
 from uuid import UUID
 
-import numpy as np
 import pytest
 
 from tests.conftest import Api
 from tests.e2e.conftest import Room, guest_credentials, user_line
 from tests.phones.linphone import Linphone, account
-from tests.phones.meeting import meeting_with_browser, sip_server
+from tests.phones.meeting import (
+    ROOM_TONE,
+    assert_browser_hears_the_phone,
+    delete_meeting,
+    meeting_with_browser,
+    sip_server,
+)
 from tests.phones.phone import heard, picture_colour, write_picture
-from tests.sfu.clients import tone_power
 from tests.waiting import until
 
 pytestmark = [
@@ -35,22 +39,16 @@ async def test_guest_dials_meeting_guest_hears_is_heard_and_is_hung_up_with_a_re
     linphone.type(f"call sip:meeting-guest@{domain}")
     await linphone.wait_for("Media streams established", 10)
 
-    # The browser hears the phone's 600 Hz (and not its own 440 Hz: mix-minus).
-    await asyncio.sleep(1.0)
-    browser.media.audio.clear()
-    browser.media.recording = True
-    await until(lambda: sum(len(a) for a in browser.media.audio) >= 48000 * 2, 10, "2 s of audio at the browser")
-    browser.media.recording = False
-    samples = browser.media.recorded().astype(np.float64)
-    assert tone_power(samples, 600) > 0.2 and tone_power(samples, 440) < 0.02
+    await asyncio.sleep(1.0)  # past the first mixes
+    await assert_browser_hears_the_phone(browser)
 
     # The meeting is deleted: BYE with a Reason reaches the phone, which ends its call.
-    await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", token, expect=204)
+    await delete_meeting(api, meeting, token)
     await linphone.wait_for("ended", 10)
     bye = linphone.received("BYE")
     assert "Reason: Q.850;cause=16" in bye, bye
     # ...and the phone heard the browser's 440 Hz.
-    assert heard(linphone.record_file, 440) > 0.2
+    assert heard(linphone.record_file, ROOM_TONE) > 0.2
     # linphone answers the room updates (application/json MESSAGEs) 415: one was sent, then no more.
     assert linphone.count_received("MESSAGE") == 1
 
@@ -69,13 +67,13 @@ async def test_a_users_own_line_dials_the_meetings_number(api: Api, room: Room, 
     linphone.type("terminate")
     await linphone.wait_for("ended", 10)
     await until(lambda: api.services.conferences.count(UUID(meeting["uuid"])) == 1, 5, "the phone gone from the room")
-    assert heard(linphone.record_file, 440) > 0.2
+    assert heard(linphone.record_file, ROOM_TONE) > 0.2
 
 
 async def test_a_video_call_and_a_browser_see_each_other(api: Api, room: Room, linphone: Linphone) -> None:
     _, token = await api.create_user("alice")
     meeting = await api.create_meeting(token)
-    browser = await room.member(guest_credentials(meeting), 440, "red")
+    browser = await room.member(guest_credentials(meeting), ROOM_TONE, "red")
     await browser.join("meeting-guest")
     domain = api.services.settings.sip.domain
     picture = write_picture(linphone.folder / "camera.jpg", "green")
