@@ -74,9 +74,12 @@ class Linphone(PhoneProcess):
         video = picture is not None
         rc = self.folder / "linphonerc"
         rc.write_text(config(free_port(), free_port(), video, account_lines))
-        # Its database goes under HOME; without that folder the core never starts (no listening, no REGISTER).
-        (self.folder / ".local" / "share" / "linphone").mkdir(parents=True)
-        env = {**os.environ, "HOME": str(self.folder)}
+        # Its database goes under $XDG_DATA_HOME/linphone (or ~/.local/share/linphone): without that folder the core
+        # never starts (no listening, no REGISTER, nothing on the console).
+        data = self.folder / ".local" / "share"
+        (data / "linphone").mkdir(parents=True)
+        env = {**os.environ, "HOME": str(self.folder), "XDG_DATA_HOME": str(data)}
+        env["XDG_CONFIG_HOME"] = str(self.folder / ".config")
         argv = ["linphonec", "-c", str(rc), "-d", "6", "-l", str(self.debug_log), "-S"]
         if video:
             argv.append("-V")
