@@ -26,6 +26,7 @@ from tests.waiting import until
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.phones,
     pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip (Debian's baresip-core) is not installed"),
 ]
 

@@ -17,6 +17,7 @@ from tests.waiting import until
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.phones,
     pytest.mark.skipif(
         shutil.which("baresip") is None or shutil.which("linphonec") is None,
         reason="baresip-core and linphone-cli (Debian) are not installed",

@@ -26,6 +26,7 @@ from tests.waiting import until
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.phones,
     pytest.mark.skipif(shutil.which("linphonec") is None, reason="linphonec (Debian's linphone-cli) is not installed"),
 ]
 
