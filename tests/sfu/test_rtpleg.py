@@ -52,6 +52,36 @@ async def test_hold_and_no_usable_audio(settings: MediaSettings) -> None:
         await leg.close()
 
 
+async def test_outbound_offer_and_answer(sfu: SFU) -> None:
+    room = sfu.room("outbound", RoomOptions())
+    participant, offer = await room.join_rtp_outbound({"name": "asterisk"})
+    assert "m=audio" in offer and "opus/48000/2" in offer and "telephone-event/8000" in offer
+    leg = participant.leg
+    assert isinstance(leg, RtpLeg) and leg.audio_codec is None
+    await leg.accept_answer(phone_offer("m=audio 6000 RTP/AVP 8 101", "a=rtpmap:101 telephone-event/8000"))
+    assert leg.audio_codec is not None and leg.audio_codec.name == "PCMA" and leg.remote == ("127.0.0.1", 6000)
+
+
+async def test_public_address_is_announced(sfu: SFU) -> None:
+    settings = MediaSettings(
+        host_addresses=("127.0.0.1",), public_address="203.0.113.7", rtp_port_min=32000, rtp_port_max=32010
+    )
+    leg = RtpLeg("p3", settings, None)
+    try:
+        answer = await leg.answer(phone_offer("m=audio 5000 RTP/AVP 0"))
+        assert "c=IN IP4 203.0.113.7" in answer and "127.0.0.1" not in answer
+    finally:
+        await leg.close()
+
+
+def test_dtmf_digit_reported_once_per_event() -> None:
+    receiver = DtmfReceiver()
+    assert receiver.feed(bytes([1, 10, 0, 160]), 1000) is None  # not ended yet
+    assert receiver.feed(bytes([1, 0x80 | 10, 2, 128]), 1000) == "1"
+    assert receiver.feed(bytes([1, 0x80 | 10, 2, 128]), 1000) is None  # retransmitted end
+    assert receiver.feed(bytes([11, 0x80 | 10, 2, 128]), 2000) == "#"
+
+
 async def test_an_fmtp_for_a_static_payload_type_without_rtpmap_is_no_reason_to_refuse(
     settings: MediaSettings,
 ) -> None:
@@ -81,33 +111,3 @@ async def test_an_fmtp_for_a_static_payload_type_without_rtpmap_is_no_reason_to_
         assert answer.startswith("v=0") and "m=audio 0 " not in answer
     finally:
         await leg.close()
-
-
-async def test_outbound_offer_and_answer(sfu: SFU) -> None:
-    room = sfu.room("outbound", RoomOptions())
-    participant, offer = await room.join_rtp_outbound({"name": "asterisk"})
-    assert "m=audio" in offer and "opus/48000/2" in offer and "telephone-event/8000" in offer
-    leg = participant.leg
-    assert isinstance(leg, RtpLeg) and leg.audio_codec is None
-    await leg.accept_answer(phone_offer("m=audio 6000 RTP/AVP 8 101", "a=rtpmap:101 telephone-event/8000"))
-    assert leg.audio_codec is not None and leg.audio_codec.name == "PCMA" and leg.remote == ("127.0.0.1", 6000)
-
-
-async def test_public_address_is_announced(sfu: SFU) -> None:
-    settings = MediaSettings(
-        host_addresses=("127.0.0.1",), public_address="203.0.113.7", rtp_port_min=32000, rtp_port_max=32010
-    )
-    leg = RtpLeg("p3", settings, None)
-    try:
-        answer = await leg.answer(phone_offer("m=audio 5000 RTP/AVP 0"))
-        assert "c=IN IP4 203.0.113.7" in answer and "127.0.0.1" not in answer
-    finally:
-        await leg.close()
-
-
-def test_dtmf_digit_reported_once_per_event() -> None:
-    receiver = DtmfReceiver()
-    assert receiver.feed(bytes([1, 10, 0, 160]), 1000) is None  # not ended yet
-    assert receiver.feed(bytes([1, 0x80 | 10, 2, 128]), 1000) == "1"
-    assert receiver.feed(bytes([1, 0x80 | 10, 2, 128]), 1000) is None  # retransmitted end
-    assert receiver.feed(bytes([11, 0x80 | 10, 2, 128]), 2000) == "#"
