@@ -44,10 +44,13 @@ web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 $(SIPJS_BUNDLE): web/node_modules/.package-lock.json web/sip-bundle.js
 	cd web && npm run --silent build
 
-# Debian's chromium (driven by Playwright through its system executable, never a browser download) and sipp.
+# Debian's chromium (driven by Playwright through its system executable, never a browser download), sipp, and
+# the real softphones of tests/phones: baresip (baresip-core) and Linphone's console client (linphone-cli).
 system-test-deps:
-	@if ! command -v chromium >/dev/null || ! command -v sipp >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium sip-tester >/dev/null; \
+	@if ! command -v chromium >/dev/null || ! command -v sipp >/dev/null || ! command -v baresip >/dev/null \
+		|| ! command -v linphonec >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium sip-tester \
+			baresip-core linphone-cli >/dev/null; \
 	fi
 
 test-deps: $(VENV)/.test-deps-stamp web-deps system-test-deps

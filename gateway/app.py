@@ -241,7 +241,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
     # Asterisk may route phones in (trunk peers) and, when enabled, each room is bridged to its ConfBridge.
     trunk = TrunkPeers(settings.asterisk.trunk_peers)
     stack = SipStack(
-        StackConfig(domain=settings.sip.domain),
+        StackConfig(domain=settings.sip.domain, digest_algorithms=tuple(settings.sip.digest_algorithms)),
         AccountDirectory(services.users, services.meetings, trunk if trunk else None),
         invite_handler=control,
         source_trust=trunk if trunk else None,

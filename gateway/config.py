@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from signaling.digest import canonical_algorithm
+
 ENV_PREFIX = "MEETINGS_"
 
 
@@ -49,6 +51,19 @@ class SipSettings(_Section):
     udp_port: int = Field(5060, ge=0, le=65535)
     tcp_port: int = Field(5060, ge=0, le=65535)
     domain: str = Field("meetings.local", min_length=1)
+    digest_algorithms: list[str] = Field(default_factory=lambda: ["MD5"])
+
+    @field_validator("digest_algorithms")
+    @classmethod
+    def _digest_algorithms(cls, names: list[str]) -> list[str]:
+        """Known names, each once, ending with MD5: sip.js (our web apps, Wazo's SDK) answers only the last
+        challenge of a 401, and only MD5; other clients pick the first they know (RFC 8760 order)."""
+        algorithms = [canonical_algorithm(name) for name in names]
+        if len(set(algorithms)) != len(algorithms):
+            raise ValueError("an algorithm is listed twice")
+        if not algorithms or algorithms[-1] != "MD5":
+            raise ValueError("must end with MD5 (sip.js, hence the web apps, answers only the last challenge, in MD5)")
+        return algorithms
 
 
 class MediaSettings(_Section):

@@ -11,9 +11,27 @@ from .errors import SdpError
 
 def parse(text: str) -> aiortc_sdp.SessionDescription:
     try:
-        return aiortc_sdp.SessionDescription.parse(text)
+        return aiortc_sdp.SessionDescription.parse(_without_unmapped_fmtp(text))
     except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError on bad input
         raise SdpError(f"unparsable SDP: {exc}") from exc
+
+
+def _without_unmapped_fmtp(text: str) -> str:
+    """The SDP less its `a=fmtp` lines for payload types that no `a=rtpmap` of their m-section names. Phones write
+    them for static types (linphone: `a=fmtp:18 annexb=yes` for G.729 without its rtpmap), which RFC 4566 allows
+    and aiortc's parser fails on; what they say concerns codecs we take from the static table, without parameters."""
+    if "a=fmtp:" not in text:
+        return text
+    sections: list[list[str]] = [[]]
+    for line in text.splitlines(keepends=True):
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    kept: list[str] = []
+    for section in sections:
+        mapped = {line[9:].split(" ", 1)[0] for line in section if line.startswith("a=rtpmap:")}
+        kept += [line for line in section if not line.startswith("a=fmtp:") or line[7:].split(" ", 1)[0] in mapped]
+    return "".join(kept)
 
 
 def primary_ssrc(media: aiortc_sdp.MediaDescription) -> int | None:

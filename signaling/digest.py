@@ -1,6 +1,7 @@
 """HTTP Digest authentication for SIP (RFC 3261 section 22, RFC 7616, RFC 8760).
 
-Server side, `DigestChallenger`: challenges with MD5 and SHA-256 (qop=auth) and checks credentials. Nonces are
+Server side, `DigestChallenger`: challenges (qop=auth) with the algorithms it is given, one WWW-Authenticate value
+each in the given order (RFC 8760: most preferred first), and checks credentials. Nonces are
 stateless: a timestamp, random bytes and an HMAC of both under a server secret, so any nonce we did not make,
 or one that has expired, is refused without a table. A small bounded table remembers the highest nonce-count
 seen per nonce, to refuse replays.
@@ -22,15 +23,27 @@ from enum import Enum
 from .uri import split_commas, unquote
 
 __all__ = [
+    "CHALLENGE_ALGORITHMS",
     "AuthOutcome",
     "DigestChallenger",
     "DigestClient",
     "DigestCredentials",
+    "canonical_algorithm",
     "compute_response",
     "parse_auth_params",
 ]
 
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+#: The algorithm names a challenge may carry, spelled as RFC 7616 section 6.1 registers them.
+CHALLENGE_ALGORITHMS = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
+
+
+def canonical_algorithm(name: str) -> str:
+    """The registered spelling of a digest algorithm name (they compare without case); ValueError if unknown."""
+    for known in CHALLENGE_ALGORITHMS:
+        if known.upper() == name.strip().upper():
+            return known
+    raise ValueError(f"unknown digest algorithm {name!r} (known: {', '.join(CHALLENGE_ALGORITHMS)})")
 
 
 def _h(algorithm: str, text: str) -> str:
@@ -121,16 +134,19 @@ class DigestChallenger:
         realm: str,
         secret: bytes | None = None,
         nonce_lifetime: float = 300.0,
-        algorithms: tuple[str, ...] = ("MD5", "SHA-256"),
+        algorithms: tuple[str, ...] = ("MD5",),
         max_tracked_nonces: int = 100_000,
-        repeat_first_last: bool = True,
     ) -> None:
-        # Clients that only do MD5 read one challenge: sipp the first, sip.js 0.21 the last (its parser keeps
-        # the last WWW-Authenticate header). So the first challenge (MD5) is also repeated last; clients that
-        # choose among all of them (our DigestClient, RFC 8760 ones) still see SHA-256.
-        self.repeat_first_last = repeat_first_last
+        # MD5 alone by default: clients of an older digest (baresip 1.0's libre) give up on a 401 that holds any
+        # algorithm they do not know, whatever else it offers, and sip.js 0.21 answers only the last challenge,
+        # and only if it is MD5.
+        if not algorithms:
+            raise ValueError("at least one digest algorithm is needed")
+        self.algorithms = tuple(canonical_algorithm(name) for name in algorithms)
+        if len(set(self.algorithms)) != len(self.algorithms):
+            raise ValueError(f"digest algorithms listed twice: {', '.join(algorithms)}")
+        self._accepted = {name.upper() for name in self.algorithms}
         self.realm = realm
-        self.algorithms = algorithms
         self.nonce_lifetime = nonce_lifetime
         self._secret = secret or secrets.token_bytes(32)
         key = self._secret if len(self._secret) <= 64 else hashlib.sha256(self._secret).digest()
@@ -171,13 +187,10 @@ class DigestChallenger:
         """The WWW-Authenticate (or Proxy-Authenticate) values: one per algorithm, same nonce."""
         nonce = self.make_nonce()
         extra = ", stale=true" if stale else ""
-        values = [
+        return [
             f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={alg}, qop="auth"{extra}'
             for alg in self.algorithms
         ]
-        if self.repeat_first_last and len(values) > 1:
-            values.append(values[0])
-        return values
 
     # -- checking ---------------------------------------------------------------------------------------------
     def credentials_for_realm(self, header_values: list[str]) -> dict[str, str] | None:
@@ -197,7 +210,7 @@ class DigestChallenger:
         qop = params.get("qop")
         nc = params.get("nc", "")
         cnonce = params.get("cnonce", "")
-        if not username or uri is None or algorithm not in self.algorithms:
+        if not username or uri is None or algorithm not in self._accepted:
             return AuthCheck(AuthOutcome.INVALID, username)
         if qop != "auth" or len(nc) != 8 or not cnonce:
             return AuthCheck(AuthOutcome.INVALID, username)

@@ -48,6 +48,12 @@ class Binding:
     def expires_in(self, now: float | None = None) -> int:
         return max(0, round(self.expires_at - (now if now is not None else time.monotonic())))
 
+    def contact_header(self, now: float | None = None) -> str:
+        """The binding as a 2xx lists it: the Contact as registered, with its parameters (linphone looks for its
+        own, `+sip.instance` included, among them) and the time left."""
+        params = {name: value for name, value in self.contact.params.items() if name.lower() != "expires"}
+        return str(Address(self.contact.uri, None, {**params, "expires": str(self.expires_in(now))}))
+
 
 @dataclass(slots=True)
 class RegisterResult:

@@ -115,6 +115,7 @@ class StackConfig:
     advertised_host: str | None = None  # host put in Via/Contact instead of the local address
     auth_secret: bytes | None = None  # HMAC key of the nonces (random per process when None)
     nonce_lifetime: float = 300.0
+    digest_algorithms: tuple[str, ...] = ("MD5",)  # challenged with, in this order (see DigestChallenger)
     invite_timeout: float = 180.0  # a call the application never decides on is ended with 480
 
 
@@ -160,7 +161,9 @@ class SipStack:
         self.message_handler = message_handler
         self.registrar = registrar or Registrar()
         self.transactions = TransactionLayer(config.timers)
-        self.challenger = DigestChallenger(config.domain, config.auth_secret, config.nonce_lifetime)
+        self.challenger = DigestChallenger(
+            config.domain, config.auth_secret, config.nonce_lifetime, config.digest_algorithms
+        )
         self.websocket = WebSocketTransport(self.receive, config.limits)
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
@@ -482,7 +485,7 @@ class SipStack:
         headers: list[tuple[str, str]] = list(result.headers)
         if result.status == 200:
             for b in result.bindings:
-                headers.append(("Contact", f"<{b.contact.uri}>;expires={b.expires_in()}"))
+                headers.append(("Contact", b.contact_header()))
         tx.respond(req.create_response(result.status, result.reason, to_tag=new_tag(), headers=headers))
 
     # -- out-of-dialog MESSAGE --------------------------------------------------------------------------------

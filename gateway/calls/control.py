@@ -33,7 +33,7 @@ from sfu.room import Room
 from sfu.server import SFU
 from sfu.settings import RoomOptions
 from signaling.call import CallCancelled, IncomingCall
-from signaling.dialog import BaseDialogHandler, Dialog, DialogError
+from signaling.dialog import BaseDialogHandler, Dialog, DialogError, RequestFailed
 from signaling.message import SipRequest
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,17 @@ PICTURE_FAST_UPDATE = (
     b"   <picture_fast_update/>\r\n  </to_encoder>\r\n </vc_primitive>\r\n</media_control>\r\n"
 )
 SINGLE_SLOT_MODES = {"follow_talker", "last_marked", "first_marked"}
+#: A client answering a room update with one of these cannot take them (baresip answers 415): no more are sent.
+MESSAGES_REFUSED = {405, 415, 501}
+
+
+def takes_messages(invite: SipRequest | None) -> bool:
+    """Whether a caller may be sent in-dialog MESSAGEs: unless his INVITE's Allow leaves MESSAGE out. (sip.js and
+    Wazo's SDK list MESSAGE in Allow and send no Accept, so Accept cannot be what decides.)"""
+    if invite is None:
+        return True
+    allowed = invite.headers.values("allow")
+    return not allowed or any(method.strip().upper() == "MESSAGE" for method in allowed)
 
 
 def _spawn(tasks: set[asyncio.Task[Any]], work: Any) -> None:
@@ -79,6 +90,8 @@ class MeetingCall(BaseDialogHandler):
         #: the camera turned off in the app (the slot keeps its place; others show an avatar instead)
         self.video_muted = False
         self.slots_shown: dict[str, str | None] | None = None
+        #: room updates go out while this holds: the caller allows MESSAGE and has not refused one
+        self.takes_messages = takes_messages(dialog.initial_request if dialog.is_uas else None)
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sender = asyncio.get_running_loop().create_task(self._send_messages())
@@ -180,14 +193,23 @@ class MeetingCall(BaseDialogHandler):
 
     # -- messages, in order, one at a time
     def send(self, body: bytes) -> None:
-        if not self.left:
+        if not self.left and self.takes_messages:
             self._outbox.put_nowait(body)
 
     async def _send_messages(self) -> None:
-        while True:
+        while self.takes_messages:
             body = await self._outbox.get()
             try:
                 await self.dialog.message(body)
+            except RequestFailed as exc:
+                if exc.response.status in MESSAGES_REFUSED:
+                    # The call goes on; only the updates stop.
+                    logger.info(
+                        "%s: the client refuses room updates (%s): none sent any more", self.participant_id, exc
+                    )
+                    self.takes_messages = False
+                else:
+                    logger.debug("%s: room update not delivered: %s", self.participant_id, exc)
             except (DialogError, OSError) as exc:
                 logger.debug("%s: room update not delivered: %s", self.participant_id, exc)
 

@@ -23,6 +23,7 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
     assert settings.meetings.exten_prefix == "*41"
     assert settings.database.url.startswith("sqlite:///var/")
     assert settings.asterisk.extension_pattern == "wazo-meeting-{uuid}"
+    assert settings.sip.digest_algorithms == ["MD5"]
 
 
 @pytest.mark.parametrize(
@@ -35,6 +36,10 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
         ({"MEETINGS_ASTERISK__TRANSPORT": "sctp"}, "asterisk.transport"),
         ({"MEETINGS_MEDIA__RTP_PORT_MIN": "30000", "MEETINGS_MEDIA__RTP_PORT_MAX": "20000"}, "media"),
         ({"MEETINGS_NOPE__X": "1"}, "nope"),
+        ({"MEETINGS_SIP__DIGEST_ALGORITHMS": "[SHA-512, MD5]"}, "sip.digest_algorithms"),
+        ({"MEETINGS_SIP__DIGEST_ALGORITHMS": "[MD5, SHA-256]"}, "sip.digest_algorithms"),
+        ({"MEETINGS_SIP__DIGEST_ALGORITHMS": "[MD5, md5]"}, "sip.digest_algorithms"),
+        ({"MEETINGS_SIP__DIGEST_ALGORITHMS": "[]"}, "sip.digest_algorithms"),
     ],
 )
 def test_bad_settings_are_named(environ: dict[str, str], named: str) -> None:

@@ -126,6 +126,9 @@ class SipClient:
         self.transport = "WS"
         self.calls: dict[str, Call] = {}
         self.on_offer: Answerer | None = None
+        #: how in-dialog MESSAGEs are answered (baresip answers them 415), and how many came
+        self.message_status = 200
+        self.messages_received = 0
         self._pending: dict[str, asyncio.Future[SipMessage]] = {}
         self._nc = 0
         self._send: Callable[[bytes], Awaitable[None]]
@@ -243,6 +246,10 @@ class SipClient:
                 request, 200, "OK", answer, [("Contact", self.contact), ("Content-Type", "application/sdp")]
             )
         elif method == "MESSAGE":
+            self.messages_received += 1
+            if self.message_status != 200:
+                await self._respond(request, self.message_status, "Refused")
+                return
             call.messages.append(json.loads(request.body))
             await self._respond(request, 200, "OK")
         elif method == "BYE":
@@ -261,7 +268,8 @@ class SipClient:
         return name, digest_authorization(md5_challenge(response), method, uri, self.username, self.password, self._nc)
 
     # -- what a client does
-    async def register(self, expires: int = 600) -> SipMessage:
+    async def register(self, expires: int = 600, authenticate: bool = True) -> SipMessage:
+        """REGISTER, answering a challenge when `authenticate` (else the challenge is returned)."""
         uri = f"sip:{self.domain}"
         call_id = secrets.token_hex(8)
         tag = secrets.token_hex(4)
@@ -274,12 +282,12 @@ class SipClient:
             ("Expires", str(expires)),
         ]
         response = await self._transact(f"REGISTER {uri} SIP/2.0", [*base, ("CSeq", "1 REGISTER")])
-        if response.status in (401, 407):
+        if response.status in (401, 407) and authenticate:
             auth = self._authorize(response, "REGISTER", uri)
             response = await self._transact(f"REGISTER {uri} SIP/2.0", [*base, ("CSeq", "2 REGISTER"), auth])
         return response
 
-    async def invite(self, extension: str, offer: bytes) -> Call:
+    async def invite(self, extension: str, offer: bytes, extra: list[tuple[str, str]] | None = None) -> Call:
         uri = f"sip:{extension}@{self.domain}"
         call = Call(call_id=secrets.token_hex(10), local_tag=secrets.token_hex(4), remote_uri=uri)
         self.calls[call.call_id] = call
@@ -290,6 +298,7 @@ class SipClient:
             ("Call-ID", call.call_id),
             ("Contact", self.contact),
             ("Content-Type", "application/sdp"),
+            *(extra or []),
         ]
         response = await self._transact(f"INVITE {uri} SIP/2.0", [*base, ("CSeq", "1 INVITE")], offer)
         await self._ack_failure(uri, base, response, 1)

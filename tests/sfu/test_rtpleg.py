@@ -106,3 +106,34 @@ def test_dtmf_digit_reported_once_per_event() -> None:
     assert receiver.feed(bytes([1, 0x80 | 10, 2, 128]), 1000) == "1"
     assert receiver.feed(bytes([1, 0x80 | 10, 2, 128]), 1000) is None  # retransmitted end
     assert receiver.feed(bytes([11, 0x80 | 10, 2, 128]), 2000) == "#"
+
+
+async def test_an_fmtp_for_a_static_payload_type_without_rtpmap_is_no_reason_to_refuse(
+    settings: MediaSettings,
+) -> None:
+    """linphone 5.1's offer (its attributes as sent): `a=fmtp:18 annexb=yes` has no rtpmap for 18."""
+    leg = RtpLeg("p3", settings, None)
+    try:
+        answer = await leg.answer(
+            phone_offer(
+                "a=rtcp-xr:rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics",
+                "m=audio 44529 RTP/AVP 96 97 98 0 8 18 99 100 101",
+                "a=rtpmap:96 opus/48000/2",
+                "a=fmtp:96 useinbandfec=1",
+                "a=rtpmap:97 speex/16000",
+                "a=fmtp:97 vbr=on",
+                "a=rtpmap:98 speex/8000",
+                "a=fmtp:98 vbr=on",
+                "a=fmtp:18 annexb=yes",
+                "a=rtpmap:99 telephone-event/48000",
+                "a=rtpmap:100 telephone-event/16000",
+                "a=rtpmap:101 telephone-event/8000",
+                "a=rtcp:58776",
+                "a=rtcp-fb:* trr-int 1000",
+                "a=rtcp-fb:* ccm tmmbr",
+            )
+        )
+        assert leg.audio_codec is not None and leg.remote == ("127.0.0.1", 44529)
+        assert answer.startswith("v=0") and "m=audio 0 " not in answer
+    finally:
+        await leg.close()

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from signaling.digest import (
     DigestClient,
     DigestCredentials,
     _auth_params_general,
+    canonical_algorithm,
     compute_response,
     parse_auth_params,
 )
@@ -45,18 +47,39 @@ def _answer(ch: DigestChallenger, challenge: str, password: str = "pw", method: 
     return parse_auth_params(value)[1]
 
 
-def test_challenges_offer_md5_then_sha256_and_verify() -> None:
-    ch = DigestChallenger("meetings.test")
+def test_challenges_are_md5_alone_by_default() -> None:
+    challenges = DigestChallenger("meetings.test").challenges()
+    assert [parse_auth_params(c)[1]["algorithm"] for c in challenges] == ["MD5"]
+
+
+@pytest.mark.parametrize(
+    "algorithms",
+    [("SHA-256", "MD5"), ("SHA-256-sess", "sha-256", "MD5-SESS", "md5"), ("MD5",)],
+)
+def test_challenges_follow_the_given_order_once_each_and_every_one_verifies(algorithms: tuple[str, ...]) -> None:
+    ch = DigestChallenger("meetings.test", algorithms=algorithms)
     challenges = ch.challenges()
-    # MD5 first for sipp, SHA-256, and MD5 again last for sip.js (which keeps the last header)
-    assert [parse_auth_params(c)[1]["algorithm"] for c in challenges] == ["MD5", "SHA-256", "MD5"]
-    challenges = challenges[:2]
+    named = [parse_auth_params(c)[1]["algorithm"] for c in challenges]
+    assert named == [canonical_algorithm(a) for a in algorithms]  # the registered spelling, no repeats
     assert all('qop="auth"' in c for c in challenges)
+    assert len({parse_auth_params(c)[1]["nonce"] for c in challenges}) == 1
     for c in challenges:
-        params = _answer(ch, c)
-        assert ch.verify(params, "REGISTER", "pw").outcome is AuthOutcome.OK
-    # the client prefers SHA-256 when it can choose
-    assert "SHA-256" in (DigestClient.pick_challenge(challenges) or "")
+        assert ch.verify(_answer(ch, c), "REGISTER", "pw").outcome is AuthOutcome.OK
+    if "SHA-256" in named:
+        # our own client (towards Asterisk) prefers SHA-256 when it can choose
+        assert "algorithm=SHA-256," in (DigestClient.pick_challenge(challenges) or "")
+
+
+def test_an_algorithm_not_challenged_with_is_refused() -> None:
+    sha_only = DigestChallenger("meetings.test", algorithms=("SHA-256",))
+    md5 = f'Digest realm="meetings.test", nonce="{sha_only.make_nonce()}", algorithm=MD5, qop="auth"'
+    assert sha_only.verify(_answer(sha_only, md5), "REGISTER", "pw").outcome is AuthOutcome.INVALID
+
+
+@pytest.mark.parametrize("algorithms", [(), ("MD5", "md5"), ("SHA-512",)])
+def test_bad_algorithm_lists_are_refused(algorithms: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError):
+        DigestChallenger("meetings.test", algorithms=algorithms)
 
 
 def test_wrong_password_method_or_forged_nonce_refused() -> None:

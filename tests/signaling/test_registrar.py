@@ -55,3 +55,13 @@ def test_bindings_best_first_expire_refresh_and_wildcard(monkeypatch: pytest.Mon
     res = r.register("alice", register(["*"], 5, 0), flow)
     assert res.status == 200 and res.bindings == [] and r.lookup("alice") == [] and r.aors() == []
     assert changes.count("alice") == 3
+
+
+def test_the_bindings_are_listed_with_the_parameters_they_were_registered_with() -> None:
+    r = Registrar()
+    flow = _Flow(("127.0.0.1", 5060), ("127.0.0.1", 5070))
+    contact = '<sip:a@h1;transport=udp>;+sip.instance="<urn:uuid:da7960ce-cd3e-0001>";reg-id=1;expires=300'
+    res = r.register("alice", register([contact], 1), flow)
+    assert [b.contact_header() for b in res.bindings] == [
+        '<sip:a@h1;transport=udp>;+sip.instance="<urn:uuid:da7960ce-cd3e-0001>";reg-id=1;expires=300'
+    ]
