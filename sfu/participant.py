@@ -59,6 +59,8 @@ class Participant(EventEmitter):
         self.joined_at = time.time()
         self.muted = False
         self.talking = False
+        #: the participant whose video this one wants in a slot whoever speaks (a pinned tile), or None
+        self.pinned: str | None = None
         self.closed = False
         self.close_reason: str | None = None
         self._closing: asyncio.Future[None] | None = None
@@ -129,6 +131,15 @@ class Participant(EventEmitter):
         """The participant's decoders want a fresh picture: ask the sources his slots show (or switch to)."""
         for slot in self.slots:
             slot.on_keyframe_request()
+
+    # video
+
+    def pin(self, participant_id: str | None) -> None:
+        """Keep `participant_id`'s video in one of this participant's slots (None: back to the speakers)."""
+        if participant_id == self.id or participant_id == self.pinned:
+            return
+        self.pinned = participant_id
+        self.room._update_video()
 
     # audio
 

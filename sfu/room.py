@@ -218,7 +218,14 @@ class Room(EventEmitter):
             slots = [s for s in subscriber.slots if s.active]
             if not slots:
                 continue
-            wanted = [s for s in sources if s.owner_id != subscriber.id and slots[0].accepts(s)][: len(slots)]
+            eligible = [s for s in sources if s.owner_id != subscriber.id and slots[0].accepts(s)]
+            if subscriber.pinned is not None:
+                # the pinned participant's first source comes first, whoever speaks
+                pinned = next((s for s in eligible if s.owner_id == subscriber.pinned), None)
+                if pinned is not None:
+                    eligible.remove(pinned)
+                    eligible.insert(0, pinned)
+            wanted = eligible[: len(slots)]
             free = [slot for slot in slots if slot.target not in wanted]
             shown = {slot.target for slot in slots}
             for source in wanted:

@@ -164,15 +164,17 @@ class MeetingCall(BaseDialogHandler):
         return 200
 
     async def on_message(self, dialog: Dialog, request: SipRequest) -> int:
-        """The app tells its own state: `{"type": "ParticipantState", "muted": bool, "video_muted": bool}`."""
-        state = roomstate.participant_state(request.body)
-        if state is None:
+        """The app tells its own state (ParticipantState) or pins someone (Pin); see roomstate.AppMessage."""
+        message = roomstate.app_message(request.body)
+        if message is None:
             return 200  # not ours (any other MESSAGE is accepted and ignored, as before)
-        muted, video_muted = state
-        if muted is not None:
-            self.participant.set_muted(muted)  # muted people are not mixed, and everyone is told (ConfbridgeMute)
-        if video_muted is not None and video_muted != self.video_muted:
-            self.video_muted = video_muted
+        if message.type == "Pin":
+            self.participant.pin(message.pinned)
+            return 200
+        if message.muted is not None:
+            self.participant.set_muted(message.muted)  # muted people are not mixed; everyone is told (ConfbridgeMute)
+        if message.video_muted is not None and message.video_muted != self.video_muted:
+            self.video_muted = message.video_muted
             self.room.tell_video_muted(self)
         return 200
 

@@ -4,13 +4,15 @@ Wazo's SDK reads `type` (ConfbridgeWelcome, ConfbridgeJoin, ConfbridgeLeave, Con
 channel to its call with `channelvars.WAZO_SIP_CALL_ID`. Ours, which the SDK ignores: ConfbridgeVideoSlots (which
 participant each of a subscriber's video slots, by SDP mid, shows, so an app can put names on tiles),
 ConfbridgeVideoMute/Unmute and a channel's `video_muted` (a camera turned off), and, from the apps, the
-ParticipantState MESSAGE in which an app tells its own microphone and camera state.
+ParticipantState MESSAGE in which an app tells its own microphone and camera state and the Pin MESSAGE in which
+it asks for someone's video whoever speaks.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -93,19 +95,36 @@ def video_muted(bridge_info: dict[str, str], member: Member) -> bytes:
     return _about("ConfbridgeVideoMute" if member.video_muted else "ConfbridgeVideoUnmute", bridge_info, member)
 
 
-def participant_state(body: bytes) -> tuple[bool | None, bool | None] | None:
-    """An app's own state in a MESSAGE: (muted, video_muted), each None when not said; None if not such a body."""
+@dataclass(frozen=True)
+class AppMessage:
+    """What an app says of itself in a MESSAGE: ParticipantState (muted, video_muted, each None when not said)
+    or Pin (`pinned`: the channel id whose video it wants in a slot whoever speaks, or None to unpin)."""
+
+    type: str
+    muted: bool | None = None
+    video_muted: bool | None = None
+    pinned: str | None = None
+
+
+def app_message(body: bytes) -> AppMessage | None:
+    """The app's message in a MESSAGE body, or None if the body is not one of ours."""
     try:
         message = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(message, dict) or message.get("type") != "ParticipantState":
+    if not isinstance(message, dict):
         return None
-    muted, video_muted = message.get("muted"), message.get("video_muted")
-    return (
-        muted if isinstance(muted, bool) else None,
-        video_muted if isinstance(video_muted, bool) else None,
-    )
+
+    def flag(name: str) -> bool | None:
+        value = message.get(name)
+        return value if isinstance(value, bool) else None
+
+    if message.get("type") == "ParticipantState":
+        return AppMessage("ParticipantState", muted=flag("muted"), video_muted=flag("video_muted"))
+    if message.get("type") == "Pin":
+        channel = message.get("channel")
+        return AppMessage("Pin", pinned=channel if isinstance(channel, str) and channel else None)
+    return None
 
 
 def video_slots(bridge_info: dict[str, str], slots: dict[str, str | None]) -> bytes:

@@ -313,6 +313,23 @@ async ({ endReason }) => {
 """
 
 
+async def _assert_tiles_fit(page: Any) -> None:
+    """Every tile is 4:3 (nothing cropped into tall tiles), inside the stage, and none covers another."""
+    boxes = await page.evaluate(
+        "[...document.querySelectorAll('#tiles > .tile')].map(t => { const r = t.getBoundingClientRect();"
+        " return [r.left, r.top, r.right, r.bottom]; })"
+    )
+    stage = await page.evaluate("(() => { const r = document.getElementById('stage').getBoundingClientRect();"
+                                " return [r.left, r.top, r.right, r.bottom]; })()")  # fmt: skip
+    for left, top, right, bottom in boxes:
+        assert abs((right - left) / (bottom - top) - 4 / 3) < 0.02, (left, top, right, bottom)
+        assert left >= stage[0] - 1 and top >= stage[1] - 1 and right <= stage[2] + 1 and bottom <= stage[3] + 1
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            overlap = min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1
+            assert not overlap, (a, b)
+
+
 async def test_meeting_stage_from_room_messages(site: Site, browser: Browser) -> None:
     _, token = await _owner(site.api)
     meeting = await site.api.create_meeting(token, name="Weekly sync")
@@ -321,12 +338,18 @@ async def test_meeting_stage_from_room_messages(site: Site, browser: Browser) ->
     await page.wait_for_selector("#prejoin-title")
     assert await page.evaluate(STAGE_SCRIPT, {"endReason": "deleted"})
 
+    # Everyone has a tile: those the slots show with their video, Carol (no slot) with her initials, and mine.
     tiles = page.locator("#tiles .tile")
-    await page.wait_for_function("document.querySelectorAll('#tiles .tile').length === 2")
-    assert [await tiles.nth(i).get_attribute("data-participant") for i in range(2)] == ["Alice Owner", "Bob"]
+    await page.wait_for_function("document.querySelectorAll('#tiles .tile').length === 4")
+    names = [await tiles.nth(i).get_attribute("data-participant") for i in range(4)]
+    assert names == ["Alice Owner", "Bob", "Carol", "Gina"]
     await page.wait_for_function(
-        "[...document.querySelectorAll('#tiles .tile')].every(t => t.classList.contains('has-video'))"
+        "['Alice Owner', 'Bob'].every(n => document.querySelector(`.tile[data-participant='${n}']`)"
+        ".classList.contains('has-video'))"
     )
+    assert await page.inner_text(".tile[data-participant='Carol'] .avatar") == "C"
+    assert await page.locator(".tile[data-participant='Carol'][data-mid]").count() == 0
+    await _assert_tiles_fit(page)
     people = await page.inner_text("#participants")
     for name in ("Alice Owner", "Bob", "Carol", "Gina"):
         assert name in people
@@ -356,8 +379,32 @@ async def test_meeting_stage_from_room_messages(site: Site, browser: Browser) ->
     await page.wait_for_selector("#self-view .cam-off:not([hidden])")
     await browser.shot(page, "stage-muted")
 
+    # The speaker view: Bob (talking) large, the others in a strip; pinning Carol makes hers the large tile and asks
+    # the server for her video.
+    await page.click("#toggle-layout")
+    await page.wait_for_selector("#tiles.speaker .tile.main[data-participant='Bob']")
+    assert await page.locator("#strip .tile").count() == 2  # Carol and me (Alice has left)
+    await browser.shot(page, "stage-speaker")
+    await page.hover(".tile[data-participant='Carol']")
+    await page.click(".tile[data-participant='Carol'] .pin")
+    await page.wait_for_selector("#tiles.speaker .tile.main.pinned[data-participant='Carol']")
+    assert await page.evaluate("__stage.call.pinned") == "c3"
+    await page.click("#toggle-layout")
+    await page.wait_for_selector("#tiles.grid")
+
+    # A crowd on a phone: as many tiles as fit, the rest behind "+N", mine always there.
+    await page.evaluate(
+        "__stage.call.applyRoomEvent({type: 'ConfbridgeJoin', channels: Array.from({length: 12}, (_, i) =>"
+        " ({id: 'x' + i, caller: {name: 'Guest ' + (i + 10), number: ''}, talking_status: 'off',"
+        " channelvars: {WAZO_SIP_CALL_ID: 'x' + i}}))})"
+    )
     await page.set_viewport_size({"width": 390, "height": 844})
-    await page.wait_for_timeout(200)
+    await page.wait_for_selector("#overflow")
+    shown = await page.locator("#tiles > .tile:not(.overflow)").count()
+    hidden = int((await page.inner_text("#overflow")).lstrip("+"))
+    assert shown + hidden == 15  # Bob, Carol, the 12 guests and me, each once
+    assert await page.locator("#tiles .tile.self").count() == 1
+    await _assert_tiles_fit(page)
     await browser.shot(page, "stage-phone")
     await page.click("#toggle-people")
     await browser.shot(page, "stage-phone-people")

@@ -63,6 +63,30 @@ def slot_switched_from_recent(client: WebRtcClient) -> bool:
     return slot.pending is None and slot.switches >= 2
 
 
+@pytest.mark.slow
+async def test_a_pinned_participant_keeps_a_slot_whoever_speaks(sfu: SFU) -> None:
+    room = sfu.room("pin", RoomOptions(last_n=1))
+    a, b, c = WebRtcClient("A", 440, "red"), WebRtcClient("B", None, "blue"), WebRtcClient("C", None, "green")
+    try:
+        for client in (a, b, c):
+            await client.join(room)
+        for client in (a, b, c):
+            await client.accept_slots()
+        await until(lambda: c.colours_seen() == {"red"}, 8)  # A speaks: C's one slot shows A
+        assert b.participant is not None and c.participant is not None
+        c.participant.pin(b.participant.id)
+        await until(lambda: "blue" in c.colours_seen(), 8)
+        assert c.participant.slots[0].target is b.participant.video_source  # pinned, though A still speaks
+        assert a.participant is not None
+        assert b.participant.slots[0].target is a.participant.video_source  # the others still follow the speaker
+        c.participant.pin(None)
+        viewer, speaker = c.participant, a.participant
+        await until(lambda: viewer.slots[0].target is speaker.video_source, 8)
+    finally:
+        for client in (a, b, c):
+            await client.close()
+
+
 async def test_audio_only_room_offers_no_slots(sfu: SFU) -> None:
     room = sfu.room("audio-only", RoomOptions(video=False))
     a = WebRtcClient("A", None, "red")

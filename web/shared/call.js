@@ -139,8 +139,9 @@ export class MeetingCall extends EventTarget {
         continue; // the server or the network is not back yet
       }
       this.recovering = false;
-      this.toldState = null; // a new participant on the server: tell it our microphone and camera again
+      this.toldState = null; // a new participant on the server: tell it our microphone, camera and pin again
       this.tellState({});
+      if (this.pinned) this.pin(this.pinned);
       this.emit("reconnected");
       return;
     }
@@ -513,6 +514,17 @@ export class MeetingCall extends EventTarget {
   setCameraEnabled(enabled) {
     this.localStream.getVideoTracks().forEach((track) => (track.enabled = enabled));
     this.tellState({ video_muted: !enabled });
+  }
+
+  /** Ask the room to keep `channelId`'s video in one of our slots whoever speaks (null: follow the speakers). */
+  pin(channelId) {
+    this.pinned = channelId;
+    const session = this.session;
+    if (!session || session.state !== SessionState.Established) return;
+    const content = JSON.stringify({ type: "Pin", channel: channelId });
+    session
+      .message({ requestOptions: { body: { contentDisposition: "render", contentType: "application/json", content } } })
+      .catch(() => {});
   }
 
   /** Tell the room our microphone and camera state (an in-dialog MESSAGE), so the others show it. */

@@ -3,6 +3,7 @@
 
 import { h, icon, initials, replace } from "./dom.js";
 import { hasMicrophone, saveToggles } from "./media.js";
+import { gridCapacity, gridFit } from "./stage-layout.js";
 
 /**
  * @param {HTMLElement} root
@@ -17,12 +18,19 @@ import { hasMicrophone, saveToggles } from "./media.js";
  */
 export function renderMeeting(root, options) {
   const { call } = options;
-  const state = { micOn: options.micOn !== false, camOn: options.camOn !== false, sideOpen: window.innerWidth > 820 };
+  const state = {
+    micOn: options.micOn !== false,
+    camOn: options.camOn !== false,
+    sideOpen: window.innerWidth > 820,
+    layout: "grid", // or "speaker": the speaker (or whoever is pinned) large, the others in a strip
+    pinned: null, // the channel id whose tile stays large (and whose video the server keeps in a slot)
+    speaker: null, // the last one who talked
+  };
   document.body.classList.add("in-meeting");
   call.setMicEnabled(state.micOn);
   call.setCameraEnabled(state.camOn);
 
-  const tiles = h("div.tiles", { id: "tiles", role: "list", "aria-label": "Participants' video" });
+  const tiles = h("div.tiles.grid", { id: "tiles", role: "list", "aria-label": "Participants" });
   const reconnecting = h(
     "div.reconnecting",
     { id: "reconnecting", role: "status", hidden: true },
@@ -43,8 +51,8 @@ export function renderMeeting(root, options) {
   const selfCamOff = h("div.cam-off", { hidden: true }, "Camera off");
   const selfMuted = h("span.muted-icon", { id: "self-muted", hidden: true, title: "You are muted" }, icon("micOff", "muted"));
   const selfView = h(
-    "div.self-view",
-    { id: "self-view" },
+    "div.tile.self-view.self",
+    { id: "self-view", role: "listitem", "data-participant": options.myName || "You" },
     selfVideo,
     selfCamOff,
     h("span.nameplate", {}, h("span", {}, `${options.myName || "You"} (you)`), selfMuted),
@@ -80,12 +88,20 @@ export function renderMeeting(root, options) {
   );
   const clock = h("span.clock", { "aria-label": "Time in the meeting" }, "00:00");
 
+  const stage = h("main.stage", { id: "stage" }, reconnecting, tiles, emptyState);
+  const layoutButton = h("button.round", { type: "button", id: "toggle-layout" });
+  layoutButton.addEventListener("click", () => {
+    state.layout = state.layout === "speaker" ? "grid" : "speaker";
+    updateControls();
+    render();
+  });
+
   const meeting = h(
     "div.meeting",
     { id: "meeting", "data-call-id": call.callId || "" },
     h("header.meeting-top", {}, h("span.brand-mark", {}, icon("logo")), h("h1", { id: "meeting-title" }, options.title), h("span.spacer", { style: "flex:1" }), clock),
-    h("div.meeting-body", {}, h("main.stage", { id: "stage" }, reconnecting, tiles, emptyState, selfView), side),
-    h("nav.controls", { "aria-label": "Call controls" }, micButton, camButton, peopleButton, leaveButton),
+    h("div.meeting-body", {}, stage, side),
+    h("nav.controls", { "aria-label": "Call controls" }, micButton, camButton, layoutButton, peopleButton, leaveButton),
   );
   replace(root, meeting);
 
@@ -108,6 +124,10 @@ export function renderMeeting(root, options) {
     selfCamOff.hidden = state.camOn && hasCamera;
     selfMuted.hidden = state.micOn && hasMic;
     selfCamOff.textContent = hasCamera ? "Camera off" : "No camera";
+    const speaker = state.layout === "speaker";
+    layoutButton.replaceChildren(icon(speaker ? "grid" : "speaker"));
+    layoutButton.setAttribute("aria-label", speaker ? "Show everyone in a grid" : "Show the speaker large");
+    layoutButton.title = speaker ? "Grid view" : "Speaker view";
     side.hidden = !state.sideOpen;
     peopleButton.setAttribute("aria-expanded", String(state.sideOpen));
     peopleButton.setAttribute("aria-label", state.sideOpen ? "Hide participants" : "Show participants");
@@ -134,72 +154,171 @@ export function renderMeeting(root, options) {
   peopleButton.addEventListener("click", () => toggleSide());
   leaveButton.addEventListener("click", () => options.onLeave());
 
-  const tileByMid = new Map();
+  // --- the stage: a tile for everyone (video where a slot shows him, his initials otherwise), yours included
 
-  function makeTile(slot) {
+  const tileByKey = new Map(); // "c:<channel>" | "m:<mid>" (a slot whose person is not known yet) -> entry
+  const overflow = h("button.tile.overflow", { type: "button", id: "overflow", "aria-label": "Show everyone" }, h("span", {}, ""));
+  overflow.addEventListener("click", () => toggleSide(true));
+  const strip = h("div.strip", { id: "strip", role: "list", "aria-label": "Others" });
+  const selfEntry = { key: "self", tile: selfView, video: selfVideo };
+
+  function makeTile(key) {
     const video = h("video", { autoplay: true, muted: true, playsInline: true });
     video.muted = true; // the sound comes mixed on the audio m-line, played by <audio> elements
-    video.srcObject = slot.stream;
     const avatar = h("div.avatar", {}, h("span", {}, "?"));
     const name = h("span.name", {}, "Connecting…");
     const mutedIcon = h("span.muted-icon", { hidden: true, title: "Muted" }, icon("micOff", "muted"));
+    const pin = h("button.pin", { type: "button", "aria-pressed": "false" }, icon("pin"));
     const tile = h(
       "div.tile",
-      { role: "listitem", dataset: { mid: slot.mid } },
+      { role: "listitem" },
       video,
       avatar,
+      pin,
       h("div.nameplate", {}, h("span.talk-indicator", { "aria-hidden": "true" }, h("i"), h("i"), h("i")), name, mutedIcon),
     );
+    const entry = { key, tile, video, avatar, name, mutedIcon, pin, slot: null, person: null };
     // a camera turned off (told by the room) shows the avatar even while black frames still arrive
-    const showVideo = () => {
-      const person = call.participantFor(slot);
-      tile.classList.toggle("has-video", !slot.track.muted && video.videoWidth > 0 && !(person && person.videoMuted));
+    entry.showVideo = () => {
+      const slot = entry.slot;
+      const on = Boolean(slot && !slot.track.muted && video.videoWidth > 0 && !(entry.person && entry.person.videoMuted));
+      tile.classList.toggle("has-video", on);
     };
-    video.addEventListener("resize", showVideo);
-    video.addEventListener("loadeddata", showVideo);
-    slot.track.addEventListener("mute", showVideo);
-    slot.track.addEventListener("unmute", showVideo);
-    video.play().catch(() => {});
-    return { tile, video, avatar, name, mutedIcon, slot, showVideo };
+    video.addEventListener("resize", entry.showVideo);
+    video.addEventListener("loadeddata", entry.showVideo);
+    pin.addEventListener("click", () => setPinned(state.pinned === entry.personId ? null : entry.personId));
+    return entry;
+  }
+
+  function attachSlot(entry, slot) {
+    if (entry.slot === slot) return;
+    if (entry.slot) {
+      entry.slot.track.removeEventListener("mute", entry.showVideo);
+      entry.slot.track.removeEventListener("unmute", entry.showVideo);
+    }
+    entry.slot = slot;
+    entry.video.srcObject = slot ? slot.stream : null;
+    if (slot) {
+      entry.tile.dataset.mid = slot.mid;
+      slot.track.addEventListener("mute", entry.showVideo);
+      slot.track.addEventListener("unmute", entry.showVideo);
+    } else {
+      delete entry.tile.dataset.mid;
+    }
+  }
+
+  /** Everyone but me, each once: those a slot shows (by slot order), then the others by name. */
+  function remoteEntries() {
+    const shown = [...call.slots.values()]
+      .filter((slot) => !(slot.mid in call.slotMap) || call.slotMap[slot.mid] !== null)
+      .sort((a, b) => a.mid.localeCompare(b.mid, undefined, { numeric: true }));
+    const wanted = [];
+    const slotOf = new Map();
+    for (const slot of shown) {
+      const person = call.participantFor(slot);
+      if (person && person.isMe) continue;
+      if (person) slotOf.set(person.id, slot);
+      else wanted.push({ key: `m:${slot.mid}`, person: null, slot }); // the room's messages will name him
+    }
+    const others = [...call.participants.values()].filter((p) => !p.isMe);
+    const withVideo = [...slotOf.keys()].map((id) => call.participants.get(id)).filter(Boolean);
+    const without = others.filter((p) => !slotOf.has(p.id)).sort((a, b) => a.name.localeCompare(b.name));
+    for (const person of [...withVideo, ...without]) wanted.push({ key: `c:${person.id}`, person, slot: slotOf.get(person.id) || null });
+    return wanted;
+  }
+
+  function updateEntry(entry, person, slot) {
+    entry.person = person;
+    entry.personId = person ? person.id : null;
+    attachSlot(entry, slot);
+    const label = person ? person.name : "Participant";
+    entry.name.textContent = label;
+    entry.avatar.firstChild.textContent = initials(label);
+    entry.tile.dataset.participant = label;
+    entry.tile.dataset.channel = person ? person.id : "";
+    entry.tile.setAttribute("aria-label", `${label}${person && person.talking ? ", talking" : ""}`);
+    entry.tile.classList.toggle("talking", Boolean(person && person.talking));
+    entry.tile.classList.toggle("camera-off", Boolean(person && person.videoMuted));
+    entry.tile.classList.toggle("pinned", Boolean(person && state.pinned === person.id));
+    entry.mutedIcon.hidden = !(person && person.muted);
+    entry.pin.hidden = !person;
+    entry.pin.setAttribute("aria-pressed", String(Boolean(person && state.pinned === person.id)));
+    entry.pin.setAttribute("aria-label", person && state.pinned === person.id ? `Unpin ${label}` : `Pin ${label}`);
+    entry.showVideo();
+  }
+
+  function setPinned(channelId) {
+    state.pinned = channelId;
+    if (channelId) state.layout = "speaker";
+    call.pin(channelId); // the server keeps his video in one of my slots, whoever speaks
+    updateControls();
+    render();
   }
 
   function render() {
-    const slots = [...call.slots.values()].sort((a, b) => a.mid.localeCompare(b.mid, undefined, { numeric: true }));
-    // Slots the server has not assigned to anyone (video_slots: null) stay out of sight.
-    const visible = slots.filter((slot) => !(slot.mid in call.slotMap) || call.slotMap[slot.mid] !== null);
-    for (const [mid, entry] of tileByMid) {
-      if (!visible.some((slot) => slot.mid === mid && slot === entry.slot)) {
-        entry.video.srcObject = null;
+    const wanted = remoteEntries();
+    const keys = new Set(wanted.map((w) => w.key));
+    for (const [key, entry] of tileByKey) {
+      if (!keys.has(key)) {
+        attachSlot(entry, null);
         entry.tile.remove();
-        tileByMid.delete(mid);
+        tileByKey.delete(key);
       }
     }
-    for (const slot of visible) {
-      let entry = tileByMid.get(slot.mid);
+    if (state.pinned && !call.participants.has(state.pinned)) state.pinned = null; // he left
+    for (const person of call.participants.values()) if (person.talking && !person.isMe) state.speaker = person.id;
+    const entries = wanted.map(({ key, person, slot }) => {
+      let entry = tileByKey.get(key);
       if (!entry) {
-        entry = makeTile(slot);
-        tileByMid.set(slot.mid, entry);
+        entry = makeTile(key);
+        tileByKey.set(key, entry);
       }
-      tiles.append(entry.tile); // keeps the order of the mids
-      const person = call.participantFor(slot);
-      const label = person ? person.name : "Participant";
-      entry.name.textContent = label;
-      entry.avatar.firstChild.textContent = initials(label);
-      entry.tile.dataset.participant = label;
-      entry.tile.dataset.channel = person ? person.id : "";
-      entry.tile.setAttribute("aria-label", `${label}${person && person.talking ? ", talking" : ""}`);
-      entry.tile.classList.toggle("talking", Boolean(person && person.talking));
-      entry.mutedIcon.hidden = !(person && person.muted);
-      entry.tile.classList.toggle("camera-off", Boolean(person && person.videoMuted));
-      entry.showVideo();
+      updateEntry(entry, person, slot);
+      return entry;
+    });
+    tiles.classList.toggle("speaker", state.layout === "speaker");
+    tiles.classList.toggle("grid", state.layout !== "speaker");
+    if (state.layout === "speaker" && entries.length) layoutSpeaker(entries);
+    else layoutGrid(entries);
+    for (const entry of [...entries, selfEntry]) {
+      if (entry.video.srcObject && entry.video.paused) entry.video.play().catch(() => {}); // moved nodes pause
     }
-    const count = visible.length;
-    const wide = window.innerWidth >= window.innerHeight;
-    const cols = count <= 1 ? 1 : count === 2 ? (wide ? 2 : 1) : count <= 4 ? 2 : count <= 9 ? 3 : 4;
-    tiles.style.setProperty("--cols", String(cols));
-    tiles.hidden = count === 0;
-    emptyState.hidden = count > 0 || call.recovering; // while reconnecting, the banner says why the stage is empty
+    emptyState.hidden = entries.length > 0 || call.recovering; // while reconnecting, the banner says why
     renderPeople();
+  }
+
+  function layoutGrid(entries) {
+    const width = stage.clientWidth - 24;
+    const height = stage.clientHeight - 24;
+    const all = [...entries, selfEntry];
+    const capacity = gridCapacity(width, height);
+    let shown = all;
+    if (all.length > capacity) {
+      // the pinned and the talking first, then those with video; one place for "+N", and mine always
+      const rank = (entry) => (entry.personId === state.pinned ? 0 : entry.person && entry.person.talking ? 1 : entry.slot ? 2 : 3);
+      const kept = [...entries].sort((a, b) => rank(a) - rank(b)).slice(0, Math.max(0, capacity - 2));
+      shown = [...entries.filter((entry) => kept.includes(entry)), selfEntry];
+      overflow.firstChild.textContent = `+${all.length - shown.length}`;
+      overflow.setAttribute("aria-label", `${all.length - shown.length} more: show everyone`);
+    }
+    const placed = shown.length + (shown.length < all.length ? 1 : 0);
+    const fit = gridFit(placed, width, height);
+    tiles.style.setProperty("--tile-w", `${fit.tileWidth}px`);
+    const children = shown.map((entry) => entry.tile);
+    if (shown.length < all.length) children.splice(children.length - 1, 0, overflow);
+    tiles.replaceChildren(...children);
+    for (const entry of entries) entry.tile.classList.remove("main");
+  }
+
+  function layoutSpeaker(entries) {
+    const main =
+      entries.find((entry) => entry.personId && entry.personId === state.pinned) ||
+      entries.find((entry) => entry.personId && entry.personId === state.speaker) ||
+      entries.find((entry) => entry.slot) ||
+      entries[0];
+    for (const entry of entries) entry.tile.classList.toggle("main", entry === main);
+    strip.replaceChildren(...entries.filter((entry) => entry !== main).map((entry) => entry.tile), selfView);
+    tiles.replaceChildren(main.tile, strip);
   }
 
   function renderPeople() {
@@ -256,6 +375,8 @@ export function renderMeeting(root, options) {
   call.addEventListener("reconnecting", onReconnecting);
   call.addEventListener("reconnected", onReconnected);
   window.addEventListener("resize", onResize);
+  const stageSize = new ResizeObserver(() => render()); // the side panel opening resizes the stage too
+  stageSize.observe(stage);
   updateControls();
   render();
 
@@ -267,6 +388,7 @@ export function renderMeeting(root, options) {
       call.removeEventListener("reconnecting", onReconnecting);
       call.removeEventListener("reconnected", onReconnected);
       window.removeEventListener("resize", onResize);
+      stageSize.disconnect();
       document.body.classList.remove("in-meeting");
     },
     openSide: () => toggleSide(true),
