@@ -15,6 +15,8 @@ from aiohttp import web
 from gateway import webapps
 from gateway.app import build_services, create_app
 from gateway.bootstrap import bootstrap
+from gateway.confd.ingresses.schema import HTTP_URI_PATTERN
+from gateway.confd.users.schema import USERNAME_PATTERN
 from gateway.http.lists import MAX_NATURAL
 from gateway.openapi.resource import DOCUMENT
 from tests.conftest import ADMIN_PASSWORD, Api, make_settings
@@ -173,3 +175,11 @@ async def test_served_document_states_the_limits_the_server_enforces(tmp_path: A
     token = await api.login("admin", ADMIN_PASSWORD)
     await api.call("GET", f"/api/confd/1.1/users?limit={maximum}&offset={maximum}", token)
     await api.call("GET", f"/api/confd/1.1/users?limit={maximum + 1}", token, expect=400)
+
+
+def test_document_patterns_are_the_servers() -> None:
+    """Where the server checks a string with a regular expression, the document states that very expression."""
+    schemas = _document()["components"]["schemas"]
+    assert schemas["UserCreate"]["properties"]["username"]["pattern"] == USERNAME_PATTERN
+    assert schemas["UserUpdate"]["properties"]["username"]["pattern"] == USERNAME_PATTERN
+    assert schemas["IngressBody"]["properties"]["uri"]["pattern"] == HTTP_URI_PATTERN
