@@ -94,7 +94,7 @@ class DatabaseSettings(_Section):
 
 class MeetingSettings(_Section):
     max_participants: int = Field(100, ge=1, le=10000)
-    expiry_seconds: int = Field(172800, ge=1)
+    expiry_seconds: int = Field(172800, ge=1, le=315_360_000)  # at most ten years: dates stay computable
     exten_prefix: str = Field("*41", max_length=16)
     last_n: int = Field(4, ge=0, le=25)
 
@@ -102,6 +102,13 @@ class MeetingSettings(_Section):
 class AuthSettings(_Section):
     default_token_expiration: int = Field(7200, ge=1)
     max_token_expiration: int = Field(36000, ge=1)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> AuthSettings:
+        # otherwise every login that names no expiration would be refused
+        if self.default_token_expiration > self.max_token_expiration:
+            raise ValueError("default_token_expiration must not exceed max_token_expiration")
+        return self
 
 
 class TrunkPeer(_Section):

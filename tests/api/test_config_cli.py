@@ -36,6 +36,8 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
         ({"MEETINGS_ASTERISK__TRANSPORT": "sctp"}, "asterisk.transport"),
         ({"MEETINGS_MEDIA__RTP_PORT_MIN": "30000", "MEETINGS_MEDIA__RTP_PORT_MAX": "20000"}, "media"),
         ({"MEETINGS_NOPE__X": "1"}, "nope"),
+        ({"MEETINGS_AUTH__DEFAULT_TOKEN_EXPIRATION": "50000"}, "auth"),
+        ({"MEETINGS_MEETINGS__EXPIRY_SECONDS": "99999999999999"}, "meetings.expiry_seconds"),
         ({"MEETINGS_SIP__DIGEST_ALGORITHMS": "[SHA-512, MD5]"}, "sip.digest_algorithms"),
         ({"MEETINGS_SIP__DIGEST_ALGORITHMS": "[MD5, SHA-256]"}, "sip.digest_algorithms"),
         ({"MEETINGS_SIP__DIGEST_ALGORITHMS": "[MD5, md5]"}, "sip.digest_algorithms"),
