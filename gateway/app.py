@@ -49,6 +49,8 @@ from gateway.http.cors import cors_middleware
 from gateway.http.errors import error_middleware
 from gateway.http.protocol_log import log_parse_errors_as_one_line
 from gateway.http.redaction import redact_access_log
+from gateway.live import LiveView
+from gateway.live import routes as live_routes
 from gateway.metrics import Metrics, api_latency_middleware, metrics_handler, start_listener
 from gateway.openapi import resource as openapi_resource
 from gateway.services import SERVICES, Services
@@ -184,9 +186,17 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         app.router.add_get("/metrics", metrics_handler(metrics, settings.metrics.token))
     metrics.add_collector(_room_census(services))
 
+    def meeting_name(meeting_uuid: UUID) -> str | None:
+        room = app[CALL_CONTROL].rooms.get(meeting_uuid)
+        return room.bridge["name"] if room is not None else None
+
+    live = LiveView(metrics, services.conferences, loop_monitor, meeting_name)
+    app.router.add_routes(live_routes(live))
+
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await start_services(services)
         loop_monitor.start()
+        live.start()
         metrics_runner = None
         if settings.metrics.port is not None:
             metrics_runner, app[METRICS_PORT] = await start_listener(
@@ -224,6 +234,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         await control.close()
         await stack.close()
         await expiry.close()
+        await live.close()
         await loop_monitor.close()
         if metrics_runner is not None:
             await metrics_runner.cleanup()

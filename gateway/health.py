@@ -57,9 +57,11 @@ class LoopMonitor:
         if self._metrics is not None:
             self._metrics.loop_lag.observe(lag)
 
-    def worst_recent(self) -> float:
-        """The largest lag seen in the window; a loop blocked right now shows when it wakes (readiness runs then)."""
-        return max((lag for _, lag in self._recent), default=0.0)
+    def worst_recent(self, seconds: float | None = None) -> float:
+        """The largest lag seen in the window (or its last `seconds`); a loop blocked right now shows when it
+        wakes (readiness runs then)."""
+        since = time.monotonic() - seconds if seconds is not None else -1.0
+        return max((lag for when, lag in self._recent if when >= since), default=0.0)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -56,6 +56,10 @@ class Conferences:
                 kinds[participant.kind] = kinds.get(participant.kind, 0) + 1
         return len(self._rooms), kinds
 
+    def rooms(self) -> dict[UUID, list[Participant]]:
+        """Every meeting with someone in it, and who."""
+        return {meeting_uuid: list(room.values()) for meeting_uuid, room in self._rooms.items()}
+
     def count(self, meeting_uuid: UUID) -> int:
         return len(self._rooms.get(meeting_uuid, ()))
 

@@ -422,3 +422,39 @@ async def test_meeting_stage_from_room_messages(site: Site, browser: Browser) ->
     )
     await page.wait_for_selector("[data-page=removed]")
     assert "You were removed" in await page.inner_text("h1")
+
+
+async def test_live_view_for_operators(site: Site, browser: Browser) -> None:
+    import aiohttp
+
+    from tests.conftest import ADMIN_PASSWORD
+    from tests.e2e.conftest import Room, guest_credentials
+
+    page = await browser.page("operator")
+    await sign_in(page, site, "admin", ADMIN_PASSWORD)
+    await page.click("#live-link")
+    await page.wait_for_selector("#live-charts")
+    assert await page.locator("#live-charts .chart svg polyline").count() == 4
+    await page.wait_for_selector("#live-no-rooms")
+
+    _, token = await _owner(site.api)
+    meeting = await site.api.create_meeting(token, name="Watched")
+    async with aiohttp.ClientSession() as session:
+        room = Room(site.api, session)
+        member = await room.member(guest_credentials(meeting), 440.0, "red")
+        try:
+            await member.join("meeting-guest")
+            row = page.locator(f"[data-meeting='{meeting['uuid']}'] tbody tr")
+            await row.wait_for(timeout=12_000)  # the next poll (every 5 s)
+            assert "webrtc" in await row.inner_text()
+            assert "Watched" in await page.inner_text(f"[data-meeting='{meeting['uuid']}'] h2")
+            await browser.shot(page, "live-view")
+        finally:
+            await member.close()
+
+    # a user who is not an administrator has no link, and the page says why if he goes there anyway
+    user = await browser.page("user")
+    await sign_in(user, site, "alice", "alice-password")
+    assert await user.locator("#live-link").count() == 0
+    await user.goto(site.url + "/#/live")
+    await user.wait_for_selector("#live-error")

@@ -50,3 +50,23 @@ async def test_joins_refusals_rooms_and_participants(api: Api, room: Room) -> No
     await until(lambda: api.services.conferences.count(uuid.UUID(meeting["uuid"])) == 1, 5, "one to leave")
     found = await scrape(api)
     assert found[("meetings_participants", (("kind", "webrtc"),))] == 1
+
+
+async def test_the_live_view_for_master_administrators(api: Api, room: Room) -> None:
+    _, alice = await api.create_user("alice")
+    meeting = await api.create_meeting(alice)
+    member = await room.member(guest_credentials(meeting), 440.0, "red")
+    await member.join("meeting-guest")
+    live = await api.call("GET", "/api/calld/1.0/live", api.admin_token)
+    assert live["interval"] > 0 and live["history"], live
+    (shown,) = [r for r in live["rooms"] if r["meeting_uuid"] == meeting["uuid"]]
+    (person,) = shown["participants"]
+    assert person["kind"] == "webrtc" and person["call_id"] == member.call.call_id  # type: ignore[union-attr]
+    latest = live["history"][-1]
+    assert {"cpu_percent", "memory_bytes", "loop_lag_seconds", "rooms", "participants", "joins"} <= latest.keys()
+    assert latest["memory_bytes"] > 0
+    # not for users, nor for a sub-tenant's administrator
+    assert (await api.request("GET", "/api/calld/1.0/live", headers={"X-Auth-Token": alice})).status == 403
+    tenant = await api.create_tenant("acme")
+    _, acme_admin = await api.create_user("acme-admin", tenant=tenant, admin=True)
+    assert (await api.request("GET", "/api/calld/1.0/live", headers={"X-Auth-Token": acme_admin})).status == 403

@@ -22,6 +22,7 @@ const state = {
   call: null,
   view: null,
   listTimer: null,
+  stopLive: null,
   notice: "",
 };
 
@@ -141,15 +142,29 @@ async function signOut() {
 
 function leaveEverything() {
   clearInterval(state.listTimer);
+  if (state.stopLive) state.stopLive();
+  state.stopLive = null;
   for (const lobby of state.lobbies.values()) lobby.destroy();
   state.lobbies.clear();
 }
 
 function userBar() {
   return [
+    state.me && state.me.admin ? h("a.btn.small.ghost", { href: "#/live", id: "live-link" }, "Live") : null,
     h("span.who", { id: "who" }, state.me ? fullName(state.me) : ""),
     h("button.btn.small.ghost", { type: "button", id: "signout", onclick: signOut }, "Sign out"),
   ];
+}
+
+// --- the operators' live view (administrators)
+
+async function livePage() {
+  leaveEverything();
+  document.title = "Live · Meetings";
+  const main = h("main.page", { id: "live" });
+  replace(root, topbar({ right: [h("a.btn.small.ghost", { href: "#/" }, "My meetings"), ...userBar()] }), main);
+  const { renderLive } = await import("./live.js");
+  state.stopLive = renderLive(main, session.api);
 }
 
 // --- my meetings
@@ -500,6 +515,7 @@ function route() {
   }
   const match = /^#\/meetings\/([0-9a-fA-F-]{36})/.exec(window.location.hash);
   if (match) return joinPage(match[1]);
+  if (window.location.hash === "#/live") return livePage();
   return listPage();
 }
 
