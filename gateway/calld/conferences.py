@@ -28,6 +28,8 @@ class Participant:
     muted: bool = False
     #: webrtc (a browser), phone (plain RTP) or bridge (the Asterisk ConfBridge leg)
     kind: str = "webrtc"
+    #: mutes or unmutes him in the room (his audio no longer mixed; everyone is told), where the call allows it
+    mute: Callable[[bool], None] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +88,14 @@ class Conferences:
             return False
         await participant.hangup(reason)
         self.remove(participant)
+        return True
+
+    def mute(self, meeting_uuid: UUID, participant_id: str, muted: bool) -> bool:
+        """The organiser mutes (or unmutes) someone; False if there is no such participant (or he cannot be)."""
+        participant = self.get(meeting_uuid, participant_id)
+        if participant is None or participant.mute is None:
+            return False
+        participant.mute(muted)
         return True
 
     async def hang_up_all(self, meeting_uuid: UUID, reason: str) -> None:

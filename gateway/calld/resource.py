@@ -75,6 +75,47 @@ async def kick_my_participant(request: web.Request) -> web.Response:
     return await _kick(request, meeting)
 
 
+def _mute(request: web.Request, meeting: MeetingRecord, muted: bool) -> web.Response:
+    participant_id = _participant_id(request)
+    if not request.app[SERVICES].conferences.mute(meeting.uuid, participant_id, muted):
+        raise NotFound("participants", id=participant_id)
+    return web.Response(status=204)
+
+
+# Beyond Wazo's meetings API (its conferences API has the same verbs): the organiser mutes someone for everyone.
+
+
+async def _admin_mute(request: web.Request, verb: str) -> web.Response:
+    acl = "calld.meetings.{meeting_uuid}.participants." + _participant_id(request) + "." + verb
+    return _mute(request, await _admin_meeting(request, acl), verb == "mute")
+
+
+async def _owner_mute(request: web.Request, verb: str) -> web.Response:
+    acl = "calld.users.me.meetings.{meeting_uuid}.participants." + _participant_id(request) + "." + verb
+    _, meeting = await user_meeting(request, acl, owner_only=True)
+    return _mute(request, meeting, verb == "mute")
+
+
+@routes.put(PREFIX + "/meetings/{meeting_uuid}/participants/{participant_id}/mute")
+async def mute_participant(request: web.Request) -> web.Response:
+    return await _admin_mute(request, "mute")
+
+
+@routes.put(PREFIX + "/meetings/{meeting_uuid}/participants/{participant_id}/unmute")
+async def unmute_participant(request: web.Request) -> web.Response:
+    return await _admin_mute(request, "unmute")
+
+
+@routes.put(PREFIX + "/users/me/meetings/{meeting_uuid}/participants/{participant_id}/mute")
+async def mute_my_participant(request: web.Request) -> web.Response:
+    return await _owner_mute(request, "mute")
+
+
+@routes.put(PREFIX + "/users/me/meetings/{meeting_uuid}/participants/{participant_id}/unmute")
+async def unmute_my_participant(request: web.Request) -> web.Response:
+    return await _owner_mute(request, "unmute")
+
+
 @routes.get(PREFIX + "/guests/me/meetings/{meeting_uuid}/status")
 async def meeting_status(request: web.Request) -> web.Response:
     meeting_uuid = path_uuid(request, "meeting_uuid", "meetings")

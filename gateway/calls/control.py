@@ -89,6 +89,7 @@ class MeetingCall(BaseDialogHandler):
         self.left = False
         #: the camera turned off in the app (the slot keeps its place; others show an avatar instead)
         self.video_muted = False
+        self.hand_raised = False
         self.slots_shown: dict[str, str | None] | None = None
         #: room updates go out while this holds: the caller allows MESSAGE and has not refused one
         self.takes_messages = takes_messages(dialog.initial_request if dialog.is_uas else None)
@@ -175,7 +176,10 @@ class MeetingCall(BaseDialogHandler):
             self.participant.set_muted(message.muted)  # muted people are not mixed; everyone is told (ConfbridgeMute)
         if message.video_muted is not None and message.video_muted != self.video_muted:
             self.video_muted = message.video_muted
-            self.room.tell_video_muted(self)
+            self.room.tell(roomstate.video_muted, self)
+        if message.hand_raised is not None and message.hand_raised != self.hand_raised:
+            self.hand_raised = message.hand_raised
+            self.room.tell(roomstate.hand, self)
         return 200
 
     async def _ask_keyframe(self) -> None:
@@ -276,19 +280,18 @@ class MeetingRoom:
         if call is None:
             return
         call.seat.talking = talking
-        for member in self.calls.values():
-            member.send(roomstate.talking(self.bridge, call))
+        self.tell(roomstate.talking, call)
         self.refresh_slots()
 
     def _muted(self, participant: Participant) -> None:
         call = self.calls.get(participant.id)
         if call is not None:
-            for member in self.calls.values():
-                member.send(roomstate.muted(self.bridge, call))
+            self.tell(roomstate.muted, call)
 
-    def tell_video_muted(self, call: MeetingCall) -> None:
+    def tell(self, update: Callable[[dict[str, str], MeetingCall], bytes], call: MeetingCall) -> None:
+        """Everyone is told of `call`'s change (one of roomstate's updates about a member)."""
         for member in self.calls.values():
-            member.send(roomstate.video_muted(self.bridge, call))
+            member.send(update(self.bridge, call))
 
     def refresh_slots(self) -> None:
         """Tell each subscriber which participant his video slots show, when that changed (after the SFU moved)."""
@@ -406,6 +409,7 @@ class CallControl:
             user_uuid=destination.user_uuid,
             hangup=self.hangup_for(participant.id, meeting.uuid),
             kind="webrtc" if webrtc else "phone",
+            mute=participant.set_muted,
         )
         try:
             dialog = call.answer(answer.encode())

@@ -3,7 +3,8 @@
 Wazo's SDK reads `type` (ConfbridgeWelcome, ConfbridgeJoin, ConfbridgeLeave, ConfbridgeTalking) and matches a
 channel to its call with `channelvars.WAZO_SIP_CALL_ID`. Ours, which the SDK ignores: ConfbridgeVideoSlots (which
 participant each of a subscriber's video slots, by SDP mid, shows, so an app can put names on tiles),
-ConfbridgeVideoMute/Unmute and a channel's `video_muted` (a camera turned off), and, from the apps, the
+ConfbridgeVideoMute/Unmute and a channel's `video_muted` (a camera turned off), ConfbridgeHandRaised/Lowered and a
+channel's `hand_raised`, and, from the apps, the
 ParticipantState MESSAGE in which an app tells its own microphone and camera state and the Pin MESSAGE in which
 it asks for someone's video whoever speaks.
 """
@@ -34,6 +35,8 @@ class Member(Protocol):
     def muted(self) -> bool: ...
     @property
     def video_muted(self) -> bool: ...
+    @property
+    def hand_raised(self) -> bool: ...
 
 
 def channel(member: Member) -> dict[str, Any]:
@@ -44,6 +47,7 @@ def channel(member: Member) -> dict[str, Any]:
         "talking_status": "on" if member.talking else "off",
         "muted": member.muted,
         "video_muted": member.video_muted,
+        "hand_raised": member.hand_raised,
         "user_uuid": str(member.user_uuid) if member.user_uuid else None,
         "channelvars": {"WAZO_SIP_CALL_ID": member.call_id},
     }
@@ -90,6 +94,11 @@ def muted(bridge_info: dict[str, str], member: Member) -> bytes:
     return _about("ConfbridgeMute" if member.muted else "ConfbridgeUnmute", bridge_info, member)
 
 
+def hand(bridge_info: dict[str, str], member: Member) -> bytes:
+    """Ours: a participant raised or lowered his hand."""
+    return _about("ConfbridgeHandRaised" if member.hand_raised else "ConfbridgeHandLowered", bridge_info, member)
+
+
 def video_muted(bridge_info: dict[str, str], member: Member) -> bytes:
     """Ours, beside ConfbridgeMute: a participant's camera turned off or on (apps show an avatar meanwhile)."""
     return _about("ConfbridgeVideoMute" if member.video_muted else "ConfbridgeVideoUnmute", bridge_info, member)
@@ -97,12 +106,13 @@ def video_muted(bridge_info: dict[str, str], member: Member) -> bytes:
 
 @dataclass(frozen=True)
 class AppMessage:
-    """What an app says of itself in a MESSAGE: ParticipantState (muted, video_muted, each None when not said)
+    """What an app says of itself in a MESSAGE: ParticipantState (muted, video_muted, hand_raised; None: not said)
     or Pin (`pinned`: the channel id whose video it wants in a slot whoever speaks, or None to unpin)."""
 
     type: str
     muted: bool | None = None
     video_muted: bool | None = None
+    hand_raised: bool | None = None
     pinned: str | None = None
 
 
@@ -120,7 +130,9 @@ def app_message(body: bytes) -> AppMessage | None:
         return value if isinstance(value, bool) else None
 
     if message.get("type") == "ParticipantState":
-        return AppMessage("ParticipantState", muted=flag("muted"), video_muted=flag("video_muted"))
+        return AppMessage(
+            "ParticipantState", muted=flag("muted"), video_muted=flag("video_muted"), hand_raised=flag("hand_raised")
+        )
     if message.get("type") == "Pin":
         channel = message.get("channel")
         return AppMessage("Pin", pinned=channel if isinstance(channel, str) and channel else None)

@@ -237,3 +237,31 @@ async def test_an_app_tells_its_microphone_and_camera_state_and_everyone_is_told
     assert (await speaker.sip.in_dialog(speaker.call, "MESSAGE", "text/plain", b"hello")).status == 200
     assert not listener.messages("ConfbridgeUnmute")
     assert not speaker.call.ended.is_set()
+
+
+async def test_the_organiser_mutes_someone_and_hands_go_up(api: Api, room: Room) -> None:
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    speaker, listener = await join_two(api, room, alice_token, meeting)
+    assert speaker.call is not None and listener.call is not None
+    path = f"/api/calld/1.0/users/me/meetings/{meeting['uuid']}/participants"
+    items = (await api.call("GET", path, alice_token))["items"]
+    target = next(p["id"] for p in items if p["call_id"] == speaker.call.call_id)
+
+    await api.call("PUT", f"{path}/{target}/mute", alice_token, expect=204)
+    await until(lambda: bool(listener.messages("ConfbridgeMute")), 5, "the mute to be told")
+    sfu_room = api.client.app[CALL_CONTROL].rooms[uuid.UUID(meeting["uuid"])].sfu_room
+    assert sfu_room.participants[target].muted
+    await api.call("PUT", f"{path}/{target}/unmute", alice_token, expect=204)
+    await until(lambda: bool(listener.messages("ConfbridgeUnmute")), 5, "the unmute to be told")
+    await api.call("PUT", f"{path}/nobody/mute", alice_token, expect=404)
+    # only owners (and the tenant's administrators)
+    _, bob_token = await api.create_user("bob")
+    await api.call("PUT", f"{path}/{target}/mute", bob_token, expect=404)
+    admin_path = f"/api/calld/1.0/meetings/{meeting['uuid']}/participants/{target}/mute"
+    await api.call("PUT", admin_path, api.admin_token, expect=204)
+
+    hand = b'{"type": "ParticipantState", "hand_raised": true}'
+    assert (await speaker.sip.in_dialog(speaker.call, "MESSAGE", "application/json", hand)).status == 200
+    await until(lambda: bool(listener.messages("ConfbridgeHandRaised")), 5, "the raised hand to be told")
+    assert listener.messages("ConfbridgeHandRaised")[0]["channel"]["hand_raised"] is True
