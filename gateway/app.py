@@ -14,7 +14,9 @@ from aiohttp import web
 from gateway import webapps, websocketd
 from gateway.auth import resource as auth_resource
 from gateway.auth.context import TENANTS, TOKENS
+from gateway.auth.passwords import PasswordHashing
 from gateway.auth.tenants import TenantService
+from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import TokenService
 from gateway.bootstrap import bootstrap, has_admin
 from gateway.calld import resource as calld_resource
@@ -68,18 +70,21 @@ def build_services(settings: Settings) -> Services:
     )
     authorizations = AuthorizationService(db, AuthorizationNotifier(bus))
     meetings.on_authorization_lifted.append(authorizations.accept_pending)
+    hashing = PasswordHashing(settings.auth.password_hash_threads, settings.auth.password_hash_queue)
     return Services(
         settings=settings,
         db=db,
         bus=bus,
         tenants=tenants,
         tokens=tokens,
-        users=UserService(db, tokens),
+        users=UserService(db, tokens, hashing),
         ingresses=ingresses,
         meetings=meetings,
         authorizations=authorizations,
         confbridge=ConfbridgeService(db),
         conferences=Conferences(bus),
+        hashing=hashing,
+        login_throttle=LoginThrottle(settings.auth),
     )
 
 
@@ -159,6 +164,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         await stack.close()
         await expiry.close()
         await services.db.close()
+        services.hashing.close()
 
     control = CallControl(
         settings,
@@ -175,6 +181,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         AccountDirectory(services.users, services.meetings, trunk if trunk else None),
         invite_handler=control,
         source_trust=trunk if trunk else None,
+        login_throttle=services.login_throttle,
     )
     bridge = None
     if settings.asterisk.enabled:

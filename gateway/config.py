@@ -87,6 +87,11 @@ class MeetingSettings(_Section):
 class AuthSettings(_Section):
     default_token_expiration: int = Field(7200, ge=1)
     max_token_expiration: int = Field(36000, ge=1)
+    login_failures_per_source: int = Field(20, ge=1)
+    login_failures_per_username: int = Field(10, ge=1)
+    login_failure_window_seconds: float = Field(300.0, gt=0)
+    password_hash_threads: int = Field(2, ge=1, le=64)
+    password_hash_queue: int = Field(32, ge=0)
 
 
 class TrunkPeer(_Section):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import secrets
 import socket
 from collections.abc import Callable, Coroutine
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 
 from .call import CallState, IncomingCall
 from .dialog import Dialog, DialogError, DialogState, RequestFailed
-from .digest import AuthOutcome, DigestChallenger, DigestClient, DigestCredentials
+from .digest import AuthOutcome, DigestChallenger, DigestClient, DigestCredentials, credentials_are_text
 from .eager import start_eagerly
 from .message import (
     DEFAULT_LIMITS,
@@ -53,6 +54,7 @@ __all__ = [
     "CallFailed",
     "CredentialStore",
     "InviteHandler",
+    "LoginThrottle",
     "MessageHandler",
     "SipAccount",
     "SipStack",
@@ -62,6 +64,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+AUTH_FAILED = 'SIP;cause=403;text="authentication failed"'
+AUTH_THROTTLED = 'SIP;cause=403;text="too many failed authentications, retry later"'
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, MESSAGE, UPDATE"
 SUPPORTED = {"outbound", "path", "gruu", "replaces", "timer", "ice"}
 
@@ -96,6 +100,17 @@ class SourceTrust(Protocol):
     def account_for_source(self, host: str, transport: str) -> SipAccount | None:
         """The account a new INVITE from this source address is taken as, without a digest challenge (a trunk
         peer trusted by address, e.g. Asterisk), or None: the usual challenge. Never asked about WebSocket flows."""
+        ...
+
+
+class LoginThrottle(Protocol):
+    def admit(self, username: str, source: str) -> float:
+        """0.0: the digest answer is checked (and counts as a failure until `succeeded`); more: it is refused
+        unchecked with 403, and this many seconds go in its Retry-After."""
+        ...
+
+    def succeeded(self, username: str, source: str) -> None:
+        """The admitted answer was no failure (right password, or only a stale nonce)."""
         ...
 
 
@@ -152,9 +167,11 @@ class SipStack:
         message_handler: MessageHandler | None = None,
         registrar: Registrar | None = None,
         source_trust: SourceTrust | None = None,
+        login_throttle: LoginThrottle | None = None,
     ) -> None:
         self.config = config
         self.source_trust = source_trust
+        self.login_throttle = login_throttle
         self.credentials = credentials
         self.invite_handler = invite_handler
         self.message_handler = message_handler
@@ -452,22 +469,39 @@ class SipStack:
         then: Callable[[SipRequest, ServerTransaction, SipAccount], Coroutine[Any, Any, None] | None],
     ) -> None:
         username = params.get("username", "")
-        try:
-            account = await self.credentials.lookup(username)
-        except Exception:
-            log.exception("credential lookup failed")
-            tx.respond(req.create_response(500))
-            return
+        source = tx.flow.remote_address[0]
+        throttle = self.login_throttle
+        if throttle is not None:
+            wait = throttle.admit(username, source)
+            if wait:
+                # 403, not 503: the server is fine, these credentials may not be tried now (SIP has no 429).
+                headers = [("Retry-After", str(max(1, math.ceil(wait)))), ("Reason", AUTH_THROTTLED)]
+                tx.respond(req.create_response(403, headers=headers))
+                return
+        # Bytes that were not UTF-8 (or control characters) are nobody's name: refused like a wrong password,
+        # before they reach the account lookup (its database query would fail on them).
+        account = None
+        if credentials_are_text(params):
+            try:
+                account = await self.credentials.lookup(username)
+            except Exception:
+                log.exception("credential lookup failed")
+                tx.respond(req.create_response(500))
+                return
         if account is None:
-            tx.respond(req.create_response(403, headers=[("Reason", 'SIP;cause=403;text="authentication failed"')]))
+            tx.respond(req.create_response(403, headers=[("Reason", AUTH_FAILED)]))
             return
         check = self.challenger.verify(params, req.method, account.password, req.body)
         if check.outcome is AuthOutcome.STALE:
+            if throttle is not None:
+                throttle.succeeded(username, source)
             self._challenge(req, tx, stale=True)
             return
         if check.outcome is not AuthOutcome.OK:
-            tx.respond(req.create_response(403, headers=[("Reason", 'SIP;cause=403;text="authentication failed"')]))
+            tx.respond(req.create_response(403, headers=[("Reason", AUTH_FAILED)]))
             return
+        if throttle is not None:
+            throttle.succeeded(username, source)
         result = then(req, tx, account)
         if result is not None:
             await result
