@@ -48,6 +48,7 @@ from gateway.http.errors import error_middleware
 from gateway.openapi import resource as openapi_resource
 from gateway.services import SERVICES, Services
 from sfu.server import SFU
+from signaling.connlimits import ConnectionLimits
 from signaling.stack import SipStack, StackConfig
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,15 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
     # Asterisk may route phones in (trunk peers) and, when enabled, each room is bridged to its ConfBridge.
     trunk = TrunkPeers(settings.asterisk.trunk_peers)
     stack = SipStack(
-        StackConfig(domain=settings.sip.domain),
+        StackConfig(
+            domain=settings.sip.domain,
+            connections=ConnectionLimits(
+                max_connections=settings.sip.max_connections,
+                max_connections_per_source=settings.sip.max_connections_per_source,
+                message_timeout=settings.sip.message_timeout_seconds,
+                idle_timeout=settings.sip.idle_timeout_seconds,
+            ),
+        ),
         AccountDirectory(services.users, services.meetings, trunk if trunk else None),
         invite_handler=control,
         source_trust=trunk if trunk else None,

@@ -49,6 +49,18 @@ class SipSettings(_Section):
     udp_port: int = Field(5060, ge=0, le=65535)
     tcp_port: int = Field(5060, ge=0, le=65535)
     domain: str = Field("meetings.local", min_length=1)
+    max_connections: int = Field(4096, ge=1)
+    max_connections_per_source: int = Field(128, ge=1)
+    message_timeout_seconds: float = Field(10.0, gt=0)
+    idle_timeout_seconds: float = Field(120.0, ge=0)
+
+    @model_validator(mode="after")
+    def _connection_caps(self) -> SipSettings:
+        if self.max_connections_per_source > self.max_connections:
+            raise ValueError("max_connections_per_source must not exceed max_connections")
+        if 0 < self.idle_timeout_seconds < self.message_timeout_seconds:
+            raise ValueError("idle_timeout_seconds must be 0 (off) or at least message_timeout_seconds")
+        return self
 
 
 class MediaSettings(_Section):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .call import CallState, IncomingCall
+from .connlimits import ConnectionGuard, ConnectionLimits
 from .dialog import Dialog, DialogError, DialogState, RequestFailed
 from .digest import AuthOutcome, DigestChallenger, DigestClient, DigestCredentials, credentials_are_text
 from .eager import start_eagerly
@@ -131,6 +132,7 @@ class StackConfig:
     auth_secret: bytes | None = None  # HMAC key of the nonces (random per process when None)
     nonce_lifetime: float = 300.0
     invite_timeout: float = 180.0  # a call the application never decides on is ended with 480
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)  # TCP and WebSocket peers
 
 
 class CallFailed(RequestFailed):
@@ -178,7 +180,10 @@ class SipStack:
         self.registrar = registrar or Registrar()
         self.transactions = TransactionLayer(config.timers)
         self.challenger = DigestChallenger(config.domain, config.auth_secret, config.nonce_lifetime)
-        self.websocket = WebSocketTransport(self.receive, config.limits)
+        # one guard for TCP and WebSocket: the caps count a source's connections over both
+        self.connection_guard = ConnectionGuard(config.connections, self.flow_in_use)
+        self._flows_in_use: tuple[float, set[Flow]] = (-1.0, set())
+        self.websocket = WebSocketTransport(self.receive, config.limits, guard=self.connection_guard)
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
         self.dialogs: dict[tuple[str, str, str], Dialog] = {}
@@ -194,7 +199,7 @@ class SipStack:
         return self.udp
 
     async def start_tcp(self, host: str = "0.0.0.0", port: int = 5060) -> TcpTransport:
-        self.tcp = await TcpTransport.start(self.receive, host, port, self.config.limits)
+        self.tcp = await TcpTransport.start(self.receive, host, port, self.config.limits, self.connection_guard)
         return self.tcp
 
     async def close(self) -> None:
@@ -216,6 +221,20 @@ class SipStack:
             self.udp.close()
         if self.tcp is not None:
             await self.tcp.close()
+        self.connection_guard.close()
+
+    def flow_in_use(self, flow: Flow) -> bool:
+        """Whether a registration, a dialog or a call waiting for an answer rides on the connection: the
+        connection guard keeps such connections however quiet they are. The set is built at most once a second
+        (the guard asks about many connections at once when they time out together)."""
+        now = asyncio.get_running_loop().time()
+        built, flows = self._flows_in_use
+        if now - built >= 1.0:
+            flows = self.registrar.bound_flows()
+            flows.update(dialog.flow for dialog in self.dialogs.values())
+            flows.update(call.flow for call in self._calls.values())
+            self._flows_in_use = (now, flows)
+        return flow in flows
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -293,7 +312,9 @@ class SipStack:
             host = str(infos[0][4][0])
         if transport == "tcp":
             if self.tcp is None:
-                self.tcp = await TcpTransport.start(self.receive, "0.0.0.0", 0, self.config.limits)
+                self.tcp = await TcpTransport.start(
+                    self.receive, "0.0.0.0", 0, self.config.limits, self.connection_guard
+                )
             return await self.tcp.connect(host, port)
         if transport == "udp":
             if self.udp is None:
