@@ -16,7 +16,7 @@ from gateway.auth import resource as auth_resource
 from gateway.auth.context import TENANTS, TOKENS
 from gateway.auth.passwords import PasswordHashing
 from gateway.auth.tenants import TenantService
-from gateway.auth.throttle import LoginThrottle
+from gateway.auth.throttle import LoginThrottle, SipLoginThrottle
 from gateway.auth.tokens import TokenService
 from gateway.bootstrap import bootstrap, has_admin
 from gateway.calld import resource as calld_resource
@@ -190,7 +190,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         AccountDirectory(services.users, services.meetings, trunk if trunk else None),
         invite_handler=control,
         source_trust=trunk if trunk else None,
-        login_throttle=services.login_throttle,
+        login_throttle=SipLoginThrottle(services.login_throttle),
     )
     bridge = None
     if settings.asterisk.enabled:

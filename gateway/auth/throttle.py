@@ -135,6 +135,22 @@ class LoginThrottle:
         self._by_username.take_back(username, now)
 
 
+class SipLoginThrottle:
+    """The same throttle for SIP digest: its usernames are SIP accounts, not API logins, so a flood of SIP guesses
+    at "admin" does not hold back the API's admin; the source addresses are shared (one flood, one source)."""
+
+    PREFIX = "sip:"
+
+    def __init__(self, throttle: LoginThrottle) -> None:
+        self._throttle = throttle
+
+    def admit(self, username: str, source: str) -> float:
+        return self._throttle.admit(self.PREFIX + username, source)
+
+    def succeeded(self, username: str, source: str) -> None:
+        self._throttle.succeeded(self.PREFIX + username, source)
+
+
 def retry_after(seconds: float) -> str:
     """A Retry-After value: whole seconds, at least 1."""
     return str(max(1, math.ceil(seconds)))

@@ -205,3 +205,16 @@ async def test_password_checks_wait_in_a_bounded_pool_of_their_own() -> None:
         assert await hashing.verify(stored, "secret")
     finally:
         hashing.close()
+
+
+async def test_sip_guesses_at_a_name_do_not_hold_back_the_api_login_of_that_name(api: Api) -> None:
+    udp = api.client.app[SIP_STACK].udp
+    assert udp is not None
+    peers = [SipPeer(ATTACKER, udp.port) for _ in range(15)]
+    try:
+        answers = await asyncio.gather(*(p.register("admin", "guess", f"admin-{i}") for i, p in enumerate(peers)))
+        assert any(answer.headers.get("retry-after") for answer in answers)  # "admin" is throttled for SIP
+    finally:
+        for peer in peers:
+            peer.close()
+    assert await api.login("admin", ADMIN_PASSWORD)  # the API account of that name is not
