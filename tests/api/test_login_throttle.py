@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import time
 from collections import Counter
 from typing import Any
@@ -16,10 +15,8 @@ import pytest
 from gateway.app import SIP_STACK
 from gateway.auth.passwords import HashingBusy, PasswordHashing
 from gateway.config import Settings
-from signaling.digest import DigestClient, DigestCredentials
-from signaling.message import SipResponse, parse_message
+from tests.api.sippeer import SipPeer
 from tests.conftest import ADMIN_PASSWORD, Api, make_settings
-from tests.signaling.raw import request
 
 TOKEN = "/api/auth/0.1/token"
 ATTACKER = "127.0.0.2"
@@ -109,46 +106,6 @@ class TestWindow:
 
 
 # -- SIP digest ---------------------------------------------------------------------------------------------------
-class SipPeer:
-    def __init__(self, host: str, server_port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
-        self.sock.setblocking(False)
-        self.port = self.sock.getsockname()[1]
-        self.server = ("127.0.0.1", server_port)
-
-    async def ask(self, data: bytes) -> SipResponse:
-        loop = asyncio.get_running_loop()
-        await loop.sock_sendto(self.sock, data, self.server)
-        while True:
-            message = parse_message(await asyncio.wait_for(loop.sock_recv(self.sock, 65535), 5))
-            assert isinstance(message, SipResponse)
-            if message.status >= 200:
-                return message
-
-    async def register(self, username: str, password: str, call_id: str) -> SipResponse:
-        def message(cseq: int, extra: list[str]) -> bytes:
-            return request(
-                "REGISTER",
-                "sip:meetings.local",
-                self.port,
-                call_id=call_id,
-                cseq=cseq,
-                to=f"<sip:{username}@meetings.local>",
-                contact=f"<sip:{username}@127.0.0.1:{self.port}>",
-                extra=extra,
-            )
-
-        challenge = await self.ask(message(1, []))
-        assert challenge.status == 401
-        client = DigestClient(DigestCredentials(username, password))
-        value = client.authorization(challenge.headers.get_all("www-authenticate")[0], "REGISTER", "sip:meetings.local")
-        return await self.ask(message(2, [f"Authorization: {value}"]))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 async def test_a_register_flood_with_wrong_passwords_is_throttled_while_another_account_registers(api: Api) -> None:
     udp = api.client.app[SIP_STACK].udp
     assert udp is not None
