@@ -43,13 +43,12 @@ class TripLog:
 
     MAX_SOURCES = 10_000
 
-    def __init__(self, interval: float = 60.0, level: int = logging.WARNING) -> None:
+    def __init__(self, interval: float = 60.0) -> None:
         self.interval = interval
-        self.level = level
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, Counter[str]] = {}
 
-    def trip(self, source: str, what: str, now: float) -> None:
+    def trip(self, source: str, what: str, now: float, level: int = logging.WARNING) -> None:
         last = self._last.get(source)
         if last is not None and now - last < self.interval:
             self._suppressed.setdefault(source, Counter())[what] += 1
@@ -61,7 +60,7 @@ class TripLog:
         more = ""
         if suppressed:
             more = " (and since the last line: " + ", ".join(f"{n} x {w}" for w, n in suppressed.items()) + ")"
-        log.log(self.level, "SIP connection limit from %s: %s%s", source, what, more)
+        log.log(level, "SIP connection limit from %s: %s%s", source, what, more)
 
     def _forget_before(self, moment: float) -> None:
         for source in [s for s, t in self._last.items() if t < moment]:
@@ -214,8 +213,9 @@ class ConnectionGuard:
             return True
 
     def _close(self, watch: _Watch, why: str) -> None:
-        self._trip(watch.source, why)
+        # a timeout is routine for a quiet client, a refusal is not: INFO and WARNING
+        self._trip(watch.source, why, logging.INFO)
         watch.flow.close()
 
-    def _trip(self, source: str, what: str) -> None:
-        self.trips.trip(source, what, asyncio.get_running_loop().time())
+    def _trip(self, source: str, what: str, level: int = logging.WARNING) -> None:
+        self.trips.trip(source, what, asyncio.get_running_loop().time(), level)
