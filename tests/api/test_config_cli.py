@@ -217,3 +217,23 @@ async def test_https_and_wss_on_one_port(tmp_path: Path) -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"MEETINGS_SIP__MAX_CONNECTIONS": "10", "MEETINGS_SIP__MAX_CONNECTIONS_PER_SOURCE": "11"}, "sip"),
+        ({"MEETINGS_SIP__MESSAGE_TIMEOUT_SECONDS": "0"}, "sip.message_timeout_seconds"),
+        ({"MEETINGS_SIP__IDLE_TIMEOUT_SECONDS": "5"}, "sip"),  # shorter than the message timeout
+        ({"MEETINGS_AUTH__LOGIN_FAILURES_PER_SOURCE": "0"}, "auth.login_failures_per_source"),
+        ({"MEETINGS_AUTH__LOGIN_FAILURE_WINDOW_SECONDS": "-1"}, "auth.login_failure_window_seconds"),
+        ({"MEETINGS_AUTH__PASSWORD_HASH_THREADS": "0"}, "auth.password_hash_threads"),
+    ],
+)
+def test_connection_and_login_limits_are_validated(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_settings(ROOT / "config.yaml", environ)
+    shipped = load_settings(ROOT / "config.yaml", {})
+    assert shipped.sip.max_connections_per_source <= shipped.sip.max_connections
+    assert shipped.sip.idle_timeout_seconds == 120 and shipped.sip.message_timeout_seconds == 10
+    assert shipped.auth.login_failures_per_source == 20 and shipped.auth.login_failures_per_username == 10
