@@ -85,7 +85,15 @@ def serve(settings: Settings) -> None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.http.tls_cert, settings.http.tls_key)
     app = create_app(settings, auto_bootstrap=True)
-    web.run_app(app, host=settings.http.host, port=settings.http.port, ssl_context=ssl_context, print=None)
+    web.run_app(
+        app,
+        host=settings.http.host,
+        port=settings.http.port,
+        ssl_context=ssl_context,
+        print=None,
+        # aiohttp's keep-alive timer also runs from the connection's start: it bounds an unfinished request too
+        keepalive_timeout=settings.http.idle_timeout_seconds,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

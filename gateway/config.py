@@ -29,6 +29,7 @@ class HttpSettings(_Section):
     tls_key: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
     public_uri: str | None = None
+    idle_timeout_seconds: float = Field(15.0, gt=0)
 
     @field_validator("cors_origins")
     @classmethod

@@ -84,7 +84,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve_until_ready(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
+def _serve_until_ready(
+    tmp_path: Path, port: int, extra_environ: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
     import time
     import urllib.request
 
@@ -96,6 +98,7 @@ def _serve_until_ready(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str]
         "MEETINGS_SIP__HOST": "127.0.0.1",
         "MEETINGS_SIP__UDP_PORT": "0",
         "MEETINGS_SIP__TCP_PORT": "0",
+        **(extra_environ or {}),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve"], cwd=tmp_path, env=environ, stdout=subprocess.PIPE,
@@ -237,3 +240,26 @@ def test_connection_and_login_limits_are_validated(environ: dict[str, str], name
     assert shipped.sip.max_connections_per_source <= shipped.sip.max_connections
     assert shipped.sip.idle_timeout_seconds == 120 and shipped.sip.message_timeout_seconds == 10
     assert shipped.auth.login_failures_per_source == 20 and shipped.auth.login_failures_per_username == 10
+
+
+async def test_unfinished_http_requests_are_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+    """Slow-loris before the SIP WebSocket upgrade: headers that never end are cut at http.idle_timeout_seconds."""
+    import asyncio
+    import time
+
+    port = _free_port()
+    process, _ = await asyncio.to_thread(
+        _serve_until_ready, tmp_path, port, {"MEETINGS_HTTP__IDLE_TIMEOUT_SECONDS": "1"}
+    )
+    try:
+        connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(50)]
+        started = time.monotonic()
+        for _, writer in connections:
+            writer.write(b"GET /api/asterisk/ws HTTP/1.1\r\nHost: meetings\r\nUpgrade: websocket\r\n")
+        ends = await asyncio.gather(*(asyncio.wait_for(reader.read(), 20) for reader, _ in connections))
+        print(f"50 unfinished HTTP requests closed after {time.monotonic() - started:.2f} s (timeout 1 s)")
+        assert ends == [b""] * 50
+        for _, writer in connections:
+            writer.close()
+    finally:
+        await asyncio.to_thread(_stop, process)
