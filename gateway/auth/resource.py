@@ -49,7 +49,8 @@ async def _login(services: Services, username: str, password: str, source: str) 
     user = None
     try:
         # A name with control characters (NUL ...) is nobody's, and not every database accepts it in a query.
-        user = await services.users.login(username, password) if username.isprintable() else None
+        suspect = throttle.suspect(username, source)
+        user = await services.users.login(username, password, suspect) if username.isprintable() else None
     except HashingBusy:
         throttle.succeeded(username, source)  # not a failure: the password was never checked
         raise

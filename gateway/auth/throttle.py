@@ -73,6 +73,11 @@ class FailureBuckets:
             self._buckets.move_to_end(key)
         bucket.level += 1
 
+    def failing(self, key: str, now: float) -> bool:
+        """Whether the key failed recently, not counting the one attempt in flight."""
+        bucket = self._current(key, now)
+        return bucket is not None and bucket.level > 1.0
+
     def take_back(self, key: str, now: float) -> None:
         bucket = self._current(key, now)
         if bucket is not None:
@@ -127,6 +132,12 @@ class LoginThrottle:
         self._by_source.add(source, now)
         self._by_username.add(username, now)
         return 0.0
+
+    def suspect(self, username: str, source: str) -> bool:
+        """Whether an admitted attempt comes from a source, or names a user, that failed recently: its password
+        check waits behind the others."""
+        now = self._clock()
+        return self._by_source.failing(source, now) or self._by_username.failing(username, now)
 
     def succeeded(self, username: str, source: str) -> None:
         """The admitted attempt was not a failure: take it back."""

@@ -31,16 +31,16 @@ def basic(username: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
 
 
-async def flood(api: Api, attempts: int, username: str | None) -> tuple[Counter[int], set[str]]:
-    """Wrong passwords from ATTACKER, all at once (one username, or a new one each time); statuses counted."""
+async def flood(api: Api, attempts: int, username: str | None, source: str = ATTACKER) -> tuple[Counter[int], set[str]]:
+    """Wrong passwords from `source`, all at once (one username, or a new one each time); statuses counted."""
     url = api.client.make_url(TOKEN)
-    connector = aiohttp.TCPConnector(local_addr=(ATTACKER, 0), limit=50)
+    connector = aiohttp.TCPConnector(local_addr=(source, 0), limit=50)
     statuses: Counter[int] = Counter()
     retry_after: set[str] = set()
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(i: int) -> None:
-            async with session.post(url, headers=basic(username or f"user{i}", "wrong")) as response:
+            async with session.post(url, headers=basic(username or f"{source}-user{i}", "wrong")) as response:
                 statuses[response.status] += 1
                 if response.status == 429:
                     retry_after.add(response.headers["Retry-After"])
@@ -65,6 +65,28 @@ async def test_a_flood_of_wrong_passwords_is_throttled_while_others_log_in(api: 
     assert statuses[401] <= per_source
     assert statuses[429] >= 300 - per_source
     assert all(1 <= int(value) <= 300 for value in retry_after)
+
+
+@pytest.mark.slow
+async def test_a_distributed_flood_does_not_keep_a_valid_login_waiting(api: Api) -> None:
+    """30 addresses, 10 guesses each: under every per-source limit, so only the hashing pool stands in the way.
+    Their checks are suspect (their sources failed); the valid login is not and goes first."""
+    await api.create_user("alice", "alice-password")
+    sources = [f"127.0.0.{10 + i}" for i in range(30)]
+    for source in sources:  # one failure each first: the flood below comes from addresses that failed
+        assert (await flood(api, 1, None, source))[0] == {401: 1}
+    flooding = asyncio.ensure_future(asyncio.gather(*(flood(api, 10, None, source) for source in sources)))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    token = await api.login("alice", "alice-password")
+    took = time.monotonic() - started
+    statuses: Counter[int] = Counter()
+    for counted, _ in await flooding:
+        statuses.update(counted)
+    print(f"valid login during a 300-attempt flood from 30 addresses: {took:.2f} s; flood answered {dict(statuses)}")
+    assert token
+    assert took < 10
+    assert set(statuses) <= {401, 503} and statuses[503] > 0  # the queue is bounded: the rest told to retry
 
 
 async def test_one_username_is_throttled_from_any_source(api: Api) -> None:
@@ -160,6 +182,30 @@ async def test_password_checks_wait_in_a_bounded_pool_of_their_own() -> None:
         assert len(busy) == 12 - 3  # one running, two waiting, the rest refused at once
         assert [r for r in results if not isinstance(r, HashingBusy)] == [False, False, False]
         assert await hashing.verify(stored, "secret")
+    finally:
+        hashing.close()
+
+
+async def test_an_unsuspected_password_check_goes_before_suspect_ones() -> None:
+    hashing = PasswordHashing(threads=1, queue=3)
+    try:
+        stored = await hashing.hash("secret")
+        finished: list[str] = []
+
+        async def check(name: str, suspect: bool) -> None:
+            try:
+                await hashing.verify(stored, name, suspect)
+                finished.append(name)
+            except HashingBusy:
+                finished.append(f"busy {name}")
+
+        suspects = [asyncio.ensure_future(check(f"s{i}", True)) for i in range(5)]
+        await asyncio.sleep(0)
+        assert finished == ["busy s4"]  # s0 runs, s1-s3 wait, s4 found the queue full
+        clean = asyncio.ensure_future(check("clean", False))
+        await asyncio.gather(clean, *suspects)
+        # the clean check took the newest suspect's place and went right after the one running
+        assert finished == ["busy s4", "busy s3", "s0", "clean", "s1", "s2"]
     finally:
         hashing.close()
 

@@ -103,10 +103,11 @@ class UserService:
             row = (await connection.execute(select(User).where(User.sip_username == sip_username))).first()
         return None if row is None else UserRecord.from_row(row)
 
-    async def login(self, username: str, password: str) -> User | None:
-        """The user if the password is right; None, at the same cost, for a wrong password or unknown user."""
+    async def login(self, username: str, password: str, suspect: bool = False) -> User | None:
+        """The user if the password is right; None, at the same cost, for a wrong password or unknown user.
+        A `suspect` attempt's password check waits behind the others (see PasswordHashing)."""
         user = await self.find_by_username(username)
-        ok = await self._hashing.verify(user.password_hash if user else None, password)
+        ok = await self._hashing.verify(user.password_hash if user else None, password, suspect)
         return user if ok and user else None
 
     async def search(self, tenants: set[UUID], params: ListParams) -> tuple[int, list[UserRecord]]:
