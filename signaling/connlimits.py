@@ -18,6 +18,7 @@ timeouts, and the idle rule needs the stack's answer.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -25,9 +26,23 @@ from dataclasses import dataclass, field
 
 from .transport import Flow
 
-__all__ = ["ConnectionGuard", "ConnectionLimits", "TripLog"]
+__all__ = ["ConnectionGuard", "ConnectionLimits", "TripLog", "address_block"]
 
 log = logging.getLogger(__name__)
+
+
+def address_block(host: str) -> str:
+    """What counts as one source: an IPv4 address, or an IPv6 /64 (one subscriber's block: an address each per
+    connection costs nothing there). IPv4-mapped IPv6 is the IPv4 address; anything unparsable is itself."""
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +115,12 @@ class ConnectionGuard:
         return self._total
 
     def count(self, source: str) -> int:
-        return self._per_source[source]
+        return self._per_source[address_block(source)]
 
     # -- admission --------------------------------------------------------------------------------------------
     def admit(self, source: str) -> bool:
         """Reserve a slot for a new connection from `source`, or False (logged) when a cap is reached."""
+        source = address_block(source)
         limits = self.limits
         if self._total >= limits.max_connections:
             self._trip(source, f"refused: {limits.max_connections} connections open in total")
@@ -118,6 +134,7 @@ class ConnectionGuard:
 
     def release(self, source: str) -> None:
         """Give back a slot `admit` reserved (the connection never came up)."""
+        source = address_block(source)
         self._total -= 1
         left = self._per_source[source] - 1
         if left > 0:
@@ -129,7 +146,7 @@ class ConnectionGuard:
     def watch(self, flow: Flow, source: str) -> None:
         """An admitted connection is up: its timeouts run from now until `forget`."""
         now = asyncio.get_running_loop().time()
-        watch = _Watch(flow, source, now, idle_from=now)
+        watch = _Watch(flow, address_block(source), now, idle_from=now)
         self._watches[flow] = watch
         self._schedule(watch, now + self.limits.message_timeout)
 

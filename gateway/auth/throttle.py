@@ -1,4 +1,5 @@
 """Failed-login throttling, per username and per source address, for the token API and SIP digest alike.
+A source is an IPv4 address or an IPv6 /64 (`signaling.connlimits.address_block`).
 
 Each key (a username, a source address) has a leaky bucket of failures: it holds up to `burst` of them and drains
 `burst` every `window` seconds, so a real user who mistyped is let in again within the window, never locked out
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config import AuthSettings
+from signaling.connlimits import address_block
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,7 @@ class LoginThrottle:
         """0.0: the attempt goes ahead and counts as a failure until `succeeded`; otherwise it is refused and the
         result is the seconds before the next attempt can be admitted (a Retry-After)."""
         now = self._clock()
+        source = address_block(source)
         by_source = self._by_source.wait(source, now)
         by_username = self._by_username.wait(username, now)
         if by_source or by_username:
@@ -137,12 +140,12 @@ class LoginThrottle:
         """Whether an admitted attempt comes from a source, or names a user, that failed recently: its password
         check waits behind the others."""
         now = self._clock()
-        return self._by_source.failing(source, now) or self._by_username.failing(username, now)
+        return self._by_source.failing(address_block(source), now) or self._by_username.failing(username, now)
 
     def succeeded(self, username: str, source: str) -> None:
         """The admitted attempt was not a failure: take it back."""
         now = self._clock()
-        self._by_source.take_back(source, now)
+        self._by_source.take_back(address_block(source), now)
         self._by_username.take_back(username, now)
 
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from signaling.connlimits import ConnectionLimits
+from signaling.connlimits import ConnectionLimits, address_block
 from signaling.message import SipResponse, parse_message
 from signaling.stack import SipStack, StackConfig
 from signaling.transport import StreamFramer
@@ -248,3 +248,18 @@ async def test_idle_connections_are_closed_unless_registered(server: Server, cap
         await ws_idle.close()
     idle.close()
     registered.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "source"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),  # same subscriber block, same source
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_a_source_is_an_ipv4_address_or_an_ipv6_block(host: str, source: str) -> None:
+    assert address_block(host) == source
