@@ -14,12 +14,15 @@ import pytest
 from aiohttp import web
 
 from signaling.connlimits import ConnectionLimits, address_block
+from signaling.dialog import DialogState
+from signaling.digest import DigestCredentials
 from signaling.message import SipResponse, parse_message
 from signaling.stack import SipStack, StackConfig
 from signaling.transport import StreamFramer
+from tests.waiting import until
 
 from .conftest import FAST
-from .raw import authorization, request
+from .raw import OFFER, authorization, request
 from .support import Accounts, DialPlan
 
 WS_PATH = "/api/asterisk/ws"
@@ -248,6 +251,24 @@ async def test_idle_connections_are_closed_unless_registered(server: Server, cap
         await ws_idle.close()
     idle.close()
     registered.close()
+
+
+@pytest.mark.slow
+async def test_a_connection_carrying_a_dialog_stays_until_the_call_ends(server: Server) -> None:
+    caller = SipStack(StackConfig(domain="caller.test", timers=FAST), Accounts())
+    try:
+        uri = f"sip:meeting-guest@127.0.0.1:{server.tcp_port};transport=tcp"
+        dialog = await caller.invite(uri, OFFER, credentials=DigestCredentials("guest", "guest-pw"))
+        guard = server.stack.connection_guard
+        assert guard.count("127.0.0.1") == 1
+        await asyncio.sleep(2 * LIMITS.idle_timeout + 0.5)  # two idle periods with nothing said on the connection
+        assert guard.count("127.0.0.1") == 1
+        await dialog.bye()
+        assert dialog.state is DialogState.TERMINATED
+        # the call over, nothing rides on the connection: it goes at the next idle check
+        await until(lambda: guard.count("127.0.0.1") == 0, 5 * LIMITS.idle_timeout, "the idle connection closed")
+    finally:
+        await caller.close()
 
 
 @pytest.mark.parametrize(
