@@ -142,7 +142,6 @@ async def test_slow_loris_connections_are_closed_after_the_message_timeout(
             await asyncio.sleep(0.1)
 
     drips = [asyncio.ensure_future(drip(peer)) for peer in trickle]
-    assert server.stack.connection_guard.count("127.0.0.1") == 205
     closed = await asyncio.gather(*(peer.closed_within(15) for peer in [*peers, *trickle]))
     elapsed = time.monotonic() - started
     print(f"205 slow-loris connections closed after {elapsed:.2f} s (message timeout {LIMITS.message_timeout} s)")
