@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.app import SIP_STACK
+from signaling.digest import DigestClient, DigestCredentials
 from tests.api.sippeer import SipPeer
 from tests.conftest import Api
+from tests.signaling.raw import OFFER, request
 
 
 @pytest.fixture
@@ -94,4 +96,29 @@ async def test_control_characters_in_a_basic_login_are_a_401(
     basic = base64.b64encode(f"{username}:x".encode()).decode()
     response = await api.request("POST", "/api/auth/0.1/token", headers={"Authorization": f"Basic {basic}"})
     assert response.status == 401
+    no_traceback(caplog)
+
+
+@pytest.mark.parametrize("extension", [b"\xff\xfe", b"a\x01b"], ids=["invalid-utf8", "control"])
+async def test_an_undecodable_extension_dialled_is_a_404(
+    api: Api, sip: SipPeer, caplog: pytest.LogCaptureFixture, extension: bytes
+) -> None:
+    """The Request-URI's user part is looked up as a meeting exten: bytes that are no text are no meeting."""
+    caplog.set_level(logging.INFO)
+    me = await api.call("GET", "/api/confd/1.1/users/me", api.admin_token)
+    user, password = me["sip"]["username"], me["sip"]["password"]
+
+    def invite(cseq: int, extra: list[str]) -> bytes:
+        text = request("INVITE", "sip:@EXTEN@@meetings.local", sip.port, call_id="exten-1", cseq=cseq,
+                       to="<sip:x@meetings.local>", contact=f"<sip:{user}@127.0.0.1:{sip.port}>", body=OFFER,
+                       extra=extra)  # fmt: skip
+        return text.replace(b"@EXTEN@", extension)
+
+    challenge = await sip.ask(invite(1, []))
+    assert challenge.status == 401
+    client = DigestClient(DigestCredentials(user, password))
+    # the digest covers a plain uri: the server checks the answer, not that it matches the request line
+    value = client.authorization(challenge.headers.get_all("www-authenticate")[0], "INVITE", "sip:x@meetings.local")
+    answer = await sip.ask(invite(2, [f"Authorization: {value}"]))
+    assert 400 <= answer.status < 500, answer.status
     no_traceback(caplog)
