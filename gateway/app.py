@@ -16,7 +16,9 @@ from prometheus_client.metrics_core import Metric
 from gateway import webapps, websocketd
 from gateway.auth import resource as auth_resource
 from gateway.auth.context import TENANTS, TOKENS
+from gateway.auth.passwords import PasswordHashing
 from gateway.auth.tenants import TenantService
+from gateway.auth.throttle import LoginThrottle, SipLoginThrottle
 from gateway.auth.tokens import TokenService
 from gateway.bootstrap import bootstrap, default_ingress, has_admin, is_loopback_uri
 from gateway.calld import resource as calld_resource
@@ -55,6 +57,7 @@ from gateway.metrics import Metrics, api_latency_middleware, metrics_handler, st
 from gateway.openapi import resource as openapi_resource
 from gateway.services import SERVICES, Services
 from sfu.server import SFU
+from signaling.connlimits import ConnectionLimits
 from signaling.stack import SipStack, StackConfig
 
 logger = logging.getLogger(__name__)
@@ -81,19 +84,22 @@ def build_services(settings: Settings) -> Services:
     )
     authorizations = AuthorizationService(db, AuthorizationNotifier(bus))
     meetings.on_authorization_lifted.append(authorizations.accept_pending)
+    hashing = PasswordHashing(settings.auth.password_hash_threads, settings.auth.password_hash_queue)
     return Services(
         settings=settings,
         db=db,
         bus=bus,
         tenants=tenants,
         tokens=tokens,
-        users=UserService(db, tokens),
+        users=UserService(db, tokens, hashing),
         ingresses=ingresses,
         meetings=meetings,
         authorizations=authorizations,
         confbridge=ConfbridgeService(db),
         conferences=Conferences(bus),
         metrics=metrics,
+        hashing=hashing,
+        login_throttle=LoginThrottle(settings.auth),
     )
 
 
@@ -239,6 +245,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await services.db.close()
+        services.hashing.close()
 
     control = CallControl(
         settings,
@@ -252,10 +259,20 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
     # Asterisk may route phones in (trunk peers) and, when enabled, each room is bridged to its ConfBridge.
     trunk = TrunkPeers(settings.asterisk.trunk_peers)
     stack = SipStack(
-        StackConfig(domain=settings.sip.domain, digest_algorithms=tuple(settings.sip.digest_algorithms)),
+        StackConfig(
+            domain=settings.sip.domain,
+            digest_algorithms=tuple(settings.sip.digest_algorithms),
+            connections=ConnectionLimits(
+                max_connections=settings.sip.max_connections,
+                max_connections_per_source=settings.sip.max_connections_per_source,
+                message_timeout=settings.sip.message_timeout_seconds,
+                idle_timeout=settings.sip.idle_timeout_seconds,
+            ),
+        ),
         AccountDirectory(services.users, services.meetings, trunk if trunk else None),
         invite_handler=control,
         source_trust=trunk if trunk else None,
+        login_throttle=SipLoginThrottle(services.login_throttle),
     )
     bridge = None
     if settings.asterisk.enabled:

@@ -31,6 +31,7 @@ class HttpSettings(_Section):
     tls_key: str | None = None
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     public_uri: str | None = None
+    idle_timeout_seconds: float = Field(15.0, gt=0)
 
     @field_validator("cors_origins")
     @classmethod
@@ -52,6 +53,10 @@ class SipSettings(_Section):
     tcp_port: int = Field(5060, ge=0, le=65535)
     domain: str = Field("meetings.local", min_length=1)
     digest_algorithms: list[str] = Field(default_factory=lambda: ["MD5"])
+    max_connections: int = Field(4096, ge=1)
+    max_connections_per_source: int = Field(128, ge=1)
+    message_timeout_seconds: float = Field(10.0, gt=0)
+    idle_timeout_seconds: float = Field(120.0, ge=0)
 
     @field_validator("digest_algorithms")
     @classmethod
@@ -64,6 +69,14 @@ class SipSettings(_Section):
         if not algorithms or algorithms[-1] != "MD5":
             raise ValueError("must end with MD5 (sip.js, hence the web apps, answers only the last challenge, in MD5)")
         return algorithms
+
+    @model_validator(mode="after")
+    def _connection_caps(self) -> SipSettings:
+        if self.max_connections_per_source > self.max_connections:
+            raise ValueError("max_connections_per_source must not exceed max_connections")
+        if 0 < self.idle_timeout_seconds < self.message_timeout_seconds:
+            raise ValueError("idle_timeout_seconds must be 0 (off) or at least message_timeout_seconds")
+        return self
 
 
 class MediaSettings(_Section):
@@ -102,6 +115,11 @@ class MeetingSettings(_Section):
 class AuthSettings(_Section):
     default_token_expiration: int = Field(7200, ge=1)
     max_token_expiration: int = Field(36000, ge=1)
+    login_failures_per_source: int = Field(20, ge=1)
+    login_failures_per_username: int = Field(10, ge=1)
+    login_failure_window_seconds: float = Field(300.0, gt=0)
+    password_hash_threads: int = Field(2, ge=1, le=64)
+    password_hash_queue: int = Field(32, ge=0)
 
     @model_validator(mode="after")
     def _default_within_max(self) -> AuthSettings:

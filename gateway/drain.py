@@ -31,7 +31,13 @@ HTTP_SHUTDOWN_SECONDS = 5.0
 
 async def serve_until_drained(settings: Settings, ssl_context: ssl.SSLContext | None) -> None:
     app = create_app(settings, auto_bootstrap=True)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_SECONDS)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=HTTP_SHUTDOWN_SECONDS,
+        # aiohttp's keep-alive timer also runs from the connection's start: it bounds an unfinished request too
+        keepalive_timeout=settings.http.idle_timeout_seconds,
+    )
     await runner.setup()
     await web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=ssl_context).start()
     signalled = asyncio.Event()

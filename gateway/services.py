@@ -7,7 +7,9 @@ from uuid import UUID
 
 from aiohttp import web
 
+from gateway.auth.passwords import PasswordHashing
 from gateway.auth.tenants import TenantService
+from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import TokenService
 from gateway.calld.conferences import Conferences
 from gateway.confd.authorizations.service import AuthorizationService
@@ -35,6 +37,8 @@ class Services:
     confbridge: ConfbridgeService
     conferences: Conferences
     metrics: Metrics
+    hashing: PasswordHashing
+    login_throttle: LoginThrottle
 
     def capacity(self) -> int:
         """The participant cap: the configured hard limit, or lower if the bridge profile's max_members says so."""

@@ -30,6 +30,7 @@ __all__ = [
     "DigestCredentials",
     "canonical_algorithm",
     "compute_response",
+    "credentials_are_text",
     "parse_auth_params",
 ]
 
@@ -71,6 +72,20 @@ def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
             val = val[1:-1] if "\\" not in val else unquote(val)
         params[name.lower()] = val
     return scheme.lower(), params
+
+
+# Longest parameter value a credential may carry: nonces and digests are well under it, names too.
+MAX_CREDENTIAL_VALUE = 512
+
+
+def credentials_are_text(params: dict[str, str]) -> bool:
+    """Whether every parameter of an Authorization header is printable text a client could have meant.
+
+    The message parser keeps bytes that are not UTF-8 as lone surrogates (`surrogateescape`), and quoted-pairs
+    may carry control characters: neither can be encoded for a database query, a hash or a log line, and no
+    account, nonce or digest of ours holds one. Such credentials are refused like a wrong password.
+    """
+    return all(len(value) <= MAX_CREDENTIAL_VALUE and value.isprintable() for value in params.values())
 
 
 def _auth_params_general(rest: str) -> dict[str, str]:
@@ -210,7 +225,7 @@ class DigestChallenger:
         qop = params.get("qop")
         nc = params.get("nc", "")
         cnonce = params.get("cnonce", "")
-        if not username or uri is None or algorithm not in self._accepted:
+        if not username or uri is None or algorithm not in self._accepted or not credentials_are_text(params):
             return AuthCheck(AuthOutcome.INVALID, username)
         if qop != "auth" or len(nc) != 8 or not cnonce:
             return AuthCheck(AuthOutcome.INVALID, username)

@@ -94,6 +94,11 @@ class Registrar:
             self._store(aor, alive)
         return alive
 
+    def bound_flows(self) -> set[Flow]:
+        """The flows live bindings were made on (a connection carrying a registration is in use)."""
+        now = time.monotonic()
+        return {b.flow for lst in self._bindings.values() for b in lst if b.flow is not None and b.expires_at > now}
+
     def aors(self) -> list[str]:
         return list(self._bindings)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import secrets
 import socket
 from collections.abc import Callable, Coroutine
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .call import CallState, IncomingCall
+from .connlimits import ConnectionGuard, ConnectionLimits
 from .dialog import Dialog, DialogError, DialogState, RequestFailed
-from .digest import AuthOutcome, DigestChallenger, DigestClient, DigestCredentials
+from .digest import AuthOutcome, DigestChallenger, DigestClient, DigestCredentials, credentials_are_text
 from .eager import start_eagerly
 from .message import (
     DEFAULT_LIMITS,
@@ -53,6 +55,7 @@ __all__ = [
     "CallFailed",
     "CredentialStore",
     "InviteHandler",
+    "LoginThrottle",
     "MessageHandler",
     "SipAccount",
     "SipStack",
@@ -62,6 +65,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+AUTH_FAILED = 'SIP;cause=403;text="authentication failed"'
+AUTH_THROTTLED = 'SIP;cause=403;text="too many failed authentications, retry later"'
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, MESSAGE, UPDATE"
 SUPPORTED = {"outbound", "path", "gruu", "replaces", "timer", "ice"}
 
@@ -99,6 +104,17 @@ class SourceTrust(Protocol):
         ...
 
 
+class LoginThrottle(Protocol):
+    def admit(self, username: str, source: str) -> float:
+        """0.0: the digest answer is checked (and counts as a failure until `succeeded`); more: it is refused
+        unchecked with 403, and this many seconds go in its Retry-After."""
+        ...
+
+    def succeeded(self, username: str, source: str) -> None:
+        """The admitted answer was no failure (right password, or only a stale nonce)."""
+        ...
+
+
 class MessageHandler(Protocol):
     async def on_message(self, request: SipRequest, account: SipAccount) -> int:
         """An authenticated out-of-dialog MESSAGE: return the status."""
@@ -117,6 +133,7 @@ class StackConfig:
     nonce_lifetime: float = 300.0
     digest_algorithms: tuple[str, ...] = ("MD5",)  # challenged with, in this order (see DigestChallenger)
     invite_timeout: float = 180.0  # a call the application never decides on is ended with 480
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)  # TCP and WebSocket peers
 
 
 class CallFailed(RequestFailed):
@@ -153,9 +170,11 @@ class SipStack:
         message_handler: MessageHandler | None = None,
         registrar: Registrar | None = None,
         source_trust: SourceTrust | None = None,
+        login_throttle: LoginThrottle | None = None,
     ) -> None:
         self.config = config
         self.source_trust = source_trust
+        self.login_throttle = login_throttle
         self.credentials = credentials
         self.invite_handler = invite_handler
         self.message_handler = message_handler
@@ -164,7 +183,10 @@ class SipStack:
         self.challenger = DigestChallenger(
             config.domain, config.auth_secret, config.nonce_lifetime, config.digest_algorithms
         )
-        self.websocket = WebSocketTransport(self.receive, config.limits)
+        # one guard for TCP and WebSocket: the caps count a source's connections over both
+        self.connection_guard = ConnectionGuard(config.connections, self.flow_in_use)
+        self._flows_in_use: tuple[float, set[Flow]] = (-1.0, set())
+        self.websocket = WebSocketTransport(self.receive, config.limits, guard=self.connection_guard)
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
         self.dialogs: dict[tuple[str, str, str], Dialog] = {}
@@ -180,7 +202,7 @@ class SipStack:
         return self.udp
 
     async def start_tcp(self, host: str = "0.0.0.0", port: int = 5060) -> TcpTransport:
-        self.tcp = await TcpTransport.start(self.receive, host, port, self.config.limits)
+        self.tcp = await TcpTransport.start(self.receive, host, port, self.config.limits, self.connection_guard)
         return self.tcp
 
     async def close(self) -> None:
@@ -202,6 +224,20 @@ class SipStack:
             self.udp.close()
         if self.tcp is not None:
             await self.tcp.close()
+        self.connection_guard.close()
+
+    def flow_in_use(self, flow: Flow) -> bool:
+        """Whether a registration, a dialog or a call waiting for an answer rides on the connection: the
+        connection guard keeps such connections however quiet they are. The set is built at most once a second
+        (the guard asks about many connections at once when they time out together)."""
+        now = asyncio.get_running_loop().time()
+        built, flows = self._flows_in_use
+        if now - built >= 1.0:
+            flows = self.registrar.bound_flows()
+            flows.update(dialog.flow for dialog in self.dialogs.values())
+            flows.update(call.flow for call in self._calls.values())
+            self._flows_in_use = (now, flows)
+        return flow in flows
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -279,7 +315,9 @@ class SipStack:
             host = str(infos[0][4][0])
         if transport == "tcp":
             if self.tcp is None:
-                self.tcp = await TcpTransport.start(self.receive, "0.0.0.0", 0, self.config.limits)
+                self.tcp = await TcpTransport.start(
+                    self.receive, "0.0.0.0", 0, self.config.limits, self.connection_guard
+                )
             return await self.tcp.connect(host, port)
         if transport == "udp":
             if self.udp is None:
@@ -455,22 +493,39 @@ class SipStack:
         then: Callable[[SipRequest, ServerTransaction, SipAccount], Coroutine[Any, Any, None] | None],
     ) -> None:
         username = params.get("username", "")
-        try:
-            account = await self.credentials.lookup(username)
-        except Exception:
-            log.exception("credential lookup failed")
-            tx.respond(req.create_response(500))
-            return
+        source = tx.flow.remote_address[0]
+        throttle = self.login_throttle
+        if throttle is not None:
+            wait = throttle.admit(username, source)
+            if wait:
+                # 403, not 503: the server is fine, these credentials may not be tried now (SIP has no 429).
+                headers = [("Retry-After", str(max(1, math.ceil(wait)))), ("Reason", AUTH_THROTTLED)]
+                tx.respond(req.create_response(403, headers=headers))
+                return
+        # Bytes that were not UTF-8 (or control characters) are nobody's name: refused like a wrong password,
+        # before they reach the account lookup (its database query would fail on them).
+        account = None
+        if credentials_are_text(params):
+            try:
+                account = await self.credentials.lookup(username)
+            except Exception:
+                log.exception("credential lookup failed")
+                tx.respond(req.create_response(500))
+                return
         if account is None:
-            tx.respond(req.create_response(403, headers=[("Reason", 'SIP;cause=403;text="authentication failed"')]))
+            tx.respond(req.create_response(403, headers=[("Reason", AUTH_FAILED)]))
             return
         check = self.challenger.verify(params, req.method, account.password, req.body)
         if check.outcome is AuthOutcome.STALE:
+            if throttle is not None:
+                throttle.succeeded(username, source)
             self._challenge(req, tx, stale=True)
             return
         if check.outcome is not AuthOutcome.OK:
-            tx.respond(req.create_response(403, headers=[("Reason", 'SIP;cause=403;text="authentication failed"')]))
+            tx.respond(req.create_response(403, headers=[("Reason", AUTH_FAILED)]))
             return
+        if throttle is not None:
+            throttle.succeeded(username, source)
         result = then(req, tx, account)
         if result is not None:
             await result

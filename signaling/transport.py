@@ -14,9 +14,12 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .message import DEFAULT_LIMITS, ParserLimits, content_length_of
+
+if TYPE_CHECKING:
+    from .connlimits import ConnectionGuard
 
 __all__ = ["Flow", "FramingError", "Receiver", "StreamFramer", "TcpTransport", "UdpTransport"]
 
@@ -268,6 +271,11 @@ class StreamFramer:
         self._limits = limits
         self._scan = 0
 
+    @property
+    def buffered(self) -> bool:
+        """Whether bytes of an unfinished message (or keep-alive) wait for more."""
+        return bool(self._buf)
+
     def feed(self, data: bytes) -> list[bytes | None]:
         buf = self._buf
         buf += data
@@ -316,12 +324,14 @@ class TcpConnection(asyncio.Protocol, Flow):
     transport = "TCP"
     reliable = True
 
-    def __init__(self, owner: TcpTransport) -> None:
+    def __init__(self, owner: TcpTransport, accepted: bool = False) -> None:
         Flow.__init__(self, ("0.0.0.0", 0), ("0.0.0.0", 0))
         self._owner = owner
         self._framer = StreamFramer(owner.limits)
         self._tr: asyncio.Transport | None = None
         self._open = False
+        # a connection a peer opened to us is admitted and watched by the guard; ours to others are not
+        self._guard = owner.guard if accepted else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._tr = cast(asyncio.Transport, transport)
@@ -329,23 +339,41 @@ class TcpConnection(asyncio.Protocol, Flow):
         sock = transport.get_extra_info("sockname")
         self.remote_address = (str(peer[0]), int(peer[1]))
         self.local_address = (str(sock[0]), int(sock[1]))
+        guard = self._guard
+        if guard is not None and not guard.admit(self.remote_address[0]):
+            self._guard = None
+            self._tr.abort()
+            return
         self._open = True
         self._owner._register(self)
+        if guard is not None:
+            guard.watch(self, self.remote_address[0])
 
     def data_received(self, data: bytes) -> None:
+        if not self._open:
+            return
         try:
             items = self._framer.feed(data)
         except FramingError as e:
             log.info("closing TCP connection from %s: %s", self.remote_address, e)
             self.close()
             return
+        guard = self._guard
         for item in items:
             if item is None:
                 self.send(PONG)
             else:
+                if guard is not None:
+                    guard.message(self)
                 _safe_deliver(self._owner.receiver, item, self)
+        if guard is not None:
+            guard.partial(self, self._framer.buffered)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._guard is not None:
+            self._guard.forget(self)
+        if not self._open:
+            return  # refused at once: never registered
         self._open = False
         self._owner._unregister(self)
         self._closed()
@@ -372,22 +400,31 @@ class TcpConnection(asyncio.Protocol, Flow):
 
 
 class TcpTransport:
-    """A TCP listener plus the connections made to and from it, reused per remote address."""
+    """A TCP listener plus the connections made to and from it, reused per remote address. Connections peers
+    open are admitted and timed out by the `guard` (see `connlimits.py`) when there is one."""
 
-    def __init__(self, receiver: Receiver, limits: ParserLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, receiver: Receiver, limits: ParserLimits = DEFAULT_LIMITS, guard: ConnectionGuard | None = None
+    ) -> None:
         self.receiver = receiver
         self.limits = limits
+        self.guard = guard
         self._server: asyncio.Server | None = None
         self._connections: dict[tuple[str, int], TcpConnection] = {}
         self.local_address: tuple[str, int] = ("0.0.0.0", 0)
 
     @classmethod
     async def start(
-        cls, receiver: Receiver, host: str = "0.0.0.0", port: int = 5060, limits: ParserLimits = DEFAULT_LIMITS
+        cls,
+        receiver: Receiver,
+        host: str = "0.0.0.0",
+        port: int = 5060,
+        limits: ParserLimits = DEFAULT_LIMITS,
+        guard: ConnectionGuard | None = None,
     ) -> TcpTransport:
-        self = cls(receiver, limits)
+        self = cls(receiver, limits, guard)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: TcpConnection(self), host, port)
+        self._server = await loop.create_server(lambda: TcpConnection(self, accepted=True), host, port)
         sock = self._server.sockets[0].getsockname()
         self.local_address = (sock[0], sock[1])
         return self

@@ -13,6 +13,7 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from .connlimits import ConnectionGuard
 from .message import DEFAULT_LIMITS, ParserLimits
 from .transport import PING, PONG, Flow, Receiver, _safe_deliver
 
@@ -97,32 +98,50 @@ class WebSocketFlow(Flow):
 
 
 class WebSocketTransport:
-    """The aiohttp handler for SIP over WebSocket; `flows` are the open connections."""
+    """The aiohttp handler for SIP over WebSocket; `flows` are the open connections. With a `guard` (see
+    `connlimits.py`) connections past its caps are refused with 503 before the upgrade, and timed out."""
 
     def __init__(
-        self, receiver: Receiver, limits: ParserLimits = DEFAULT_LIMITS, heartbeat: float | None = 30.0
+        self,
+        receiver: Receiver,
+        limits: ParserLimits = DEFAULT_LIMITS,
+        heartbeat: float | None = 30.0,
+        guard: ConnectionGuard | None = None,
     ) -> None:
         self.receiver = receiver
         self.limits = limits
         self.heartbeat = heartbeat
+        self.guard = guard
         self.flows: set[WebSocketFlow] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         offered = [p.strip().lower() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
         if SUBPROTOCOL not in offered:
             return web.Response(status=400, text="WebSocket subprotocol 'sip' required\n")
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        remote = (str(peer[0]), int(peer[1])) if peer else ("0.0.0.0", 0)
+        local = (str(sock[0]), int(sock[1])) if sock else ("0.0.0.0", 0)
+        guard = self.guard
+        if guard is not None and not guard.admit(remote[0]):
+            return web.Response(
+                status=503, text="too many SIP connections\n", headers={"Retry-After": "10", "Connection": "close"}
+            )
         ws = web.WebSocketResponse(
             protocols=(SUBPROTOCOL,),
             heartbeat=self.heartbeat,
             max_msg_size=self.limits.max_head + self.limits.max_body,
         )
-        await ws.prepare(request)
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        sock = request.transport.get_extra_info("sockname") if request.transport else None
-        remote = (str(peer[0]), int(peer[1])) if peer else ("0.0.0.0", 0)
-        local = (str(sock[0]), int(sock[1])) if sock else ("0.0.0.0", 0)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            if guard is not None:
+                guard.release(remote[0])
+            raise
         flow = WebSocketFlow(ws, local, remote, request.secure)
         self.flows.add(flow)
+        if guard is not None:
+            guard.watch(flow, remote[0])
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -137,11 +156,15 @@ class WebSocketTransport:
                     continue
                 if not data.strip(b"\r\n"):
                     continue
+                if guard is not None:
+                    guard.message(flow)
                 _safe_deliver(self.receiver, data, flow)
         except Exception as e:
             log.debug("WebSocket connection from %s ended: %s", remote, e)
         finally:
             self.flows.discard(flow)
+            if guard is not None:
+                guard.forget(flow)
             await flow._finish()
         return ws
 

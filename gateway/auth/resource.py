@@ -12,12 +12,15 @@ from uuid import UUID
 from aiohttp import web
 
 from gateway.auth.context import TENANTS, TOKENS, acting_tenant, authenticate, require_master_admin
+from gateway.auth.passwords import HashingBusy
 from gateway.auth.schema import TenantCreate, TokenRequest
+from gateway.auth.throttle import retry_after
 from gateway.auth.tokens import Caller
+from gateway.db.models import User
 from gateway.events import ORIGIN_UUID
-from gateway.http.errors import Forbidden, InvalidData, NotFound, Unauthorized, json_response
+from gateway.http.errors import Forbidden, InvalidData, NotFound, TooManyRequests, Unauthorized, json_response
 from gateway.http.validation import body, json_body, path_uuid, validate
-from gateway.services import SERVICES
+from gateway.services import SERVICES, Services
 
 routes = web.RouteTableDef()
 PREFIX = "/api/auth/0.1"
@@ -35,6 +38,25 @@ def _basic_credentials(request: web.Request) -> tuple[str, str]:
     if not colon:
         raise Unauthorized("Authentication Failed: malformed HTTP Basic credentials")
     return username, password
+
+
+async def _login(services: Services, username: str, password: str, source: str) -> User | None:
+    """The user, or None for wrong credentials; 429 while the username or the source failed too often."""
+    throttle = services.login_throttle
+    wait = throttle.admit(username, source)
+    if wait:
+        raise TooManyRequests("Too many failed logins: try again later", retry_after(wait))
+    user = None
+    try:
+        # A name with control characters (NUL ...) is nobody's, and not every database accepts it in a query.
+        suspect = throttle.suspect(username, source)
+        user = await services.users.login(username, password, suspect) if username.isprintable() else None
+    except HashingBusy:
+        throttle.succeeded(username, source)  # not a failure: the password was never checked
+        raise
+    if user is not None:
+        throttle.succeeded(username, source)
+    return user
 
 
 def _iso(moment: datetime.datetime) -> str:
@@ -74,7 +96,8 @@ async def create_token(request: web.Request) -> web.Response:
     expiration = form.expiration or settings.default_token_expiration
     if expiration > settings.max_token_expiration:
         raise InvalidData({"expiration": f"at most {settings.max_token_expiration} seconds"})
-    user = await request.app[SERVICES].users.login(username, password)
+    services = request.app[SERVICES]
+    user = await _login(services, username, password, request.remote or "")
     if user is None:
         raise Unauthorized("Authentication Failed: wrong username or password")
     caller = await request.app[TOKENS].issue(user, expiration, request.remote, request.headers.get("User-Agent"))

@@ -68,6 +68,8 @@ class DialPlan:
         match = MEETING_EXTENSION.fullmatch(extension)
         if match:
             return await self._meetings.find(uuid.UUID(match["uuid"]))
-        if extension:
+        # Bytes of the Request-URI that were not UTF-8 (kept as lone surrogates) or control characters are no
+        # exten, and a database query could not even carry them.
+        if extension and extension.isprintable():
             return await self._meetings.find_by_exten(extension)
         return None

@@ -23,6 +23,7 @@ class ApiError(Exception):
         self.message = message
         self.details = details or {}
         self.resource = resource
+        self.headers: dict[str, str] = {}
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -81,6 +82,17 @@ class Conflict(ApiError):
     error_id = "conflict"
 
 
+class TooManyRequests(ApiError):
+    """429 with a Retry-After (RFC 6585)."""
+
+    status = 429
+    error_id = "too-many-requests"
+
+    def __init__(self, message: str, retry_after: str) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = retry_after
+
+
 class ServiceUnavailable(ApiError):
     status = 503
     error_id = "service-unavailable"
@@ -96,7 +108,7 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(error: ApiError) -> web.Response:
-    return json_response(error.to_json(), status=error.status)
+    return json_response(error.to_json(), status=error.status, headers=error.headers or None)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -91,7 +91,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve_until_ready(tmp_path: Path, port: int, **settings: str) -> tuple[subprocess.Popen[str], list[str]]:
+def _serve_until_ready(
+    tmp_path: Path, port: int, extra_environ: dict[str, str] | None = None, **settings: str
+) -> tuple[subprocess.Popen[str], list[str]]:
     import time
     import urllib.request
 
@@ -103,6 +105,7 @@ def _serve_until_ready(tmp_path: Path, port: int, **settings: str) -> tuple[subp
         "MEETINGS_SIP__HOST": "127.0.0.1",
         "MEETINGS_SIP__UDP_PORT": "0",
         "MEETINGS_SIP__TCP_PORT": "0",
+        **(extra_environ or {}),
         **{f"MEETINGS_{key.upper()}": value for key, value in settings.items()},
     }
     process = subprocess.Popen(
@@ -231,3 +234,46 @@ async def test_https_and_wss_on_one_port(tmp_path: Path) -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"MEETINGS_SIP__MAX_CONNECTIONS": "10", "MEETINGS_SIP__MAX_CONNECTIONS_PER_SOURCE": "11"}, "sip"),
+        ({"MEETINGS_SIP__MESSAGE_TIMEOUT_SECONDS": "0"}, "sip.message_timeout_seconds"),
+        ({"MEETINGS_SIP__IDLE_TIMEOUT_SECONDS": "5"}, "sip"),  # shorter than the message timeout
+        ({"MEETINGS_AUTH__LOGIN_FAILURES_PER_SOURCE": "0"}, "auth.login_failures_per_source"),
+        ({"MEETINGS_AUTH__LOGIN_FAILURE_WINDOW_SECONDS": "-1"}, "auth.login_failure_window_seconds"),
+        ({"MEETINGS_AUTH__PASSWORD_HASH_THREADS": "0"}, "auth.password_hash_threads"),
+    ],
+)
+def test_connection_and_login_limits_are_validated(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_settings(ROOT / "config.yaml", environ)
+    shipped = load_settings(ROOT / "config.yaml", {})
+    assert shipped.sip.max_connections_per_source <= shipped.sip.max_connections
+    assert shipped.sip.idle_timeout_seconds == 120 and shipped.sip.message_timeout_seconds == 10
+    assert shipped.auth.login_failures_per_source == 20 and shipped.auth.login_failures_per_username == 10
+
+
+async def test_unfinished_http_requests_are_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+    """Slow-loris before the SIP WebSocket upgrade: headers that never end are cut at http.idle_timeout_seconds."""
+    import asyncio
+    import time
+
+    port = _free_port()
+    process, _ = await asyncio.to_thread(
+        _serve_until_ready, tmp_path, port, {"MEETINGS_HTTP__IDLE_TIMEOUT_SECONDS": "1"}
+    )
+    try:
+        connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(50)]
+        started = time.monotonic()
+        for _, writer in connections:
+            writer.write(b"GET /api/asterisk/ws HTTP/1.1\r\nHost: meetings\r\nUpgrade: websocket\r\n")
+        ends = await asyncio.gather(*(asyncio.wait_for(reader.read(), 20) for reader, _ in connections))
+        print(f"50 unfinished HTTP requests closed after {time.monotonic() - started:.2f} s (timeout 1 s)")
+        assert ends == [b""] * 50
+        for _, writer in connections:
+            writer.close()
+    finally:
+        await asyncio.to_thread(_stop, process)

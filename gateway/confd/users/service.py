@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.auth.passwords import hash_password, random_secret, random_username, verify_password
+from gateway.auth.passwords import PasswordHashing, random_secret, random_username
 from gateway.auth.tokens import TokenService
 from gateway.db.engine import Database, DbConnection
 from gateway.db.models import Tenant, User, utcnow
@@ -44,9 +44,10 @@ class UserRecord:
 
 
 class UserService:
-    def __init__(self, db: Database, tokens: TokenService) -> None:
+    def __init__(self, db: Database, tokens: TokenService, hashing: PasswordHashing) -> None:
         self._db = db
         self._tokens = tokens
+        self._hashing = hashing
 
     async def create(
         self,
@@ -60,7 +61,7 @@ class UserService:
         record = UserRecord(
             uuid.uuid4(), tenant_uuid, username, firstname, lastname, admin, random_username(), random_secret(24)
         )
-        password_hash = await hash_password(password)
+        password_hash = await self._hashing.hash(password)
         try:
             async with self._db.write() as connection:
                 await connection.execute(
@@ -102,10 +103,11 @@ class UserService:
             row = (await connection.execute(select(User).where(User.sip_username == sip_username))).first()
         return None if row is None else UserRecord.from_row(row)
 
-    async def login(self, username: str, password: str) -> User | None:
-        """The user if the password is right; None, at the same cost, for a wrong password or unknown user."""
+    async def login(self, username: str, password: str, suspect: bool = False) -> User | None:
+        """The user if the password is right; None, at the same cost, for a wrong password or unknown user.
+        A `suspect` attempt's password check waits behind the others (see PasswordHashing)."""
         user = await self.find_by_username(username)
-        ok = await verify_password(user.password_hash if user else None, password)
+        ok = await self._hashing.verify(user.password_hash if user else None, password, suspect)
         return user if ok and user else None
 
     async def search(self, tenants: set[UUID], params: ListParams) -> tuple[int, list[UserRecord]]:
@@ -132,7 +134,7 @@ class UserService:
     async def update(self, user: UserRecord, changes: dict[str, Any]) -> UserRecord:
         values = {key: value for key, value in changes.items() if key != "password"}
         if changes.get("password") is not None:
-            values["password_hash"] = await hash_password(changes["password"])
+            values["password_hash"] = await self._hashing.hash(changes["password"])
         if values:
             try:
                 async with self._db.write() as connection:
