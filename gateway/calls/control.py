@@ -93,7 +93,9 @@ class MeetingCall(BaseDialogHandler):
         self.slots_shown: dict[str, str | None] | None = None
         #: room updates go out while this holds: the caller allows MESSAGE and has not refused one
         self.takes_messages = takes_messages(dialog.initial_request if dialog.is_uas else None)
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        #: a client that refuses our JSON updates (a phone) may still show text: the room's chat goes to it as such
+        self.takes_text = self.takes_messages
+        self._outbox: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sender = asyncio.get_running_loop().create_task(self._send_messages())
         participant.on("closed", self._participant_closed)
@@ -166,9 +168,16 @@ class MeetingCall(BaseDialogHandler):
 
     async def on_message(self, dialog: Dialog, request: SipRequest) -> int:
         """The app tells its own state (ParticipantState) or pins someone (Pin); see roomstate.AppMessage."""
+        if (request.content_type or "").lower().startswith("text/plain"):
+            # a phone's text message: it goes to the room's chat
+            self.room.chat(self, request.body.decode("utf-8", errors="replace"))
+            return 200
         message = roomstate.app_message(request.body)
         if message is None:
             return 200  # not ours (any other MESSAGE is accepted and ignored, as before)
+        if message.type == "Chat":
+            self.room.chat(self, message.text or "")
+            return 200
         if message.type == "Pin":
             self.participant.pin(message.pinned)
             return 200
@@ -200,20 +209,30 @@ class MeetingCall(BaseDialogHandler):
     # -- messages, in order, one at a time
     def send(self, body: bytes) -> None:
         if not self.left and self.takes_messages:
-            self._outbox.put_nowait(body)
+            self._outbox.put_nowait((body, "application/json"))
+
+    def send_text(self, text: str) -> None:
+        """Plain text (the room's chat for a client that takes no JSON updates, such as a phone)."""
+        if not self.left and self.takes_text:
+            self._outbox.put_nowait((text.encode(), "text/plain;charset=utf-8"))
 
     async def _send_messages(self) -> None:
-        while self.takes_messages:
-            body = await self._outbox.get()
+        while self.takes_messages or self.takes_text:
+            body, content_type = await self._outbox.get()
+            json_update = content_type == "application/json"
+            if not (self.takes_messages if json_update else self.takes_text):
+                continue
             try:
-                await self.dialog.message(body)
+                await self.dialog.message(body, content_type)
             except RequestFailed as exc:
                 if exc.response.status in MESSAGES_REFUSED:
-                    # The call goes on; only the updates stop.
-                    logger.info(
-                        "%s: the client refuses room updates (%s): none sent any more", self.participant_id, exc
-                    )
-                    self.takes_messages = False
+                    # The call goes on; only these messages stop.
+                    what = "room updates" if json_update else "text messages"
+                    logger.info("%s: the client refuses %s (%s): none sent any more", self.participant_id, what, exc)
+                    if json_update:
+                        self.takes_messages = False
+                    else:
+                        self.takes_text = False
                 else:
                     logger.debug("%s: room update not delivered: %s", self.participant_id, exc)
             except (DialogError, OSError) as exc:
@@ -287,6 +306,19 @@ class MeetingRoom:
         call = self.calls.get(participant.id)
         if call is not None:
             self.tell(roomstate.muted, call)
+
+    def chat(self, sender: MeetingCall, text: str) -> None:
+        """A chat line to everyone (the sender too, so every app shows the same order): JSON to the apps, plain text
+        to clients that take no JSON (phones that display messages)."""
+        text = roomstate.chat_text(text)
+        if not text:
+            return
+        update = roomstate.chat(self.bridge, sender, text)
+        for member in self.calls.values():
+            if member.takes_messages:
+                member.send(update)
+            elif member is not sender:
+                member.send_text(f"{sender.caller_name}: {text}")
 
     def tell(self, update: Callable[[dict[str, str], MeetingCall], bytes], call: MeetingCall) -> None:
         """Everyone is told of `call`'s change (one of roomstate's updates about a member)."""

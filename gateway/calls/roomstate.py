@@ -4,14 +4,15 @@ Wazo's SDK reads `type` (ConfbridgeWelcome, ConfbridgeJoin, ConfbridgeLeave, Con
 channel to its call with `channelvars.WAZO_SIP_CALL_ID`. Ours, which the SDK ignores: ConfbridgeVideoSlots (which
 participant each of a subscriber's video slots, by SDP mid, shows, so an app can put names on tiles),
 ConfbridgeVideoMute/Unmute and a channel's `video_muted` (a camera turned off), ConfbridgeHandRaised/Lowered and a
-channel's `hand_raised`, and, from the apps, the
-ParticipantState MESSAGE in which an app tells its own microphone and camera state and the Pin MESSAGE in which
-it asks for someone's video whoever speaks.
+channel's `hand_raised`, ConfbridgeChat (a chat line), and, from the apps, the
+ParticipantState MESSAGE in which an app tells its own microphone and camera state, the Pin MESSAGE in which it
+asks for someone's video whoever speaks, and the Chat MESSAGE (a phone's text/plain MESSAGE is chat too).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -94,6 +95,25 @@ def muted(bridge_info: dict[str, str], member: Member) -> bytes:
     return _about("ConfbridgeMute" if member.muted else "ConfbridgeUnmute", bridge_info, member)
 
 
+#: a chat line longer than this is cut (a MESSAGE must stay well within a UDP datagram)
+CHAT_MAX_CHARACTERS = 2000
+
+
+def chat_text(text: str) -> str:
+    """A chat line as the room passes it on: printable, trimmed, cut at CHAT_MAX_CHARACTERS."""
+    kept = "".join(ch for ch in text if ch.isprintable() or ch in "\n\t").strip()
+    return kept[:CHAT_MAX_CHARACTERS]
+
+
+def chat(bridge_info: dict[str, str], member: Member, text: str) -> bytes:
+    """Ours: a chat line, with who wrote it (his channel, as in every event) and when."""
+    described = channel(member)
+    return _encode(
+        {"type": "ConfbridgeChat", "bridge": bridge_info, "channel": described, "channels": [described],
+         "text": text, "timestamp": time.time()}
+    )  # fmt: skip
+
+
 def hand(bridge_info: dict[str, str], member: Member) -> bytes:
     """Ours: a participant raised or lowered his hand."""
     return _about("ConfbridgeHandRaised" if member.hand_raised else "ConfbridgeHandLowered", bridge_info, member)
@@ -106,7 +126,7 @@ def video_muted(bridge_info: dict[str, str], member: Member) -> bytes:
 
 @dataclass(frozen=True)
 class AppMessage:
-    """What an app says of itself in a MESSAGE: ParticipantState (muted, video_muted, hand_raised; None: not said)
+    """What an app says in a MESSAGE: ParticipantState (muted, video_muted, hand_raised; None: not said), Chat (`text`)
     or Pin (`pinned`: the channel id whose video it wants in a slot whoever speaks, or None to unpin)."""
 
     type: str
@@ -114,6 +134,7 @@ class AppMessage:
     video_muted: bool | None = None
     hand_raised: bool | None = None
     pinned: str | None = None
+    text: str | None = None
 
 
 def app_message(body: bytes) -> AppMessage | None:
@@ -133,6 +154,9 @@ def app_message(body: bytes) -> AppMessage | None:
         return AppMessage(
             "ParticipantState", muted=flag("muted"), video_muted=flag("video_muted"), hand_raised=flag("hand_raised")
         )
+    if message.get("type") == "Chat":
+        text = message.get("text")
+        return AppMessage("Chat", text=text if isinstance(text, str) else None)
     if message.get("type") == "Pin":
         channel = message.get("channel")
         return AppMessage("Pin", pinned=channel if isinstance(channel, str) and channel else None)

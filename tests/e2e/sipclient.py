@@ -112,6 +112,7 @@ class Call:
     bye_reason: str | None = None
     reinvites: int = 0
     infos: list[SipMessage] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
 
 
 Answerer = Callable[[bytes], Awaitable[bytes]]
@@ -246,6 +247,10 @@ class SipClient:
                 request, 200, "OK", answer, [("Contact", self.contact), ("Content-Type", "application/sdp")]
             )
         elif method == "MESSAGE":
+            if (request.header("Content-Type") or "").startswith("text/plain"):
+                call.texts.append(request.body.decode())  # text, as a phone shows it (message_status is for JSON)
+                await self._respond(request, 200, "OK")
+                return
             self.messages_received += 1
             if self.message_status != 200:
                 await self._respond(request, self.message_status, "Refused")

@@ -49,3 +49,40 @@ async def test_room_updates_stop_for_a_phone_that_refuses_them_and_skip_one_that
         for sip, media in phones:
             await media.close()
             await sip.close()
+
+
+async def test_chat_reaches_the_apps_as_json_and_a_phone_as_text_and_back(api: Api, room: Room) -> None:
+    _, token = await api.create_user("alice")
+    meeting = await api.create_meeting(token)
+    guest = guest_credentials(meeting)
+    writer = await room.member(guest, None, None)
+    reader = await room.member(guest, None, None)
+    await writer.join("meeting-guest")
+    await reader.join("meeting-guest")
+    phone = SipClient(*guest, api.services.settings.sip.domain)
+    await phone.connect_udp(room.udp_address)
+    media = RtpPhone(None)
+    await media.open()
+    try:
+        phone.message_status = 415  # takes no JSON, shows text (as phones that display messages do)
+        phone_call = await phone.invite("meeting-guest", media.offer().encode())
+        await until(lambda: phone.messages_received >= 1, 10, "the phone to refuse its first room update")
+        assert writer.call is not None
+        line = b'{"type": "Chat", "text": "  hello \\u0007everyone  "}'
+        assert (await writer.sip.in_dialog(writer.call, "MESSAGE", "application/json", line)).status == 200
+        await until(lambda: bool(reader.messages("ConfbridgeChat")), 5, "the chat line to the other app")
+        (said,) = reader.messages("ConfbridgeChat")
+        assert said["text"] == "hello everyone"  # trimmed, control characters out
+        assert said["channel"]["channelvars"]["WAZO_SIP_CALL_ID"] == writer.call.call_id
+        await until(lambda: bool(writer.messages("ConfbridgeChat")), 5, "the writer's own line back")
+        await until(lambda: bool(phone_call.texts), 5, "the chat line to the phone, as text")
+        assert phone_call.texts[0].endswith(": hello everyone")
+
+        # the phone writes back in plain text: the apps get it as chat
+        sent = await phone.in_dialog(phone_call, "MESSAGE", "text/plain", b"hi from the phone")
+        assert sent.status == 200
+        await until(lambda: len(reader.messages("ConfbridgeChat")) == 2, 5, "the phone's line to the apps")
+        assert reader.messages("ConfbridgeChat")[1]["text"] == "hi from the phone"
+    finally:
+        await media.close()
+        await phone.close()
