@@ -73,7 +73,7 @@ class Browser:
             device_scale_factor=1,
             is_mobile=mobile,
             has_touch=mobile,
-            permissions=["camera", "microphone"],
+            permissions=["camera", "microphone", "clipboard-read", "clipboard-write"],
         )
         page = await context.new_page()
         page.set_default_timeout(10_000)

@@ -271,3 +271,46 @@ async def test_a_dropped_connection_reconnects_by_itself(media_site: Site, brows
     await _assert_receiving(owner, "Gina")
     assert await guest.locator("[data-page=lost]").count() == 0
     await browser.shot(guest, "reconnected")
+
+
+async def test_hands_chat_invite_muted_hint_and_the_organisers_controls(media_site: Site, browser: Browser) -> None:
+    owner, link = await _join_as_owner(browser, media_site, "Together")
+    guest = await _join_as_guest(browser, link, "Gina")
+    await _assert_receiving(owner, "Gina")
+    gina = owner.locator("#participants li", has_text="Gina")
+
+    # a raised hand shows beside her name, in the list and on her tile
+    await guest.click("#toggle-hand")
+    await gina.locator(".hand-icon").wait_for()
+    await owner.wait_for_selector(".tile[data-participant='Gina'] .hand-icon:not([hidden])")
+
+    # chat both ways; a line that comes while the chat is closed is announced
+    await guest.click("#toggle-chat")
+    await guest.fill("#chat-input", "Hello from Gina")
+    await guest.click("#chat-send")
+    await owner.wait_for_selector("#toast:has-text('Gina: Hello from Gina')")
+    await owner.click("#toggle-chat")
+    await owner.wait_for_selector("#chat-log li:has-text('Hello from Gina')")
+    await owner.fill("#chat-input", "Welcome")
+    await owner.press("#chat-input", "Enter")
+    await guest.wait_for_selector("#chat-log li:has-text('Welcome')")
+    await browser.shot(owner, "owner-chat-and-hand")
+
+    # the invite button copies the guest link
+    await owner.click("#invite")
+    assert await owner.evaluate("navigator.clipboard.readText()") == link
+
+    # speaking while muted is pointed out (Chromium's fake microphone beeps)
+    await owner.click("#toggle-mic")
+    await owner.wait_for_selector("#toast:has-text('You are muted')", timeout=15_000)
+    await owner.click("#toggle-mic")
+
+    # the organiser mutes Gina for everyone, then removes her, then ends the meeting for all
+    await gina.locator("[data-action=mute]").click()
+    await gina.locator(".muted-icon").wait_for()
+    await browser.shot(owner, "owner-muted-gina")
+    await gina.locator("[data-action=remove]").click()
+    await guest.wait_for_selector("[data-page=removed]")
+    owner.once("dialog", lambda dialog: dialog.accept())
+    await owner.click("#end-for-all")
+    await owner.wait_for_selector("[data-page=ended]")

@@ -360,6 +360,7 @@ class GuestApp {
       myName: choice.name,
       micOn: choice.micOn,
       camOn: choice.camOn,
+      inviteLink: window.location.href, // the link this guest opened is the one to pass on
       onLeave: () => call.leave(),
     });
     document.title = this.meeting.name;

@@ -80,7 +80,8 @@ export class MeetingCall extends EventTarget {
     this.target = target;
     this.displayName = displayName;
     this.localStream = localStream;
-    this.participants = new Map(); // channel id -> {id, name, number, talking, muted, callId, isMe}
+    this.participants = new Map(); // channel id -> {id, name, number, talking, muted, videoMuted, handRaised, callId, isMe}
+    this.chat = []; // {name, text, mine, time}, in the room's order
     this.slots = new Map(); // mid -> {mid, track, stream, channelId}
     this.slotMap = {}; // mid -> channel id, from the server's video_slots
     this.audioElements = new Map(); // track id -> <audio>
@@ -462,10 +463,25 @@ export class MeetingCall extends EventTarget {
       case "ConfbridgeUnmute":
       case "ConfbridgeVideoMute":
       case "ConfbridgeVideoUnmute":
+      case "ConfbridgeHandRaised":
+      case "ConfbridgeHandLowered":
         channels.forEach((channel) => this.upsert(channel));
         break;
       default:
         break;
+    }
+    if (body.type === "ConfbridgeChat" && typeof body.text === "string") {
+      const from = channelList(body)[0] || {};
+      const vars = from.channelvars || {};
+      const caller = from.caller || {};
+      this.chat.push({
+        text: body.text,
+        name: caller.name || caller.number || "Someone",
+        mine: Boolean(vars.WAZO_SIP_CALL_ID && vars.WAZO_SIP_CALL_ID === this.callId),
+        time: typeof body.timestamp === "number" ? body.timestamp * 1000 : Date.now(),
+      });
+      this.emit("chat");
+      return;
     }
     if (body.video_slots && typeof body.video_slots === "object") {
       this.slotMap = {};
@@ -492,6 +508,7 @@ export class MeetingCall extends EventTarget {
       talking: channel.talking_status !== undefined ? channel.talking_status === "on" : Boolean(previous.talking),
       muted: channel.muted !== undefined ? Boolean(channel.muted) : Boolean(previous.muted),
       videoMuted: channel.video_muted !== undefined ? Boolean(channel.video_muted) : Boolean(previous.videoMuted),
+      handRaised: channel.hand_raised !== undefined ? Boolean(channel.hand_raised) : Boolean(previous.handRaised),
       callId,
       isMe: Boolean(callId && callId === this.callId),
     };
@@ -516,15 +533,28 @@ export class MeetingCall extends EventTarget {
     this.tellState({ video_muted: !enabled });
   }
 
-  /** Ask the room to keep `channelId`'s video in one of our slots whoever speaks (null: follow the speakers). */
-  pin(channelId) {
-    this.pinned = channelId;
+  /** A chat line to everyone in the room (it comes back to us in the room's order, as to the others). */
+  sendChat(text) {
+    this.sendAppMessage({ type: "Chat", text });
+  }
+
+  setHandRaised(raised) {
+    this.tellState({ hand_raised: raised });
+  }
+
+  sendAppMessage(message) {
     const session = this.session;
     if (!session || session.state !== SessionState.Established) return;
-    const content = JSON.stringify({ type: "Pin", channel: channelId });
+    const content = JSON.stringify(message);
     session
       .message({ requestOptions: { body: { contentDisposition: "render", contentType: "application/json", content } } })
       .catch(() => {});
+  }
+
+  /** Ask the room to keep `channelId`'s video in one of our slots whoever speaks (null: follow the speakers). */
+  pin(channelId) {
+    this.pinned = channelId;
+    this.sendAppMessage({ type: "Pin", channel: channelId });
   }
 
   /** Tell the room our microphone and camera state (an in-dialog MESSAGE), so the others show it. */
@@ -533,14 +563,11 @@ export class MeetingCall extends EventTarget {
     const session = this.session;
     if (!session || session.state !== SessionState.Established) return; // the page sets it again once joined
     // the room starts from "microphone and camera on": say only what differs from what it knows
-    const told = this.toldState || { muted: false, video_muted: false };
+    const told = this.toldState || { muted: false, video_muted: false, hand_raised: false };
     const changed = Object.entries(this.ownState).filter(([key, value]) => told[key] !== value);
     if (!changed.length) return;
     this.toldState = { ...told, ...this.ownState };
-    const content = JSON.stringify({ type: "ParticipantState", ...Object.fromEntries(changed) });
-    session
-      .message({ requestOptions: { body: { contentDisposition: "render", contentType: "application/json", content } } })
-      .catch(() => {});
+    this.sendAppMessage({ type: "ParticipantState", ...Object.fromEntries(changed) });
   }
 
   /** Hang up (the person clicked Leave). */

@@ -53,6 +53,28 @@ export function toast(text) {
   toastTimer = setTimeout(() => (el.hidden = true), 3000);
 }
 
+/** A short two-note chime (someone waits in the lobby), where the browser lets the page play sound. */
+export function chime() {
+  try {
+    const context = new AudioContext();
+    const gain = context.createGain();
+    gain.connect(context.destination);
+    gain.gain.setValueAtTime(0.0001, context.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.2, context.currentTime + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, context.currentTime + 0.6);
+    [660, 880].forEach((frequency, i) => {
+      const tone = context.createOscillator();
+      tone.frequency.value = frequency;
+      tone.connect(gain);
+      tone.start(context.currentTime + i * 0.15);
+      tone.stop(context.currentTime + 0.6);
+    });
+    setTimeout(() => context.close().catch(() => {}), 1000);
+  } catch {
+    /* no sound: the notice still shows */
+  }
+}
+
 export function initials(name) {
   const words = String(name || "?").trim().split(/\s+/).filter(Boolean);
   if (!words.length) return "?";
@@ -87,6 +109,8 @@ export const ICONS = {
   ban: svg('<circle cx="12" cy="12" r="9"/><path d="M5.7 5.7l12.6 12.6"/>'),
   grid: svg('<rect x="3" y="3" width="7" height="7" rx="1"/><rect x="14" y="3" width="7" height="7" rx="1"/><rect x="3" y="14" width="7" height="7" rx="1"/><rect x="14" y="14" width="7" height="7" rx="1"/>'),
   speaker: svg('<rect x="3" y="3" width="18" height="12" rx="2"/><rect x="3" y="18" width="5" height="3" rx="1"/><rect x="9.5" y="18" width="5" height="3" rx="1"/><rect x="16" y="18" width="5" height="3" rx="1"/>'),
+  hand: svg('<path d="M18 11V6a2 2 0 0 0-4 0v5M14 10V4a2 2 0 0 0-4 0v6M10 10.5V6a2 2 0 0 0-4 0v8a8 8 0 0 0 16 0v-3a2 2 0 0 0-4 0"/>'),
+  chat: svg('<path d="M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z"/>'),
   pin: svg('<path d="M12 17v5M9 3h6l-1 7 4 3v2H6v-2l4-3z"/>'),
   link: svg('<path d="M10 13a5 5 0 0 0 7.5.5l3-3a5 5 0 0 0-7-7l-1.7 1.7"/><path d="M14 11a5 5 0 0 0-7.5-.5l-3 3a5 5 0 0 0 7 7l1.7-1.7"/>'),
 };

@@ -1,8 +1,8 @@
 // The meeting stage, the same for users and guests: one tile per video slot (name + talking indicator), my own
 // preview, mute and camera toggles, the participant list (plus any extra side panel, e.g. the owner's lobby), leave.
 
-import { h, icon, initials, replace } from "./dom.js";
-import { hasMicrophone, saveToggles } from "./media.js";
+import { h, icon, initials, replace, toast } from "./dom.js";
+import { hasMicrophone, saveToggles, watchLevel } from "./media.js";
 import { gridCapacity, gridFit } from "./stage-layout.js";
 
 /**
@@ -14,6 +14,9 @@ import { gridCapacity, gridFit } from "./stage-layout.js";
  * @param {boolean} options.micOn
  * @param {boolean} options.camOn
  * @param {HTMLElement[]} [options.panels]                 extra sections for the side panel
+ * @param {string} [options.inviteLink]                    the guest link the Invite button copies
+ * @param {{mute: (id: string, muted: boolean) => Promise<void>, remove: (id: string) => Promise<void>,
+ *          endForAll: () => Promise<void>}} [options.host] the organiser's controls (owners only)
  * @param {() => void} options.onLeave
  */
 export function renderMeeting(root, options) {
@@ -25,6 +28,9 @@ export function renderMeeting(root, options) {
     layout: "grid", // or "speaker": the speaker (or whoever is pinned) large, the others in a strip
     pinned: null, // the channel id whose tile stays large (and whose video the server keeps in a slot)
     speaker: null, // the last one who talked
+    hand: false,
+    chatOpen: false,
+    unread: 0,
   };
   document.body.classList.add("in-meeting");
   call.setMicEnabled(state.micOn);
@@ -73,6 +79,26 @@ export function renderMeeting(root, options) {
     icon("leave"),
   );
 
+  const handButton = h("button.round", { type: "button", id: "toggle-hand" }, icon("hand"));
+  const chatBadge = h("span.count", { "aria-hidden": "true", hidden: true }, "");
+  const chatButton = h(
+    "button.round",
+    { type: "button", id: "toggle-chat", "aria-controls": "chat", "aria-label": "Chat", title: "Chat" },
+    icon("chat"),
+    chatBadge,
+  );
+  const inviteButton = options.inviteLink
+    ? h("button.btn.small.ghost", { type: "button", id: "invite", title: "Copy the link guests open" }, icon("link"), "Invite")
+    : null;
+
+  const chatLog = h("ol.chat-log", { id: "chat-log", "aria-live": "polite" });
+  const chatInput = h("input", { type: "text", id: "chat-input", maxlength: "2000", placeholder: "Message everyone", autocomplete: "off" });
+  const chatForm = h("form.chat-form", {}, chatInput, h("button.btn.small.primary", { type: "submit", id: "chat-send" }, "Send"));
+  const chatSection = h("section.chat", { id: "chat", hidden: true }, h("h2", {}, "Chat"), chatLog, chatForm);
+  const endForAll = options.host
+    ? h("button.btn.small.ghost.danger-text", { type: "button", id: "end-for-all" }, "End the meeting for all")
+    : null;
+
   const peopleList = h("ul.people", { id: "participants", "aria-live": "polite" });
   const peopleHeading = h("h2", { id: "people-title" }, "In the meeting");
   const closeSide = h(
@@ -83,7 +109,8 @@ export function renderMeeting(root, options) {
   const side = h(
     "aside.side",
     { id: "side", "aria-label": "Participants and lobby" },
-    h("section", {}, h("h2", {}, peopleHeading, closeSide), peopleList),
+    h("section", {}, h("h2", {}, peopleHeading, closeSide), peopleList, endForAll),
+    chatSection,
     options.panels || [],
   );
   const clock = h("span.clock", { "aria-label": "Time in the meeting" }, "00:00");
@@ -99,9 +126,19 @@ export function renderMeeting(root, options) {
   const meeting = h(
     "div.meeting",
     { id: "meeting", "data-call-id": call.callId || "" },
-    h("header.meeting-top", {}, h("span.brand-mark", {}, icon("logo")), h("h1", { id: "meeting-title" }, options.title), h("span.spacer", { style: "flex:1" }), clock),
+    h("header.meeting-top", {}, h("span.brand-mark", {}, icon("logo")), h("h1", { id: "meeting-title" }, options.title), h("span.spacer", { style: "flex:1" }), inviteButton, clock),
     h("div.meeting-body", {}, stage, side),
-    h("nav.controls", { "aria-label": "Call controls" }, micButton, camButton, layoutButton, peopleButton, leaveButton),
+    h(
+      "nav.controls",
+      { "aria-label": "Call controls" },
+      micButton,
+      camButton,
+      handButton,
+      layoutButton,
+      chatButton,
+      peopleButton,
+      leaveButton,
+    ),
   );
   replace(root, meeting);
 
@@ -124,6 +161,14 @@ export function renderMeeting(root, options) {
     selfCamOff.hidden = state.camOn && hasCamera;
     selfMuted.hidden = state.micOn && hasMic;
     selfCamOff.textContent = hasCamera ? "Camera off" : "No camera";
+    handButton.setAttribute("aria-pressed", String(state.hand));
+    handButton.setAttribute("aria-label", state.hand ? "Lower your hand" : "Raise your hand");
+    handButton.title = state.hand ? "Lower hand" : "Raise hand";
+    handButton.classList.toggle("active", state.hand);
+    chatSection.hidden = !state.chatOpen;
+    chatButton.setAttribute("aria-expanded", String(state.chatOpen));
+    chatBadge.hidden = !state.unread;
+    chatBadge.textContent = String(state.unread);
     const speaker = state.layout === "speaker";
     layoutButton.replaceChildren(icon(speaker ? "grid" : "speaker"));
     layoutButton.setAttribute("aria-label", speaker ? "Show everyone in a grid" : "Show the speaker large");
@@ -152,6 +197,69 @@ export function renderMeeting(root, options) {
     updateControls();
   });
   peopleButton.addEventListener("click", () => toggleSide());
+  handButton.addEventListener("click", () => {
+    state.hand = !state.hand;
+    call.setHandRaised(state.hand);
+    updateControls();
+    renderPeople();
+  });
+  chatButton.addEventListener("click", () => {
+    state.chatOpen = !state.chatOpen;
+    if (state.chatOpen) {
+      state.unread = 0;
+      toggleSide(true);
+      chatInput.focus();
+    }
+    updateControls();
+  });
+  chatForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = chatInput.value.trim();
+    if (!text) return;
+    call.sendChat(text);
+    chatInput.value = "";
+  });
+  if (inviteButton) {
+    inviteButton.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(options.inviteLink);
+        toast("Link copied: send it to the people you invite");
+      } catch {
+        window.prompt("Copy this link and send it:", options.inviteLink);
+      }
+    });
+  }
+  if (endForAll) {
+    endForAll.addEventListener("click", async () => {
+      if (!window.confirm("End the meeting for everyone? The meeting is deleted and everyone is hung up.")) return;
+      await options.host.endForAll().catch((error) => toast(`Could not end the meeting: ${error.message}`));
+    });
+  }
+
+  function renderChat() {
+    replace(
+      chatLog,
+      call.chat.map((line) =>
+        h(
+          `li${line.mine ? ".mine" : ""}`,
+          {},
+          h("span.chat-who", {}, line.mine ? "You" : line.name),
+          h("span.chat-time", {}, new Date(line.time).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+          h("p", {}, line.text),
+        ),
+      ),
+    );
+    chatLog.scrollTop = chatLog.scrollHeight;
+  }
+  const onChat = () => {
+    const last = call.chat[call.chat.length - 1];
+    if (!state.chatOpen && last && !last.mine) {
+      state.unread += 1;
+      toast(`${last.name}: ${last.text.slice(0, 80)}`);
+    }
+    renderChat();
+    updateControls();
+  };
   leaveButton.addEventListener("click", () => options.onLeave());
 
   // --- the stage: a tile for everyone (video where a slot shows him, his initials otherwise), yours included
@@ -168,6 +276,7 @@ export function renderMeeting(root, options) {
     const avatar = h("div.avatar", {}, h("span", {}, "?"));
     const name = h("span.name", {}, "Connecting…");
     const mutedIcon = h("span.muted-icon", { hidden: true, title: "Muted" }, icon("micOff", "muted"));
+    const handIcon = h("span.hand-icon", { hidden: true, title: "Hand raised" }, icon("hand"));
     const pin = h("button.pin", { type: "button", "aria-pressed": "false" }, icon("pin"));
     const tile = h(
       "div.tile",
@@ -175,9 +284,9 @@ export function renderMeeting(root, options) {
       video,
       avatar,
       pin,
-      h("div.nameplate", {}, h("span.talk-indicator", { "aria-hidden": "true" }, h("i"), h("i"), h("i")), name, mutedIcon),
+      h("div.nameplate", {}, h("span.talk-indicator", { "aria-hidden": "true" }, h("i"), h("i"), h("i")), name, handIcon, mutedIcon),
     );
-    const entry = { key, tile, video, avatar, name, mutedIcon, pin, slot: null, person: null };
+    const entry = { key, tile, video, avatar, name, mutedIcon, handIcon, pin, slot: null, person: null };
     // a camera turned off (told by the room) shows the avatar even while black frames still arrive
     entry.showVideo = () => {
       const slot = entry.slot;
@@ -241,6 +350,7 @@ export function renderMeeting(root, options) {
     entry.tile.classList.toggle("camera-off", Boolean(person && person.videoMuted));
     entry.tile.classList.toggle("pinned", Boolean(person && state.pinned === person.id));
     entry.mutedIcon.hidden = !(person && person.muted);
+    entry.handIcon.hidden = !(person && person.handRaised);
     entry.pin.hidden = !person;
     entry.pin.setAttribute("aria-pressed", String(Boolean(person && state.pinned === person.id)));
     entry.pin.setAttribute("aria-label", person && state.pinned === person.id ? `Unpin ${label}` : `Pin ${label}`);
@@ -324,6 +434,7 @@ export function renderMeeting(root, options) {
   function renderPeople() {
     const people = [...call.participants.values()].sort((a, b) => (a.isMe === b.isMe ? a.name.localeCompare(b.name) : a.isMe ? -1 : 1));
     if (!people.some((p) => p.isMe)) people.unshift({ id: "me", name: options.myName || "You", isMe: true, talking: false, muted: !state.micOn });
+    const host = options.host;
     replace(
       peopleList,
       people.map((p) =>
@@ -332,14 +443,55 @@ export function renderMeeting(root, options) {
           { dataset: { channel: p.id } },
           h("span.dot", { "aria-hidden": "true" }, initials(p.name)),
           h("span.who", {}, p.name, p.isMe ? h("span.you", {}, " (you)") : null),
+          (p.isMe ? state.hand : p.handRaised) ? h("span.hand-icon", { title: "Hand raised", "aria-label": "hand raised" }, icon("hand")) : null,
           p.talking ? h("span.talk-indicator", { "aria-label": "talking" }, h("i"), h("i"), h("i")) : null,
           (p.isMe ? !state.micOn : p.muted) ? h("span.muted-icon", {}, icon("micOff", "muted")) : null,
+          host && !p.isMe
+            ? h(
+                "span.host-actions",
+                {},
+                h(
+                  "button.btn.small.ghost",
+                  { type: "button", "data-action": p.muted ? "unmute" : "mute", onclick: () => host.mute(p.id, !p.muted).catch((error) => toast(error.message)) },
+                  p.muted ? "Unmute" : "Mute",
+                ),
+                h(
+                  "button.btn.small.ghost.danger-text",
+                  { type: "button", "data-action": "remove", onclick: () => host.remove(p.id).catch((error) => toast(error.message)) },
+                  "Remove",
+                ),
+              )
+            : null,
         ),
       ),
     );
     countBadge.textContent = String(people.length);
     peopleHeading.textContent = `In the meeting (${people.length})`;
   }
+
+  // Speaking while muted: say so (from a copy of the microphone's track, since the muted one carries silence).
+  const stopMutedHint = (() => {
+    const track = call.localStream.getAudioTracks()[0];
+    if (!track || !hasMicrophone(call.localStream)) return () => {};
+    const probe = track.clone();
+    probe.enabled = true;
+    let loud = []; // when the level was high lately (speech comes in bursts: syllables, not a steady tone)
+    let lastHint = 0;
+    const stop = watchLevel(new MediaStream([probe]), (level) => {
+      const now = Date.now();
+      loud = loud.filter((when) => now - when < 1500);
+      if (state.micOn) loud = [];
+      else if (level > 0.2) loud.push(now);
+      if (loud.length >= 3 && now - lastHint > 15000) {
+        lastHint = now;
+        toast("You are muted: turn your microphone on to be heard");
+      }
+    });
+    return () => {
+      stop();
+      probe.stop();
+    };
+  })();
 
   const started = call.joinedAt || Date.now();
   const timer = setInterval(() => {
@@ -373,6 +525,7 @@ export function renderMeeting(root, options) {
   call.addEventListener("slots", onChange);
   call.addEventListener("participants", onChange);
   call.addEventListener("reconnecting", onReconnecting);
+  call.addEventListener("chat", onChat);
   call.addEventListener("reconnected", onReconnected);
   window.addEventListener("resize", onResize);
   const stageSize = new ResizeObserver(() => render()); // the side panel opening resizes the stage too
@@ -386,6 +539,8 @@ export function renderMeeting(root, options) {
       call.removeEventListener("slots", onChange);
       call.removeEventListener("participants", onChange);
       call.removeEventListener("reconnecting", onReconnecting);
+      call.removeEventListener("chat", onChat);
+      stopMutedHint();
       call.removeEventListener("reconnected", onReconnected);
       window.removeEventListener("resize", onResize);
       stageSize.disconnect();

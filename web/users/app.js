@@ -476,6 +476,8 @@ async function startCall(meeting, config, choice, callReady) {
     lobby.refresh();
     panels.push(lobby.element);
   }
+  const owner = meeting.owner_uuids.includes(state.me.uuid);
+  const participants = `/api/calld/1.0/users/me/meetings/${meeting.uuid}/participants`;
   state.view = renderMeeting(root, {
     call,
     title: meeting.name,
@@ -483,6 +485,14 @@ async function startCall(meeting, config, choice, callReady) {
     micOn: choice.micOn,
     camOn: choice.camOn,
     panels,
+    inviteLink: guestLink(meeting),
+    host: owner
+      ? {
+          mute: (id, muted) => session.api.put(`${participants}/${encodeURIComponent(id)}/${muted ? "mute" : "unmute"}`),
+          remove: (id) => session.api.delete(`${participants}/${encodeURIComponent(id)}`),
+          endForAll: () => session.api.delete(`/api/confd/1.1/users/me/meetings/${meeting.uuid}`),
+        }
+      : null,
     onLeave: () => call.leave(),
   });
   if (lobby) lobby.addEventListener("change", (event) => event.detail > 0 && state.view && state.view.openSide());

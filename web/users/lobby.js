@@ -1,7 +1,7 @@
 // The lobby of one meeting, for its owner: guests waiting to be let in, accept or reject, kept live by the
 // events WebSocket (meeting_user_guest_authorization_created/updated/deleted).
 
-import { h, icon, replace, toast } from "/shared/dom.js";
+import { chime, h, icon, replace, toast } from "/shared/dom.js";
 
 export const LOBBY_EVENTS = [
   "meeting_user_guest_authorization_created",
@@ -54,6 +54,7 @@ export class Lobby extends EventTarget {
     else this.pending.set(authorization.uuid, authorization);
     if (event.name.endsWith("_created") && authorization.status === "pending") {
       toast(`${authorization.guest_name} is waiting to join “${this.meeting.name}”`);
+      chime();
     }
     this.render();
   }
