@@ -24,6 +24,7 @@ from aiortc.rtp import RtpPacket
 from sfu import aiortc_adapter
 
 from . import media
+from .janus import JanusApi
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -55,12 +56,13 @@ def percentile_ms(values: list[float], q: float) -> float | None:
 
 
 class Control:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = port
         self.lock = asyncio.Lock()
 
     async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 22)
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 22)
 
     async def call(self, **request: Any) -> dict[str, Any]:
         async with self.lock:
@@ -153,16 +155,27 @@ class WebRtcPeer(Receiver):
     """A browser-alike: one aiortc peer connection.
 
     max-bundle, as browsers bundle: with aiortc's default policy an audio-only peer answers the slot re-offer with
-    the second and later slots on a transport it never starts (see tests/sfu/test_audio_only.py).
+    the second and later slots on a transport it never starts (see tests/sfu/test_audio_only.py). `address` is the
+    one host candidate it gathers. A peer that answers the server's offer (Janus's subscribers) has no transceiver
+    of its own (`offers=False`).
     """
 
-    def __init__(self, counters: Counters, index: int, video: list[bytes] | None, audio: list[bytes] | None) -> None:
+    def __init__(
+        self,
+        counters: Counters,
+        index: int,
+        video: list[bytes] | None,
+        audio: list[bytes] | None,
+        address: str = "127.0.0.1",
+        offers: bool = True,
+    ) -> None:
         super().__init__(counters, index)
+        self.address = address
         self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.video: media.PreEncodedVideo | None = None
         if audio is not None:
             self.pc.addTrack(media.PreEncodedAudio(audio))
-        else:
+        elif offers:
             self.pc.addTransceiver("audio", direction="recvonly")
         if video is not None:
             self.video = media.PreEncodedVideo(video, index)
@@ -185,7 +198,7 @@ class WebRtcPeer(Receiver):
             aiortc_adapter.tap_encoded_frames(transceiver.receiver, lambda codec, frame: None)
 
     async def join(self, control: Control, slots: bool) -> None:
-        aiortc_adapter.gather_host_candidates(self.pc, ["127.0.0.1"], None)
+        aiortc_adapter.gather_host_candidates(self.pc, [self.address], None)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         started = time.perf_counter()
         response = await control.call(op="join_webrtc", offer=self.pc.localDescription.sdp)
@@ -200,6 +213,33 @@ class WebRtcPeer(Receiver):
             self._tap()
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             await control.call(op="slots_answer", id=self.id, answer=self.pc.localDescription.sdp)
+
+    async def publish_to_janus(self, api: JanusApi) -> int:
+        """Publish this peer's offer in Janus's VideoRoom; returns its feed id."""
+        aiortc_adapter.gather_host_candidates(self.pc, [self.address], None)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self.join_started = time.perf_counter()
+        feed, answer = await api.publish(self.pc.localDescription.sdp)
+        self.join_seconds = time.perf_counter() - self.join_started
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        self._tap()
+        # Janus lists a feed to subscribers once its WebRTC connection is up ("No such feed" before)
+        for _ in range(200):
+            if self.pc.connectionState == "connected":
+                break
+            await asyncio.sleep(0.1)
+        return feed
+
+    async def subscribe_to_janus(self, api: JanusApi, feed: int) -> None:
+        """Subscribe to `feed` in Janus's VideoRoom: answer Janus's offer (a new peer, built with offers=False)."""
+        self.join_started = time.perf_counter()
+        handle, offer = await api.subscribe(feed)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        aiortc_adapter.gather_host_candidates(self.pc, [self.address], None)
+        self._tap()
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await api.start(handle, self.pc.localDescription.sdp)
+        self.join_seconds = time.perf_counter() - self.join_started
 
     async def close(self) -> None:
         await self.pc.close()
@@ -326,8 +366,15 @@ def expected_subscriptions(
 
 
 async def scenario(args: argparse.Namespace) -> dict[str, Any]:
-    control = Control(args.control_port)
-    await control.open()
+    """One run against this project's SFU (its control socket) or, with `args.janus`, Janus's VideoRoom."""
+    janus = JanusApi(args.janus) if args.janus else None
+    if janus is not None and (args.scenario != "forward" or args.plain_rtp):
+        raise SystemExit("against Janus, only the forward scenario with WebRTC subscribers")
+    control = Control(args.control_port, args.control_host)
+    if janus is None:
+        await control.open()
+    else:
+        await janus.open()
     assets = media.load()
     counters = Counters()
     options: dict[str, Any] = {"max_participants": 200, "mixed_speakers": 3}
@@ -337,11 +384,13 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     publisher_audio = None if args.no_audio else assets["opus"]
 
     def new_subscriber(index: int) -> Receiver:
-        return RtpSubscriber(counters, index) if args.plain_rtp else WebRtcPeer(counters, index, None, None)
+        if args.plain_rtp:
+            return RtpSubscriber(counters, index)
+        return WebRtcPeer(counters, index, None, None, args.peer_address, offers=janus is None)
 
     if args.scenario == "forward":
         options.update(last_n=1)
-        publishers = [WebRtcPeer(counters, 0, assets["vp8"], publisher_audio)]
+        publishers = [WebRtcPeer(counters, 0, assets["vp8"], publisher_audio, args.peer_address)]
         subscribers = [new_subscriber(100 + i) for i in range(args.subscribers)]
         audio_peers = 0
     elif args.scenario == "audio":
@@ -349,17 +398,28 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         audio_peers = args.participants
     else:  # full room
         options.update(last_n=args.last_n)
-        publishers = [WebRtcPeer(counters, i, assets["vp8"], publisher_audio) for i in range(args.last_n)]
+        publishers = [
+            WebRtcPeer(counters, i, assets["vp8"], publisher_audio, args.peer_address) for i in range(args.last_n)
+        ]
         subscribers = [new_subscriber(100 + i) for i in range(args.subscribers)]
         audio_peers = args.participants - len(publishers) - len(subscribers)
-    pid = (await control.call(op="room", options=options))["pid"]
+    if janus is None:
+        pid = (await control.call(op="room", options=options))["pid"]
+    else:
+        pid = args.server_pid
+        await janus.create_room(publishers=len(publishers))
     rss_empty = rss_bytes(pid)
     problems: list[str] = []
 
-    for peer in publishers:
-        await peer.join(control, slots=args.scenario == "full")
-    for receiver in subscribers:
-        await receiver.join(control, slots=True)
+    if janus is None:
+        for peer in publishers:
+            await peer.join(control, slots=args.scenario == "full")
+        for receiver in subscribers:
+            await receiver.join(control, slots=True)
+    else:
+        feed = await publishers[0].publish_to_janus(janus)
+        for receiver in subscribers:
+            await cast(WebRtcPeer, receiver).subscribe_to_janus(janus, feed)
     for _ in range(audio_peers):
         await rtp.add(control)
     sender = asyncio.ensure_future(rtp.run())
@@ -378,9 +438,17 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(0.2)
     if missing_video():
         problems.append(f"no video before the window on {missing_video()[:5]}")
+    web_peers = [p for p in [*publishers, *subscribers] if isinstance(p, WebRtcPeer)]
+
+    def peers_down() -> list[str]:
+        """The load generator's own view of its connections (the same check whichever server it talks to)."""
+        return [f"{p.index}:{p.pc.connectionState}" for p in web_peers if p.pc.connectionState != "connected"]
+
+    if peers_down():
+        problems.append(f"peers not connected before the window: {peers_down()[:5]}")
     load_before = os.getloadavg()[0]
     rss_full = rss_bytes(pid)
-    before_stats = await control.call(op="stats")
+    before_stats = await control.call(op="stats") if janus is None else None
     cpu_before = cpu_seconds(pid)
     sent_before = {p.index: p.video.sent for p in publishers if p.video}
     counters.measuring = rtp.measuring = True
@@ -391,19 +459,27 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu_before
     load_after = os.getloadavg()[0]
-    after_stats = await control.call(op="stats")
+    after_stats = await control.call(op="stats") if janus is None else None
     await asyncio.sleep(0.5)  # the window's last frames are still on their way
 
     # the run is only valid if every leg stayed up and every publisher's video reached the SFU throughout
-    if after_stats["participants"] != participants or before_stats["participants"] != participants:
-        problems.append(f"participants {before_stats['participants']} -> {after_stats['participants']}")
-    down = [state for state in before_stats["states"] + after_stats["states"] if state != "connected"]
-    if down:
-        problems.append(f"legs not connected: {down[:5]}")
-    for name, frames in after_stats["source_frames"].items():
-        got = frames - before_stats["source_frames"].get(name, 0)
-        if got < 0.9 * args.window * media.FPS:
-            problems.append(f"SFU received {got} frames from {name} in the window")
+    if peers_down():
+        problems.append(f"peers not connected after the window: {peers_down()[:5]}")
+    if janus is not None and janus.hangups:
+        problems.append(f"Janus hung up {len(janus.hangups)} handles")
+    if before_stats is not None and after_stats is not None:
+        if after_stats["participants"] != participants or before_stats["participants"] != participants:
+            problems.append(f"participants {before_stats['participants']} -> {after_stats['participants']}")
+        down = [state for state in before_stats["states"] + after_stats["states"] if state != "connected"]
+        if down:
+            problems.append(f"legs not connected: {down[:5]}")
+        for name, frames in after_stats["source_frames"].items():
+            got = frames - before_stats["source_frames"].get(name, 0)
+            if got < 0.9 * args.window * media.FPS:
+                problems.append(f"SFU received {got} frames from {name} in the window")
+
+    def server_delta(key: str) -> Any:
+        return None if before_stats is None or after_stats is None else after_stats[key] - before_stats[key]
 
     # loss: frames each subscription should have received (its publisher's frames in the window) vs received
     expected_frames = sum(sent_after[p] - sent_before[p] for sources in wanted.values() for p in sources)
@@ -415,20 +491,21 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     video_loss = max(0.0, 1 - received_frames / expected_frames) if expected_frames else None
     expected_audio = audio_peers * elapsed * 50
     audio_loss = max(0.0, 1 - rtp.received / expected_audio) if expected_audio else None
-    mixer_busy = after_stats["mixer_busy"] - before_stats["mixer_busy"]
+    mixer_busy = server_delta("mixer_busy") or 0.0
     join_times = [p.join_seconds for p in [*publishers, *subscribers]] + rtp.join_seconds
     first_media = [p.first_media - p.join_started for p in [*publishers, *subscribers] if p.first_media is not None]
     if publishers and not counters.video_packets:
         problems.append("no video packet counted in the window")
     result = {
         "scenario": args.scenario,
+        "server": "janus" if janus is not None else "sfu",
         "valid": not problems,
         "problems": problems,
         "load_before": round(load_before, 2),
         "load_after": round(load_after, 2),
         "publisher_audio": not args.no_audio,
         "participants": participants,
-        "server_participants": after_stats["participants"],
+        "server_participants": None if after_stats is None else after_stats["participants"],
         "publishers": len(publishers),
         "subscribers": len(subscribers),
         "subscriber_legs": "rtp" if args.plain_rtp else "webrtc",
@@ -443,14 +520,14 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         else None,
         "video_packets_per_s": round(counters.video_packets / elapsed, 1),
         # what the plain-RTP legs sent in the window (their own packetiser): against video_packets, loss on the way
-        "sfu_rtp_video_packets_sent": after_stats["rtp_video_sent"] - before_stats["rtp_video_sent"],
+        "sfu_rtp_video_packets_sent": server_delta("rtp_video_sent"),
         "video_frame_loss": None if video_loss is None else round(video_loss, 5),
         "latency_p50_ms": percentile_ms(counters.latencies, 0.5),
         "latency_p99_ms": percentile_ms(counters.latencies, 0.99),
         "audio_loss": None if audio_loss is None else round(audio_loss, 5),
         "mixer_cpu_fraction": round(mixer_busy / elapsed, 4),
         "mixer_cpu_per_participant_ms_per_s": round(mixer_busy / elapsed / max(1, participants) * 1000, 3),
-        "mixer_late_ticks": after_stats["mixer_late_ticks"] - before_stats["mixer_late_ticks"],
+        "mixer_late_ticks": server_delta("mixer_late_ticks"),
         "rss_empty_mb": round(rss_empty / 2**20, 1),
         "rss_full_mb": round(rss_full / 2**20, 1),
         "rss_per_participant_kb": round((rss_full - rss_empty) / max(1, participants) / 1024, 1),
@@ -459,12 +536,15 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "first_media_p50_ms": percentile_ms(first_media, 0.5),
         "received_frames": received_frames,
         "expected_frames": expected_frames,
-        "server_sources": after_stats["sources"],
-        "server_slots": after_stats["slots"][:4],
+        "server_sources": None if after_stats is None else after_stats["sources"],
+        "server_slots": None if after_stats is None else after_stats["slots"][:4],
         "publisher_frames_sent": sent_after,
     }
     sender.cancel()
-    await control.call(op="close")
+    if janus is None:
+        await control.call(op="close")
+    else:
+        await janus.close()
     for leg in [*publishers, *subscribers]:
         await leg.close()
     return result
@@ -474,6 +554,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=["forward", "audio", "full"])
     parser.add_argument("--control-port", type=int, default=47000)
+    parser.add_argument("--control-host", default="127.0.0.1", help="the SFU's control socket address")
+    parser.add_argument("--peer-address", default="127.0.0.1", help="the one address the WebRTC peers gather")
+    parser.add_argument("--janus", default=None, help="drive Janus VideoRoom at this HTTP API URL instead")
+    parser.add_argument("--server-pid", type=int, default=0, help="with --janus: its process, for CPU and memory")
     parser.add_argument("--subscribers", type=int, default=1)
     parser.add_argument("--participants", type=int, default=100)
     parser.add_argument("--last-n", type=int, default=4)
