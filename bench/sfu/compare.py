@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -100,6 +101,7 @@ def run_once(
     process, reach = start_server(server, space, processes, folder)
     timing = ["--warmup", str(options.warmup), "--window", str(options.window)]
     loadgen = [sys.executable, "-m", "bench.sfu.loadgen", "forward", "--subscribers", str(subscribers)]
+    loadgen += ["--subscriber-processes", str(math.ceil(subscribers / options.subscribers_per_process))]
     try:
         out = subprocess.run(
             [*loadgen, *timing, "--peer-address", space.outside_address, *reach],
@@ -229,6 +231,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="runs of each server at each N (alternated)")
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--window", type=float, default=30, help="measured window per run (s)")
+    parser.add_argument(
+        "--subscribers-per-process", type=int, default=8, help="the load generator's subscribers per process"
+    )
     parser.add_argument("--attempts", type=int, default=2, help="tries per run when a run is invalid")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results-janus.json")))
     options = parser.parse_args()

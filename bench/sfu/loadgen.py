@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import struct
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any, cast
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -350,15 +352,101 @@ class RtpPeers(asyncio.DatagramProtocol):
             await asyncio.sleep(max(0.0, start + tick * 0.02 - time.time()))
 
 
+def make_subscriber(args: argparse.Namespace, counters: Counters, index: int) -> Receiver:
+    if args.plain_rtp:
+        return RtpSubscriber(counters, index)
+    # a Janus subscriber answers Janus's offer: no transceiver of its own
+    return WebRtcPeer(counters, index, None, None, args.peer_address, offers=not args.janus)
+
+
+class SubscriberProcess:
+    """Some of the subscribers, in a process of their own, driven over a pipe: 40 receiving aiortc peers (SRTP,
+    DTLS, ICE in Python) are more than one process's core, and a saturated load generator would show as loss and
+    latency of the server under test. Commands: join, status, measure, report, close (see `_serve_subscribers`)."""
+
+    def __init__(self, args: argparse.Namespace, indexes: list[int]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_subscriber_process, args=(child, vars(args), indexes), daemon=True)
+        self.process.start()
+
+    async def call(self, command: str, value: Any = None) -> Any:
+        await asyncio.to_thread(self.conn.send, (command, value))
+        reply = await asyncio.to_thread(self.conn.recv)
+        if isinstance(reply, dict) and "worker_error" in reply:
+            raise RuntimeError(f"subscriber process: {reply['worker_error']}")
+        return reply
+
+    def stop(self) -> None:
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _subscriber_process(conn: Connection, options: dict[str, Any], indexes: list[int]) -> None:
+    asyncio.run(_serve_subscribers(conn, argparse.Namespace(**options), indexes))
+
+
+async def _serve_subscribers(conn: Connection, args: argparse.Namespace, indexes: list[int]) -> None:
+    counters = Counters()
+    subscribers = [make_subscriber(args, counters, index) for index in indexes]
+    janus = JanusApi(args.janus) if args.janus else None
+    while True:
+        command, value = await asyncio.to_thread(conn.recv)
+        reply: Any = None
+        try:
+            if command == "join" and janus is not None:
+                await janus.open()
+                for receiver in subscribers:
+                    await cast(WebRtcPeer, receiver).subscribe_to_janus(janus, value)
+            elif command == "join":
+                control = Control(args.control_port, args.control_host)
+                await control.open()
+                for receiver in subscribers:
+                    await receiver.join(control, slots=True)
+            elif command == "status":
+                reply = {
+                    "seen": {r.index: r.frames_seen for r in subscribers},
+                    "down": [
+                        f"{r.index}:{r.pc.connectionState}"
+                        for r in subscribers
+                        if isinstance(r, WebRtcPeer) and r.pc.connectionState != "connected"
+                    ],
+                    "hangups": len(janus.hangups) if janus is not None else 0,
+                }
+            elif command == "measure":
+                counters.measuring = bool(value)
+            elif command == "report":
+                reply = {
+                    "video_packets": counters.video_packets,
+                    "rtx_packets": counters.rtx_packets,
+                    "audio_packets": counters.audio_packets,
+                    "latencies": counters.latencies,
+                    "frames": counters.frames,
+                    "join_seconds": [r.join_seconds for r in subscribers],
+                    "first_media": [r.first_media - r.join_started for r in subscribers if r.first_media is not None],
+                }
+            elif command == "close":
+                for receiver in subscribers:
+                    await receiver.close()
+                if janus is not None:
+                    await janus.close()
+                conn.send(None)
+                return
+        except Exception as exc:
+            reply = {"worker_error": repr(exc)}
+        conn.send(reply)
+
+
 def expected_subscriptions(
-    args: argparse.Namespace, publishers: list[WebRtcPeer], subscribers: list[Receiver]
+    args: argparse.Namespace, publishers: list[WebRtcPeer], subscriber_indexes: list[int]
 ) -> dict[int, set[int]]:
     """Subscriber index -> the publisher indexes whose video it should receive."""
     wanted: dict[int, set[int]] = {}
     shown = {p.index for p in publishers}
     slots = 1 if args.scenario == "forward" else args.last_n
-    for peer in subscribers:
-        wanted[peer.index] = set(sorted(shown)[:slots])
+    for index in subscriber_indexes:
+        wanted[index] = set(sorted(shown)[:slots])
     if args.scenario == "full":
         for peer in publishers:
             wanted[peer.index] = set(sorted(shown - {peer.index})[:slots])
@@ -383,15 +471,19 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     rtp = RtpPeers(assets["alaw"])
     publisher_audio = None if args.no_audio else assets["opus"]
 
+    subscriber_indexes = [100 + i for i in range(args.subscribers)]
+    workers = [
+        SubscriberProcess(args, subscriber_indexes[i :: args.subscriber_processes])
+        for i in range(min(args.subscriber_processes, args.subscribers))
+    ]
+
     def new_subscriber(index: int) -> Receiver:
-        if args.plain_rtp:
-            return RtpSubscriber(counters, index)
-        return WebRtcPeer(counters, index, None, None, args.peer_address, offers=janus is None)
+        return make_subscriber(args, counters, index)
 
     if args.scenario == "forward":
         options.update(last_n=1)
         publishers = [WebRtcPeer(counters, 0, assets["vp8"], publisher_audio, args.peer_address)]
-        subscribers = [new_subscriber(100 + i) for i in range(args.subscribers)]
+        subscribers = [] if workers else [new_subscriber(index) for index in subscriber_indexes]
         audio_peers = 0
     elif args.scenario == "audio":
         options.update(video=False)
@@ -401,8 +493,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         publishers = [
             WebRtcPeer(counters, i, assets["vp8"], publisher_audio, args.peer_address) for i in range(args.last_n)
         ]
-        subscribers = [new_subscriber(100 + i) for i in range(args.subscribers)]
-        audio_peers = args.participants - len(publishers) - len(subscribers)
+        subscribers = [] if workers else [new_subscriber(index) for index in subscriber_indexes]
+        audio_peers = args.participants - len(publishers) - args.subscribers
     if janus is None:
         pid = (await control.call(op="room", options=options))["pid"]
     else:
@@ -411,6 +503,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     rss_empty = rss_bytes(pid)
     problems: list[str] = []
 
+    feed = None
     if janus is None:
         for peer in publishers:
             await peer.join(control, slots=args.scenario == "full")
@@ -420,41 +513,51 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         feed = await publishers[0].publish_to_janus(janus)
         for receiver in subscribers:
             await cast(WebRtcPeer, receiver).subscribe_to_janus(janus, feed)
+    await asyncio.gather(*(worker.call("join", feed) for worker in workers))
     for _ in range(audio_peers):
         await rtp.add(control)
     sender = asyncio.ensure_future(rtp.run())
-    participants = len(publishers) + len(subscribers) + audio_peers
-    wanted = expected_subscriptions(args, publishers, subscribers)
-    peers = {p.index: p for p in [*publishers, *subscribers]}
+    participants = len(publishers) + args.subscribers + audio_peers
+    wanted = expected_subscriptions(args, publishers, subscriber_indexes)
+    web_peers = [p for p in [*publishers, *subscribers] if isinstance(p, WebRtcPeer)]
 
-    def missing_video() -> list[str]:
-        return [f"{s}<-{p}" for s, sources in wanted.items() for p in sources if not peers[s].frames_seen.get(p)]
+    async def status() -> tuple[dict[int, dict[int, int]], list[str], int]:
+        """Frames seen per subscriber and source, connections not up (the load generator's own view, the same
+        check whichever server it talks to), and Janus's hang-ups: this process's peers and the workers'."""
+        seen = {p.index: p.frames_seen for p in [*publishers, *subscribers]}
+        down = [f"{p.index}:{p.pc.connectionState}" for p in web_peers if p.pc.connectionState != "connected"]
+        hangups = len(janus.hangups) if janus is not None else 0
+        for reply in await asyncio.gather(*(worker.call("status") for worker in workers)):
+            seen.update(reply["seen"])
+            down += reply["down"]
+            hangups += reply["hangups"]
+        return seen, down, hangups
+
+    async def missing_video() -> list[str]:
+        seen = (await status())[0]
+        return [f"{s}<-{p}" for s, sources in wanted.items() for p in sources if not seen[s].get(p)]
 
     # warm-up: at least args.warmup, and until every subscription shows video (or give up: the run is invalid)
     await asyncio.sleep(args.warmup)
     for _ in range(100):  # up to 20 s more
-        if not missing_video():
+        if not await missing_video():
             break
         await asyncio.sleep(0.2)
-    if missing_video():
-        problems.append(f"no video before the window on {missing_video()[:5]}")
-    web_peers = [p for p in [*publishers, *subscribers] if isinstance(p, WebRtcPeer)]
-
-    def peers_down() -> list[str]:
-        """The load generator's own view of its connections (the same check whichever server it talks to)."""
-        return [f"{p.index}:{p.pc.connectionState}" for p in web_peers if p.pc.connectionState != "connected"]
-
-    if peers_down():
-        problems.append(f"peers not connected before the window: {peers_down()[:5]}")
+    if missing := await missing_video():
+        problems.append(f"no video before the window on {missing[:5]}")
+    if down := (await status())[1]:
+        problems.append(f"peers not connected before the window: {down[:5]}")
     load_before = os.getloadavg()[0]
     rss_full = rss_bytes(pid)
     before_stats = await control.call(op="stats") if janus is None else None
     cpu_before = cpu_seconds(pid)
     sent_before = {p.index: p.video.sent for p in publishers if p.video}
     counters.measuring = rtp.measuring = True
+    await asyncio.gather(*(worker.call("measure", True) for worker in workers))
     started = time.perf_counter()
     await asyncio.sleep(args.window)
     counters.measuring = rtp.measuring = False
+    await asyncio.gather(*(worker.call("measure", False) for worker in workers))
     sent_after = {p.index: p.video.sent for p in publishers if p.video}
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu_before
@@ -463,10 +566,22 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(0.5)  # the window's last frames are still on their way
 
     # the run is only valid if every leg stayed up and every publisher's video reached the SFU throughout
-    if peers_down():
-        problems.append(f"peers not connected after the window: {peers_down()[:5]}")
-    if janus is not None and janus.hangups:
-        problems.append(f"Janus hung up {len(janus.hangups)} handles")
+    _, down, hangups = await status()
+    if down:
+        problems.append(f"peers not connected after the window: {down[:5]}")
+    if hangups:
+        problems.append(f"Janus hung up {hangups} handles")
+    worker_joins: list[float] = []
+    worker_first_media: list[float] = []
+    for reply in await asyncio.gather(*(worker.call("report") for worker in workers)):
+        counters.video_packets += reply["video_packets"]
+        counters.rtx_packets += reply["rtx_packets"]
+        counters.audio_packets += reply["audio_packets"]
+        counters.latencies += reply["latencies"]
+        for key, numbers in reply["frames"].items():
+            counters.frames.setdefault(key, set()).update(numbers)
+        worker_joins += reply["join_seconds"]
+        worker_first_media += reply["first_media"]
     if before_stats is not None and after_stats is not None:
         if after_stats["participants"] != participants or before_stats["participants"] != participants:
             problems.append(f"participants {before_stats['participants']} -> {after_stats['participants']}")
@@ -492,8 +607,9 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     expected_audio = audio_peers * elapsed * 50
     audio_loss = max(0.0, 1 - rtp.received / expected_audio) if expected_audio else None
     mixer_busy = server_delta("mixer_busy") or 0.0
-    join_times = [p.join_seconds for p in [*publishers, *subscribers]] + rtp.join_seconds
+    join_times = [p.join_seconds for p in [*publishers, *subscribers]] + rtp.join_seconds + worker_joins
     first_media = [p.first_media - p.join_started for p in [*publishers, *subscribers] if p.first_media is not None]
+    first_media += worker_first_media
     if publishers and not counters.video_packets:
         problems.append("no video packet counted in the window")
     result = {
@@ -507,7 +623,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "participants": participants,
         "server_participants": None if after_stats is None else after_stats["participants"],
         "publishers": len(publishers),
-        "subscribers": len(subscribers),
+        "subscribers": args.subscribers,
+        "subscriber_processes": len(workers),
         "subscriber_legs": "rtp" if args.plain_rtp else "webrtc",
         "audio_peers": audio_peers,
         "window_s": round(elapsed, 2),
@@ -545,6 +662,9 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         await control.call(op="close")
     else:
         await janus.close()
+    await asyncio.gather(*(worker.call("close") for worker in workers))
+    for worker in workers:
+        worker.stop()
     for leg in [*publishers, *subscribers]:
         await leg.close()
     return result
@@ -565,6 +685,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=30)
     parser.add_argument("--no-audio", action="store_true", help="publishers send video only")
     parser.add_argument("--plain-rtp", action="store_true", help="subscribers are plain-RTP legs (SIP video phones)")
+    parser.add_argument(
+        "--subscriber-processes", type=int, default=0, help="run the subscribers in this many processes of their own"
+    )
     print(json.dumps(asyncio.run(scenario(parser.parse_args()))), flush=True)
 
 
