@@ -52,7 +52,7 @@ system-test-deps:
 
 test-deps: $(VENV)/.test-deps-stamp web-deps system-test-deps
 
-bench: test-deps
+bench: bench-deps
 	$(BIN)/python -m bench
 
 # What only the benchmarks need: Janus VideoRoom, the side-by-side peer of `python -m bench.sfu janus-compare`.

@@ -30,6 +30,7 @@ from typing import Any
 
 from . import janus
 from .netns import VethNamespace
+from .run import wait_for_quiet
 
 SERVERS = ("sfu", "janus")
 CONTROL_PORT = 47000
@@ -157,10 +158,13 @@ def summarise(results: list[dict[str, Any]], subscribers: list[int]) -> dict[str
 
 
 def room_model(results: list[dict[str, Any]], server: str) -> dict[str, Any] | None:
-    """Extrapolate the 100-person room from a straight-line fit of the server's CPU (cores) against the video
-    packets it forwarded per second over every valid run: the intercept is the cost of taking in one publisher
-    (video and its Opus), the slope the cost of one forwarded packet. The room: ROOM_SIZE publishers taken in, and
-    ROOM_SIZE subscribers each sent ROOM_LAST_N of them (last_n slots, one layer), at the measured packet rate."""
+    """Extrapolate the 100-person room (video only, one layer) from a straight-line fit of the server's CPU (cores)
+    against the video packets it forwarded per second, over every valid run: the slope is the cost of one packet,
+    the intercept what the one-publisher room costs with no subscriber (taking in the publisher's video and Opus,
+    and for this SFU its mixer). In the room ROOM_SIZE cameras come in and each of ROOM_SIZE subscribers gets
+    ROOM_LAST_N of them, at the measured packet rate per stream. Two bounds: low, every video packet in or out
+    costs the slope and the intercept is paid once; high, the forwarded packets cost the slope and every
+    publisher costs the whole intercept (as if each brought its own empty room's cost)."""
     runs = [r for r in results if r["server"] == server and r["valid"] and r.get("video_packets_per_s")]
     if len({r["subscribers"] for r in runs}) < 2:
         return None
@@ -168,14 +172,15 @@ def room_model(results: list[dict[str, Any]], server: str) -> dict[str, Any] | N
     cores = [float(r["cpu_core_fraction"]) for r in runs]
     slope, intercept = statistics.linear_regression(rates, cores)
     per_stream = statistics.median(r["video_packets_per_s"] / r["subscribers"] for r in runs)
+    incoming = ROOM_SIZE * per_stream
     forwarded = ROOM_SIZE * ROOM_LAST_N * per_stream
     return {
-        "ingest_cores_per_publisher": round(intercept, 4),
         "us_per_forwarded_packet": round(slope * 1e6, 2),
+        "one_publisher_room_cores": round(intercept, 4),
         "packets_per_s_per_stream": round(per_stream, 1),
         "room_forwarded_packets_per_s": round(forwarded),
-        "room_cores": round(ROOM_SIZE * intercept + forwarded * slope, 2),
-        "room_cores_forwarding_only": round(forwarded * slope, 2),
+        "room_cores_low": round(intercept + (incoming + forwarded) * slope, 2),
+        "room_cores_high": round(ROOM_SIZE * intercept + forwarded * slope, 2),
     }
 
 
@@ -206,17 +211,20 @@ def report(table: dict[str, Any], models: dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append(
-        f"{ROOM_SIZE}-person video room (every camera on, last_n {ROOM_LAST_N}, one layer), extrapolated: "
-        "cores = publishers x ingest (the fit's intercept) + forwarded packets/s x cost per packet (its slope)"
+        f"{ROOM_SIZE}-person video room (every camera on, last_n {ROOM_LAST_N}, one layer), extrapolated from a "
+        "line fit of CPU against forwarded packets/s (slope: cost per packet; intercept: the one-publisher room "
+        "with no subscriber). Low: every video packet in or out at the slope, intercept once. High: forwarded "
+        "packets at the slope, the intercept once per publisher."
     )
     for server, model in models.items():
         if model is None:
             lines.append(f"  {server}: needs valid runs at two N or more")
             continue
         lines.append(
-            f"  {server}: {model['room_cores']} cores ({model['room_cores_forwarding_only']} of them forwarding "
-            f"{model['room_forwarded_packets_per_s']} packets/s at {model['us_per_forwarded_packet']} us each; "
-            f"ingest {model['ingest_cores_per_publisher']} cores per publisher)"
+            f"  {server}: {model['room_cores_low']} to {model['room_cores_high']} cores "
+            f"({model['us_per_forwarded_packet']} us per forwarded packet, "
+            f"{model['room_forwarded_packets_per_s']} forwarded packets/s; "
+            f"intercept {model['one_publisher_room_cores']} cores)"
         )
     return "\n".join(lines)
 
@@ -234,6 +242,8 @@ def main() -> None:
     parser.add_argument(
         "--subscribers-per-process", type=int, default=8, help="the load generator's subscribers per process"
     )
+    parser.add_argument("--quiet-load", type=float, default=3.0, help="before each run, wait for a load under this")
+    parser.add_argument("--quiet-wait", type=float, default=60, help="longest wait for a quieter machine (s)")
     parser.add_argument("--attempts", type=int, default=2, help="tries per run when a run is invalid")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results-janus.json")))
     options = parser.parse_args()
@@ -276,6 +286,7 @@ def measure(
             order = SERVERS if (round_index + position) % 2 == 0 else SERVERS[::-1]
             for server in order:
                 for _ in range(options.attempts):
+                    wait_for_quiet(options.quiet_load, options.quiet_wait)
                     result = run_once(server, n, options, space, processes, folder)
                     result.update(round=round_index, subscribers=n, server=server)
                     keys = ("valid", "cpu_per_1000_video_packets", "video_frame_loss", "latency_p50_ms")
