@@ -40,7 +40,7 @@ ROOM_LAST_N = 4
 
 
 class Processes:
-    """The servers this command started, each in its own process group, ended by their ids."""
+    """The servers and load generators this command started, each in its own process group, ended by its id."""
 
     def __init__(self) -> None:
         self.running: list[subprocess.Popen[str]] = []
@@ -52,8 +52,14 @@ class Processes:
         return process
 
     def stop(self, process: subprocess.Popen[str]) -> None:
+        """End the process's group (the process and what it started), by its id; idempotent."""
+        if process not in self.running:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)  # also when the leader has exited and left children
+        except ProcessLookupError:
+            pass
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
@@ -103,20 +109,18 @@ def run_once(
     timing = ["--warmup", str(options.warmup), "--window", str(options.window)]
     loadgen = [sys.executable, "-m", "bench.sfu.loadgen", "forward", "--subscribers", str(subscribers)]
     loadgen += ["--subscriber-processes", str(math.ceil(subscribers / options.subscribers_per_process))]
+    log = folder / "loadgen.log"
+    generator = processes.start([*loadgen, *timing, "--peer-address", space.outside_address, *reach], log)
     try:
-        out = subprocess.run(
-            [*loadgen, *timing, "--peer-address", space.outside_address, *reach],
-            capture_output=True,
-            text=True,
-            timeout=options.warmup + options.window + 120 + 3 * subscribers,
-        )
+        stdout, _ = generator.communicate(timeout=options.warmup + options.window + 120 + 3 * subscribers)
     except subprocess.TimeoutExpired:
         return {"server": server, "subscribers": subscribers, "valid": False, "problems": ["load generator timed out"]}
     finally:
+        processes.stop(generator)  # and its subscriber processes: its process group
         processes.stop(process)
-    lines = out.stdout.strip().splitlines()
-    if out.returncode != 0 or not lines:
-        error = out.stderr.strip().splitlines()
+    lines = stdout.strip().splitlines()
+    if generator.returncode != 0 or not lines:
+        error = log.read_text().strip().splitlines()
         traceback = [i for i, line in enumerate(error) if line.startswith("Traceback")]
         tail = error[traceback[-1] :] if traceback else error[-5:]
         return {
