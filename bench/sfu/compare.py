@@ -259,7 +259,9 @@ def main() -> None:
     signal.signal(signal.SIGHUP, _interrupted)
     processes = Processes()
     results: list[dict[str, Any]] = []
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
     output = Path(options.output)
     space: VethNamespace | None = None
     interrupted = False
