@@ -185,6 +185,8 @@ def room_model(results: list[dict[str, Any]], server: str) -> dict[str, Any] | N
         "room_forwarded_packets_per_s": round(forwarded),
         "room_cores_low": round(intercept + (incoming + forwarded) * slope, 2),
         "room_cores_high": round(ROOM_SIZE * intercept + forwarded * slope, 2),
+        # what one core forwards (this SFU is one Python process: one core is its ceiling)
+        "streams_per_core": round(1 / (slope * per_stream)) if slope > 0 else None,
     }
 
 
@@ -192,6 +194,10 @@ def fmt(value: Any, unit: str = "", digits: int = 3) -> str:
     if value is None:
         return "-"
     return f"{value:.{digits}f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.2f} %"
 
 
 def report(table: dict[str, Any], models: dict[str, Any]) -> str:
@@ -207,7 +213,7 @@ def report(table: dict[str, Any], models: dict[str, Any]) -> str:
         lines.append(
             f"| {n} | {fmt(ours['cpu_per_1000_video_packets'], digits=4)} "
             f"| {fmt(theirs['cpu_per_1000_video_packets'], digits=4)} | {fmt(row['ratio'], 'x', 2)} "
-            f"| {fmt(ours['video_frame_loss'], digits=4)} / {fmt(theirs['video_frame_loss'], digits=4)} "
+            f"| {percent(ours['video_frame_loss'])} / {percent(theirs['video_frame_loss'])} "
             f"| {fmt(ours['latency_p50_ms'], digits=1)} / {fmt(ours['latency_p99_ms'], digits=1)} "
             f"| {fmt(theirs['latency_p50_ms'], digits=1)} / {fmt(theirs['latency_p99_ms'], digits=1)} "
             f"| {ours['valid_runs']} / {theirs['valid_runs']} "
@@ -228,7 +234,8 @@ def report(table: dict[str, Any], models: dict[str, Any]) -> str:
             f"  {server}: {model['room_cores_low']} to {model['room_cores_high']} cores "
             f"({model['us_per_forwarded_packet']} us per forwarded packet, "
             f"{model['room_forwarded_packets_per_s']} forwarded packets/s; "
-            f"intercept {model['one_publisher_room_cores']} cores)"
+            f"intercept {model['one_publisher_room_cores']} cores; one core forwards {model['streams_per_core']} "
+            f"streams, the room needs {ROOM_SIZE * ROOM_LAST_N})"
         )
     return "\n".join(lines)
 
