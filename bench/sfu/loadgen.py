@@ -471,10 +471,11 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     rtp = RtpPeers(assets["alaw"])
     publisher_audio = None if args.no_audio else assets["opus"]
 
-    subscriber_indexes = [100 + i for i in range(args.subscribers)]
+    # the audio scenario has no video subscribers, whatever --subscribers says
+    subscriber_indexes = [] if args.scenario == "audio" else [100 + i for i in range(args.subscribers)]
     workers = [
         SubscriberProcess(args, subscriber_indexes[i :: args.subscriber_processes])
-        for i in range(min(args.subscriber_processes, args.subscribers))
+        for i in range(min(args.subscriber_processes, len(subscriber_indexes)))
     ]
 
     def new_subscriber(index: int) -> Receiver:
@@ -494,7 +495,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             WebRtcPeer(counters, i, assets["vp8"], publisher_audio, args.peer_address) for i in range(args.last_n)
         ]
         subscribers = [] if workers else [new_subscriber(index) for index in subscriber_indexes]
-        audio_peers = args.participants - len(publishers) - args.subscribers
+        audio_peers = args.participants - len(publishers) - len(subscriber_indexes)
     if janus is None:
         pid = (await control.call(op="room", options=options))["pid"]
     else:
@@ -517,7 +518,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(audio_peers):
         await rtp.add(control)
     sender = asyncio.ensure_future(rtp.run())
-    participants = len(publishers) + args.subscribers + audio_peers
+    participants = len(publishers) + len(subscriber_indexes) + audio_peers
     wanted = expected_subscriptions(args, publishers, subscriber_indexes)
     web_peers = [p for p in [*publishers, *subscribers] if isinstance(p, WebRtcPeer)]
 
@@ -623,7 +624,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "participants": participants,
         "server_participants": None if after_stats is None else after_stats["participants"],
         "publishers": len(publishers),
-        "subscribers": args.subscribers,
+        "subscribers": len(subscriber_indexes),
         "subscriber_processes": len(workers),
         "subscriber_legs": "rtp" if args.plain_rtp else "webrtc",
         "audio_peers": audio_peers,
