@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 
-.PHONY: run test lint test-deps deps web-deps system-test-deps bench clean
+.PHONY: run test lint test-deps deps web-deps system-test-deps bench-deps bench clean
 
 run: deps web-deps
 	$(BIN)/meetings serve --config $(CONFIG)
@@ -55,8 +55,14 @@ system-test-deps:
 
 test-deps: $(VENV)/.test-deps-stamp web-deps system-test-deps
 
-bench: test-deps
+bench: bench-deps
 	$(BIN)/python -m bench
+
+# What only the benchmarks need: Janus VideoRoom, the side-by-side peer of `python -m bench.sfu janus-compare`.
+bench-deps: test-deps
+	@if ! command -v janus >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus >/dev/null; \
+	fi
 
 clean:
 	rm -rf $(VENV) web/node_modules var .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""All benchmarks, one after the other (`make bench`), or one by name: `python -m bench api|sip|join|sfu|web`.
+"""All benchmarks, one after the other (`make bench`), or one by name: `python -m bench api|sip|join|sfu|sfu-janus|web`.
 
 Each prints its figures; bench/README.md keeps the last ones with how they were taken.
 """
@@ -15,6 +15,7 @@ BENCHES = {
     "sip": [sys.executable, "bench/sip/bench.py"],
     "join": [sys.executable, "-m", "bench.join"],
     "sfu": [sys.executable, "-m", "bench.sfu"],
+    "sfu-janus": [sys.executable, "-m", "bench.sfu", "janus-compare"],
     "web": [sys.executable, "-m", "bench.web"],
 }
 

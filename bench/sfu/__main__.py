@@ -1,3 +1,11 @@
-from .run import main
+import sys
 
-main()
+if sys.argv[1:2] == ["janus-compare"]:
+    from .compare import main as compare
+
+    del sys.argv[1]
+    compare()
+else:
+    from .run import main
+
+    main()

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import struct
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any, cast
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -24,6 +26,7 @@ from aiortc.rtp import RtpPacket
 from sfu import aiortc_adapter
 
 from . import media
+from .janus import JanusApi
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -55,12 +58,13 @@ def percentile_ms(values: list[float], q: float) -> float | None:
 
 
 class Control:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = port
         self.lock = asyncio.Lock()
 
     async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 22)
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 22)
 
     async def call(self, **request: Any) -> dict[str, Any]:
         async with self.lock:
@@ -153,16 +157,27 @@ class WebRtcPeer(Receiver):
     """A browser-alike: one aiortc peer connection.
 
     max-bundle, as browsers bundle: with aiortc's default policy an audio-only peer answers the slot re-offer with
-    the second and later slots on a transport it never starts (see tests/sfu/test_audio_only.py).
+    the second and later slots on a transport it never starts (see tests/sfu/test_audio_only.py). `address` is the
+    one host candidate it gathers. A peer that answers the server's offer (Janus's subscribers) has no transceiver
+    of its own (`offers=False`).
     """
 
-    def __init__(self, counters: Counters, index: int, video: list[bytes] | None, audio: list[bytes] | None) -> None:
+    def __init__(
+        self,
+        counters: Counters,
+        index: int,
+        video: list[bytes] | None,
+        audio: list[bytes] | None,
+        address: str = "127.0.0.1",
+        offers: bool = True,
+    ) -> None:
         super().__init__(counters, index)
+        self.address = address
         self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.video: media.PreEncodedVideo | None = None
         if audio is not None:
             self.pc.addTrack(media.PreEncodedAudio(audio))
-        else:
+        elif offers:
             self.pc.addTransceiver("audio", direction="recvonly")
         if video is not None:
             self.video = media.PreEncodedVideo(video, index)
@@ -185,7 +200,7 @@ class WebRtcPeer(Receiver):
             aiortc_adapter.tap_encoded_frames(transceiver.receiver, lambda codec, frame: None)
 
     async def join(self, control: Control, slots: bool) -> None:
-        aiortc_adapter.gather_host_candidates(self.pc, ["127.0.0.1"], None)
+        aiortc_adapter.gather_host_candidates(self.pc, [self.address], None)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         started = time.perf_counter()
         response = await control.call(op="join_webrtc", offer=self.pc.localDescription.sdp)
@@ -200,6 +215,33 @@ class WebRtcPeer(Receiver):
             self._tap()
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             await control.call(op="slots_answer", id=self.id, answer=self.pc.localDescription.sdp)
+
+    async def publish_to_janus(self, api: JanusApi) -> int:
+        """Publish this peer's offer in Janus's VideoRoom; returns its feed id."""
+        aiortc_adapter.gather_host_candidates(self.pc, [self.address], None)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self.join_started = time.perf_counter()
+        feed, answer = await api.publish(self.pc.localDescription.sdp)
+        self.join_seconds = time.perf_counter() - self.join_started
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        self._tap()
+        # Janus lists a feed to subscribers once its WebRTC connection is up ("No such feed" before)
+        for _ in range(200):
+            if self.pc.connectionState == "connected":
+                break
+            await asyncio.sleep(0.1)
+        return feed
+
+    async def subscribe_to_janus(self, api: JanusApi, feed: int) -> None:
+        """Subscribe to `feed` in Janus's VideoRoom: answer Janus's offer (a new peer, built with offers=False)."""
+        self.join_started = time.perf_counter()
+        handle, offer = await api.subscribe(feed)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        aiortc_adapter.gather_host_candidates(self.pc, [self.address], None)
+        self._tap()
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await api.start(handle, self.pc.localDescription.sdp)
+        self.join_seconds = time.perf_counter() - self.join_started
 
     async def close(self) -> None:
         await self.pc.close()
@@ -310,15 +352,101 @@ class RtpPeers(asyncio.DatagramProtocol):
             await asyncio.sleep(max(0.0, start + tick * 0.02 - time.time()))
 
 
+def make_subscriber(args: argparse.Namespace, counters: Counters, index: int) -> Receiver:
+    if args.plain_rtp:
+        return RtpSubscriber(counters, index)
+    # a Janus subscriber answers Janus's offer: no transceiver of its own
+    return WebRtcPeer(counters, index, None, None, args.peer_address, offers=not args.janus)
+
+
+class SubscriberProcess:
+    """Some of the subscribers, in a process of their own, driven over a pipe: 40 receiving aiortc peers (SRTP,
+    DTLS, ICE in Python) are more than one process's core, and a saturated load generator would show as loss and
+    latency of the server under test. Commands: join, status, measure, report, close (see `_serve_subscribers`)."""
+
+    def __init__(self, args: argparse.Namespace, indexes: list[int]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_subscriber_process, args=(child, vars(args), indexes), daemon=True)
+        self.process.start()
+
+    async def call(self, command: str, value: Any = None) -> Any:
+        await asyncio.to_thread(self.conn.send, (command, value))
+        reply = await asyncio.to_thread(self.conn.recv)
+        if isinstance(reply, dict) and "worker_error" in reply:
+            raise RuntimeError(f"subscriber process: {reply['worker_error']}")
+        return reply
+
+    def stop(self) -> None:
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _subscriber_process(conn: Connection, options: dict[str, Any], indexes: list[int]) -> None:
+    asyncio.run(_serve_subscribers(conn, argparse.Namespace(**options), indexes))
+
+
+async def _serve_subscribers(conn: Connection, args: argparse.Namespace, indexes: list[int]) -> None:
+    counters = Counters()
+    subscribers = [make_subscriber(args, counters, index) for index in indexes]
+    janus = JanusApi(args.janus) if args.janus else None
+    while True:
+        command, value = await asyncio.to_thread(conn.recv)
+        reply: Any = None
+        try:
+            if command == "join" and janus is not None:
+                await janus.open()
+                for receiver in subscribers:
+                    await cast(WebRtcPeer, receiver).subscribe_to_janus(janus, value)
+            elif command == "join":
+                control = Control(args.control_port, args.control_host)
+                await control.open()
+                for receiver in subscribers:
+                    await receiver.join(control, slots=True)
+            elif command == "status":
+                reply = {
+                    "seen": {r.index: r.frames_seen for r in subscribers},
+                    "down": [
+                        f"{r.index}:{r.pc.connectionState}"
+                        for r in subscribers
+                        if isinstance(r, WebRtcPeer) and r.pc.connectionState != "connected"
+                    ],
+                    "hangups": len(janus.hangups) if janus is not None else 0,
+                }
+            elif command == "measure":
+                counters.measuring = bool(value)
+            elif command == "report":
+                reply = {
+                    "video_packets": counters.video_packets,
+                    "rtx_packets": counters.rtx_packets,
+                    "audio_packets": counters.audio_packets,
+                    "latencies": counters.latencies,
+                    "frames": counters.frames,
+                    "join_seconds": [r.join_seconds for r in subscribers],
+                    "first_media": [r.first_media - r.join_started for r in subscribers if r.first_media is not None],
+                }
+            elif command == "close":
+                for receiver in subscribers:
+                    await receiver.close()
+                if janus is not None:
+                    await janus.close()
+                conn.send(None)
+                return
+        except Exception as exc:
+            reply = {"worker_error": repr(exc)}
+        conn.send(reply)
+
+
 def expected_subscriptions(
-    args: argparse.Namespace, publishers: list[WebRtcPeer], subscribers: list[Receiver]
+    args: argparse.Namespace, publishers: list[WebRtcPeer], subscriber_indexes: list[int]
 ) -> dict[int, set[int]]:
     """Subscriber index -> the publisher indexes whose video it should receive."""
     wanted: dict[int, set[int]] = {}
     shown = {p.index for p in publishers}
     slots = 1 if args.scenario == "forward" else args.last_n
-    for peer in subscribers:
-        wanted[peer.index] = set(sorted(shown)[:slots])
+    for index in subscriber_indexes:
+        wanted[index] = set(sorted(shown)[:slots])
     if args.scenario == "full":
         for peer in publishers:
             wanted[peer.index] = set(sorted(shown - {peer.index})[:slots])
@@ -326,8 +454,15 @@ def expected_subscriptions(
 
 
 async def scenario(args: argparse.Namespace) -> dict[str, Any]:
-    control = Control(args.control_port)
-    await control.open()
+    """One run against this project's SFU (its control socket) or, with `args.janus`, Janus's VideoRoom."""
+    janus = JanusApi(args.janus) if args.janus else None
+    if janus is not None and (args.scenario != "forward" or args.plain_rtp):
+        raise SystemExit("against Janus, only the forward scenario with WebRTC subscribers")
+    control = Control(args.control_port, args.control_host)
+    if janus is None:
+        await control.open()
+    else:
+        await janus.open()
     assets = media.load()
     counters = Counters()
     options: dict[str, Any] = {"max_participants": 200, "mixed_speakers": 3}
@@ -336,74 +471,131 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     rtp = RtpPeers(assets["alaw"])
     publisher_audio = None if args.no_audio else assets["opus"]
 
+    # the audio scenario has no video subscribers, whatever --subscribers says
+    subscriber_indexes = [] if args.scenario == "audio" else [100 + i for i in range(args.subscribers)]
+    workers = [
+        SubscriberProcess(args, subscriber_indexes[i :: args.subscriber_processes])
+        for i in range(min(args.subscriber_processes, len(subscriber_indexes)))
+    ]
+
     def new_subscriber(index: int) -> Receiver:
-        return RtpSubscriber(counters, index) if args.plain_rtp else WebRtcPeer(counters, index, None, None)
+        return make_subscriber(args, counters, index)
 
     if args.scenario == "forward":
         options.update(last_n=1)
-        publishers = [WebRtcPeer(counters, 0, assets["vp8"], publisher_audio)]
-        subscribers = [new_subscriber(100 + i) for i in range(args.subscribers)]
+        publishers = [WebRtcPeer(counters, 0, assets["vp8"], publisher_audio, args.peer_address)]
+        subscribers = [] if workers else [new_subscriber(index) for index in subscriber_indexes]
         audio_peers = 0
     elif args.scenario == "audio":
         options.update(video=False)
         audio_peers = args.participants
     else:  # full room
         options.update(last_n=args.last_n)
-        publishers = [WebRtcPeer(counters, i, assets["vp8"], publisher_audio) for i in range(args.last_n)]
-        subscribers = [new_subscriber(100 + i) for i in range(args.subscribers)]
-        audio_peers = args.participants - len(publishers) - len(subscribers)
-    pid = (await control.call(op="room", options=options))["pid"]
+        publishers = [
+            WebRtcPeer(counters, i, assets["vp8"], publisher_audio, args.peer_address) for i in range(args.last_n)
+        ]
+        subscribers = [] if workers else [new_subscriber(index) for index in subscriber_indexes]
+        audio_peers = args.participants - len(publishers) - len(subscriber_indexes)
+    if janus is None:
+        pid = (await control.call(op="room", options=options))["pid"]
+    else:
+        pid = args.server_pid
+        await janus.create_room(publishers=len(publishers))
     rss_empty = rss_bytes(pid)
     problems: list[str] = []
 
-    for peer in publishers:
-        await peer.join(control, slots=args.scenario == "full")
-    for receiver in subscribers:
-        await receiver.join(control, slots=True)
+    feed = None
+    if janus is None:
+        for peer in publishers:
+            await peer.join(control, slots=args.scenario == "full")
+        for receiver in subscribers:
+            await receiver.join(control, slots=True)
+    else:
+        feed = await publishers[0].publish_to_janus(janus)
+        for receiver in subscribers:
+            await cast(WebRtcPeer, receiver).subscribe_to_janus(janus, feed)
+    await asyncio.gather(*(worker.call("join", feed) for worker in workers))
     for _ in range(audio_peers):
         await rtp.add(control)
     sender = asyncio.ensure_future(rtp.run())
-    participants = len(publishers) + len(subscribers) + audio_peers
-    wanted = expected_subscriptions(args, publishers, subscribers)
-    peers = {p.index: p for p in [*publishers, *subscribers]}
+    participants = len(publishers) + len(subscriber_indexes) + audio_peers
+    wanted = expected_subscriptions(args, publishers, subscriber_indexes)
+    web_peers = [p for p in [*publishers, *subscribers] if isinstance(p, WebRtcPeer)]
 
-    def missing_video() -> list[str]:
-        return [f"{s}<-{p}" for s, sources in wanted.items() for p in sources if not peers[s].frames_seen.get(p)]
+    async def status() -> tuple[dict[int, dict[int, int]], list[str], int]:
+        """Frames seen per subscriber and source, connections not up (the load generator's own view, the same
+        check whichever server it talks to), and Janus's hang-ups: this process's peers and the workers'."""
+        seen = {p.index: p.frames_seen for p in [*publishers, *subscribers]}
+        down = [f"{p.index}:{p.pc.connectionState}" for p in web_peers if p.pc.connectionState != "connected"]
+        hangups = len(janus.hangups) if janus is not None else 0
+        for reply in await asyncio.gather(*(worker.call("status") for worker in workers)):
+            seen.update(reply["seen"])
+            down += reply["down"]
+            hangups += reply["hangups"]
+        return seen, down, hangups
+
+    async def missing_video() -> list[str]:
+        seen = (await status())[0]
+        return [f"{s}<-{p}" for s, sources in wanted.items() for p in sources if not seen[s].get(p)]
 
     # warm-up: at least args.warmup, and until every subscription shows video (or give up: the run is invalid)
     await asyncio.sleep(args.warmup)
     for _ in range(100):  # up to 20 s more
-        if not missing_video():
+        if not await missing_video():
             break
         await asyncio.sleep(0.2)
-    if missing_video():
-        problems.append(f"no video before the window on {missing_video()[:5]}")
+    if missing := await missing_video():
+        problems.append(f"no video before the window on {missing[:5]}")
+    if down := (await status())[1]:
+        problems.append(f"peers not connected before the window: {down[:5]}")
     load_before = os.getloadavg()[0]
     rss_full = rss_bytes(pid)
-    before_stats = await control.call(op="stats")
+    before_stats = await control.call(op="stats") if janus is None else None
     cpu_before = cpu_seconds(pid)
     sent_before = {p.index: p.video.sent for p in publishers if p.video}
     counters.measuring = rtp.measuring = True
+    await asyncio.gather(*(worker.call("measure", True) for worker in workers))
     started = time.perf_counter()
     await asyncio.sleep(args.window)
     counters.measuring = rtp.measuring = False
+    await asyncio.gather(*(worker.call("measure", False) for worker in workers))
     sent_after = {p.index: p.video.sent for p in publishers if p.video}
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu_before
     load_after = os.getloadavg()[0]
-    after_stats = await control.call(op="stats")
+    after_stats = await control.call(op="stats") if janus is None else None
     await asyncio.sleep(0.5)  # the window's last frames are still on their way
 
     # the run is only valid if every leg stayed up and every publisher's video reached the SFU throughout
-    if after_stats["participants"] != participants or before_stats["participants"] != participants:
-        problems.append(f"participants {before_stats['participants']} -> {after_stats['participants']}")
-    down = [state for state in before_stats["states"] + after_stats["states"] if state != "connected"]
+    _, down, hangups = await status()
     if down:
-        problems.append(f"legs not connected: {down[:5]}")
-    for name, frames in after_stats["source_frames"].items():
-        got = frames - before_stats["source_frames"].get(name, 0)
-        if got < 0.9 * args.window * media.FPS:
-            problems.append(f"SFU received {got} frames from {name} in the window")
+        problems.append(f"peers not connected after the window: {down[:5]}")
+    if hangups:
+        problems.append(f"Janus hung up {hangups} handles")
+    worker_joins: list[float] = []
+    worker_first_media: list[float] = []
+    for reply in await asyncio.gather(*(worker.call("report") for worker in workers)):
+        counters.video_packets += reply["video_packets"]
+        counters.rtx_packets += reply["rtx_packets"]
+        counters.audio_packets += reply["audio_packets"]
+        counters.latencies += reply["latencies"]
+        for key, numbers in reply["frames"].items():
+            counters.frames.setdefault(key, set()).update(numbers)
+        worker_joins += reply["join_seconds"]
+        worker_first_media += reply["first_media"]
+    if before_stats is not None and after_stats is not None:
+        if after_stats["participants"] != participants or before_stats["participants"] != participants:
+            problems.append(f"participants {before_stats['participants']} -> {after_stats['participants']}")
+        down = [state for state in before_stats["states"] + after_stats["states"] if state != "connected"]
+        if down:
+            problems.append(f"legs not connected: {down[:5]}")
+        for name, frames in after_stats["source_frames"].items():
+            got = frames - before_stats["source_frames"].get(name, 0)
+            if got < 0.9 * args.window * media.FPS:
+                problems.append(f"SFU received {got} frames from {name} in the window")
+
+    def server_delta(key: str) -> Any:
+        return None if before_stats is None or after_stats is None else after_stats[key] - before_stats[key]
 
     # loss: frames each subscription should have received (its publisher's frames in the window) vs received
     expected_frames = sum(sent_after[p] - sent_before[p] for sources in wanted.values() for p in sources)
@@ -415,22 +607,25 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     video_loss = max(0.0, 1 - received_frames / expected_frames) if expected_frames else None
     expected_audio = audio_peers * elapsed * 50
     audio_loss = max(0.0, 1 - rtp.received / expected_audio) if expected_audio else None
-    mixer_busy = after_stats["mixer_busy"] - before_stats["mixer_busy"]
-    join_times = [p.join_seconds for p in [*publishers, *subscribers]] + rtp.join_seconds
+    mixer_busy = server_delta("mixer_busy") or 0.0
+    join_times = [p.join_seconds for p in [*publishers, *subscribers]] + rtp.join_seconds + worker_joins
     first_media = [p.first_media - p.join_started for p in [*publishers, *subscribers] if p.first_media is not None]
+    first_media += worker_first_media
     if publishers and not counters.video_packets:
         problems.append("no video packet counted in the window")
     result = {
         "scenario": args.scenario,
+        "server": "janus" if janus is not None else "sfu",
         "valid": not problems,
         "problems": problems,
         "load_before": round(load_before, 2),
         "load_after": round(load_after, 2),
         "publisher_audio": not args.no_audio,
         "participants": participants,
-        "server_participants": after_stats["participants"],
+        "server_participants": None if after_stats is None else after_stats["participants"],
         "publishers": len(publishers),
-        "subscribers": len(subscribers),
+        "subscribers": len(subscriber_indexes),
+        "subscriber_processes": len(workers),
         "subscriber_legs": "rtp" if args.plain_rtp else "webrtc",
         "audio_peers": audio_peers,
         "window_s": round(elapsed, 2),
@@ -443,14 +638,14 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         else None,
         "video_packets_per_s": round(counters.video_packets / elapsed, 1),
         # what the plain-RTP legs sent in the window (their own packetiser): against video_packets, loss on the way
-        "sfu_rtp_video_packets_sent": after_stats["rtp_video_sent"] - before_stats["rtp_video_sent"],
+        "sfu_rtp_video_packets_sent": server_delta("rtp_video_sent"),
         "video_frame_loss": None if video_loss is None else round(video_loss, 5),
         "latency_p50_ms": percentile_ms(counters.latencies, 0.5),
         "latency_p99_ms": percentile_ms(counters.latencies, 0.99),
         "audio_loss": None if audio_loss is None else round(audio_loss, 5),
         "mixer_cpu_fraction": round(mixer_busy / elapsed, 4),
         "mixer_cpu_per_participant_ms_per_s": round(mixer_busy / elapsed / max(1, participants) * 1000, 3),
-        "mixer_late_ticks": after_stats["mixer_late_ticks"] - before_stats["mixer_late_ticks"],
+        "mixer_late_ticks": server_delta("mixer_late_ticks"),
         "rss_empty_mb": round(rss_empty / 2**20, 1),
         "rss_full_mb": round(rss_full / 2**20, 1),
         "rss_per_participant_kb": round((rss_full - rss_empty) / max(1, participants) / 1024, 1),
@@ -459,12 +654,18 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "first_media_p50_ms": percentile_ms(first_media, 0.5),
         "received_frames": received_frames,
         "expected_frames": expected_frames,
-        "server_sources": after_stats["sources"],
-        "server_slots": after_stats["slots"][:4],
+        "server_sources": None if after_stats is None else after_stats["sources"],
+        "server_slots": None if after_stats is None else after_stats["slots"][:4],
         "publisher_frames_sent": sent_after,
     }
     sender.cancel()
-    await control.call(op="close")
+    if janus is None:
+        await control.call(op="close")
+    else:
+        await janus.close()
+    await asyncio.gather(*(worker.call("close") for worker in workers))
+    for worker in workers:
+        worker.stop()
     for leg in [*publishers, *subscribers]:
         await leg.close()
     return result
@@ -474,6 +675,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=["forward", "audio", "full"])
     parser.add_argument("--control-port", type=int, default=47000)
+    parser.add_argument("--control-host", default="127.0.0.1", help="the SFU's control socket address")
+    parser.add_argument("--peer-address", default="127.0.0.1", help="the one address the WebRTC peers gather")
+    parser.add_argument("--janus", default=None, help="drive Janus VideoRoom at this HTTP API URL instead")
+    parser.add_argument("--server-pid", type=int, default=0, help="with --janus: its process, for CPU and memory")
     parser.add_argument("--subscribers", type=int, default=1)
     parser.add_argument("--participants", type=int, default=100)
     parser.add_argument("--last-n", type=int, default=4)
@@ -481,6 +686,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=30)
     parser.add_argument("--no-audio", action="store_true", help="publishers send video only")
     parser.add_argument("--plain-rtp", action="store_true", help="subscribers are plain-RTP legs (SIP video phones)")
+    parser.add_argument(
+        "--subscriber-processes", type=int, default=0, help="run the subscribers in this many processes of their own"
+    )
     print(json.dumps(asyncio.run(scenario(parser.parse_args()))), flush=True)
 
 

@@ -1,6 +1,6 @@
 """The SFU under test, in its own process, driven over a JSON-lines control socket on 127.0.0.1.
 
-python -m bench.sfu.server --control-port 47000
+python -m bench.sfu.server --control-port 47000 [--host 10.0.0.2]   # media and control on --host (127.0.0.1)
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ if os.environ.get("SFU_BENCH_PROFILE"):
 
 
 class BenchServer:
-    def __init__(self) -> None:
-        self.sfu = SFU(MediaSettings(host_addresses=("127.0.0.1",), rtp_port_min=40000, rtp_port_max=44999))
+    def __init__(self, host: str) -> None:
+        self.sfu = SFU(MediaSettings(host_addresses=(host,), rtp_port_min=40000, rtp_port_max=44999))
         self.participants: dict[str, Participant] = {}
         self.room_options = RoomOptions()
 
@@ -103,9 +103,9 @@ class BenchServer:
         writer.close()
 
 
-async def main(port: int) -> None:
-    server = BenchServer()
-    control = await asyncio.start_server(server.serve, "127.0.0.1", port, limit=1 << 22)
+async def main(port: int, host: str) -> None:
+    server = BenchServer(host)
+    control = await asyncio.start_server(server.serve, host, port, limit=1 << 22)
     print("ready", flush=True)
     async with control:
         await control.serve_forever()
@@ -114,4 +114,6 @@ async def main(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--control-port", type=int, default=47000)
-    asyncio.run(main(parser.parse_args().control_port))
+    parser.add_argument("--host", default="127.0.0.1", help="the address of the media and of the control socket")
+    options = parser.parse_args()
+    asyncio.run(main(options.control_port, options.host))
