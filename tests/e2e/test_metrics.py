@@ -70,3 +70,21 @@ async def test_the_live_view_for_master_administrators(api: Api, room: Room) -> 
     tenant = await api.create_tenant("acme")
     _, acme_admin = await api.create_user("acme-admin", tenant=tenant, admin=True)
     assert (await api.request("GET", "/api/calld/1.0/live", headers={"X-Auth-Token": acme_admin})).status == 403
+
+
+async def test_the_grafana_dashboard_asks_only_for_metrics_the_server_exposes(api: Api, room: Room) -> None:
+    """Every series the shipped dashboard queries exists in /metrics (a renamed metric would blank a panel)."""
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parents[2] / "deploy" / "grafana" / "meetings-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    wanted = {name for expr in exprs for name in re.findall(r"\b((?:meetings|process)_[a-z_]+)\b", expr)}
+    _, alice = await api.create_user("alice")
+    meeting = await api.create_meeting(alice)
+    member = await room.member(guest_credentials(meeting), 440.0, "red")
+    await member.join("meeting-guest")
+    await until(lambda: bool(member.messages("ConfbridgeWelcome")), 5, "the welcome, after the slots' re-INVITE")
+    exposed = {name for name, _labels in await scrape(api)}
+    assert wanted and not wanted - exposed, sorted(wanted - exposed)
