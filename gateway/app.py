@@ -171,7 +171,14 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
     # Asterisk may route phones in (trunk peers) and, when enabled, each room is bridged to its ConfBridge.
     trunk = TrunkPeers(settings.asterisk.trunk_peers)
     stack = SipStack(
-        StackConfig(domain=settings.sip.domain),
+        StackConfig(
+            domain=settings.sip.domain,
+            udp_max_request=settings.sip.udp_max_request,
+            udp_max_bodyless_request=settings.sip.udp_max_bodyless_request,
+            max_transactions_per_source=settings.sip.max_transactions_per_source,
+            max_transactions=settings.sip.max_transactions,
+            overload_retry_after=settings.sip.overload_retry_after,
+        ),
         AccountDirectory(services.users, services.meetings, trunk if trunk else None),
         invite_handler=control,
         source_trust=trunk if trunk else None,

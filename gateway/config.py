@@ -49,6 +49,12 @@ class SipSettings(_Section):
     udp_port: int = Field(5060, ge=0, le=65535)
     tcp_port: int = Field(5060, ge=0, le=65535)
     domain: str = Field("meetings.local", min_length=1)
+    # What an unauthenticated source can make the server hold (signaling.stack.StackConfig says why these sizes).
+    udp_max_request: int = Field(16384, ge=1500, le=65535)
+    udp_max_bodyless_request: int = Field(4096, ge=1500, le=65535)
+    max_transactions_per_source: int = Field(1000, ge=10)
+    max_transactions: int = Field(20000, ge=100)
+    overload_retry_after: int = Field(10, ge=1, le=3600)
 
 
 class MediaSettings(_Section):

@@ -644,7 +644,7 @@ def parse_message(
     if msg.cseq.method != msg.method:
         raise SipParseError("CSeq method does not match the request method", msg)
     mf = fields.get("max-forwards")
-    if mf and not (mf[0].isascii() and mf[0].isdigit() and len(mf[0]) <= 3 and int(mf[0]) <= 255):
+    if mf and not (mf[0].isascii() and mf[0].isdigit() and len(mf[0]) <= 9 and int(mf[0]) <= 255):
         raise SipParseError("bad Max-Forwards", msg)
     return msg
 
