@@ -13,18 +13,8 @@ from signaling.stack import SipStack
 from signaling.transaction import TimerSettings, TransactionLayer, TransactionState
 from signaling.transport import Flow
 
-from .conftest import FAST, UdpPeer
+from .conftest import FAST, UdpPeer, authenticated
 from .raw import OFFER, authorization, request
-
-
-async def authenticated(peer: UdpPeer, port: int, method: str, uri: str, branch: str, **fields: object) -> bytes:
-    """`method` with alice's credentials, after the (stateless) challenge: a request the stack keeps state for."""
-    peer.send(request(method, uri, peer.port, **fields), port)  # type: ignore[arg-type]
-    challenge = await peer.response()
-    assert challenge.status == 401
-    extra = [authorization(challenge, "alice", "alice-pw", method, uri)]
-    return request(method, uri, peer.port, branch=branch, cseq=2, extra=extra, **fields)  # type: ignore[arg-type]
-
 
 REGISTER_FIELDS: dict[str, object] = {"to": "<sip:alice@meetings.test>", "contact": "<sip:alice@127.0.0.1:9>"}
 INVITE_FIELDS: dict[str, object] = {"to": "<sip:nobody@meetings.test>", "contact": "<sip:p@1>"}
