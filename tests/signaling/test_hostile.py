@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from signaling.message import SipResponse, parse_message
+from signaling.message import SipResponse
 from signaling.stack import SipStack, StackConfig
 
 from .conftest import FAST, UdpPeer, authenticated
