@@ -630,11 +630,12 @@ def parse_message(
     # Requests. No top Via to copy: no response can be matched by the sender, so the request is dropped.
     vias = fields.get("via")
     top_via = vias[0] if vias else ""
-    if "," in top_via:
-        elements = split_commas(top_via)
-        top_via = elements[0] if elements else ""
-    if not _SENT_PROTOCOL.match(top_via):
-        raise SipParseError("no usable Via")
+    if not top_via.startswith("SIP/2.0/"):  # the usual shape, checked at no cost
+        if "," in top_via:
+            elements = split_commas(top_via)
+            top_via = elements[0] if elements else ""
+        if not _SENT_PROTOCOL.match(top_via):
+            raise SipParseError("no usable Via")
     # From here on a response can be sent: 400 (or 505) with a reason phrase naming what is wrong.
     if status_for_problem == 505:
         raise SipParseError(problem or "unsupported SIP version", msg, 505)
@@ -652,27 +653,32 @@ def parse_message(
 # The start of a Via value (sent-protocol), enough to copy it into a response; the full parse is `Via.parse`.
 _SENT_PROTOCOL = re.compile(r"SIP\s*/", re.IGNORECASE)
 _DISPLAY_NAMES = {"from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq", "via": "Via"}
+_REQUIRED_ORDER = ("from", "to", "call-id", "cseq", "via")
 
 
 def _check_request_headers(msg: SipRequest, fields: dict[str, tuple[str, ...]]) -> None:
     """The headers a response copies (section 8.1.1): present, single where they must be, and well-formed.
     Any failure is a SipParseError that names the header and carries `msg`, so it is answered with a 400."""
-    missing = [_DISPLAY_NAMES[k] for k in _REQUIRED if not (fields.get(k) or ("",))[0]]
-    if missing:
+    from_ = fields.get("from")
+    to = fields.get("to")
+    call_id = fields.get("call-id")
+    cseq = fields.get("cseq")
+    vias = fields["via"]  # present: checked by the caller
+    if not (from_ and from_[0] and to and to[0] and call_id and call_id[0] and cseq and cseq[0]):
+        missing = [_DISPLAY_NAMES[k] for k in _REQUIRED if not (fields.get(k) or ("",))[0]]
         raise SipParseError(f"missing {', '.join(missing)}", msg)
-    for key in ("from", "to", "call-id", "cseq"):
-        if len(fields[key]) > 1:
-            raise SipParseError(f"more than one {_DISPLAY_NAMES[key]} header", msg)
+    if len(from_) > 1 or len(to) > 1 or len(call_id) > 1 or len(cseq) > 1:
+        twice = next(k for k in _REQUIRED_ORDER if len(fields[k]) > 1)
+        raise SipParseError(f"more than one {_DISPLAY_NAMES[twice]} header", msg)
     key = "via"
     try:
         msg.via  # noqa: B018
-        vias = fields["via"]
         if len(vias) > 1 or "," in vias[0]:
             msg.vias  # noqa: B018 - every Via must parse (RFC 4475 badinv01); the common single Via is parsed once
         key = "cseq"
         msg.cseq  # noqa: B018
         key = "from"
-        _check_from(msg, fields["from"][0])
+        _check_from(msg, from_[0])
         key = "to"
         msg.to  # noqa: B018
     except ValueError:
