@@ -523,7 +523,12 @@ def parse_message(
     status_for_problem = 400
     if first.startswith("SIP/"):
         parts = first.split(" ", 2)
-        if len(parts) < 2 or parts[0] != SIP_VERSION or not parts[1].isdigit() or len(parts[1]) != 3:
+        if (
+            len(parts) < 2
+            or parts[0] != SIP_VERSION
+            or not (parts[1].isascii() and parts[1].isdigit())
+            or len(parts[1]) != 3
+        ):
             raise SipParseError(f"bad status line: {first[:80]!r}")
         status = int(parts[1])
         if status < 100 or status > 699:

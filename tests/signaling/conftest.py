@@ -93,5 +93,5 @@ async def authenticated(peer: UdpPeer, port: int, method: str, uri: str, branch:
     peer.send(request(method, uri, peer.port, **fields), port)  # type: ignore[arg-type]
     challenge = await peer.response()
     assert challenge.status == 401
-    extra = [authorization(challenge, "alice", "alice-pw", method, uri)]
+    extra = [authorization(challenge, "alice", "alice-pw", method, uri), *fields.pop("extra", [])]  # type: ignore[misc]
     return request(method, uri, peer.port, branch=branch, cseq=2, extra=extra, **fields)  # type: ignore[arg-type]

@@ -224,3 +224,17 @@ def _drain(sock: socket.socket) -> int:
                 n += 1
     except BlockingIOError:
         return n
+
+
+async def test_expires_with_a_digit_int_refuses_is_a_400(
+    stack: SipStack, peer: UdpPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "²" is a digit to str.isdigit but not to int(): an authenticated REGISTER carrying it got no answer and
+    a Traceback ("SIP task failed") before."""
+    port = stack.udp.port  # type: ignore[union-attr]
+    fields = {**REGISTER_FIELDS, "extra": ["Expires: \u00b2"]}
+    msg = await authenticated(peer, port, "REGISTER", "sip:meetings.test", "z9hG4bKexp", **fields)
+    peer.send(msg, port)
+    response = await peer.response()
+    assert response.status == 400 and "Expires" in response.reason
+    assert [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []

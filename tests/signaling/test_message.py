@@ -161,6 +161,7 @@ def test_unsupported_version_is_505() -> None:
         b"\r\n\r\n",
         b"INVITE\r\n\r\n",
         b"SIP/2.0 2000 OK\r\n\r\n",
+        "SIP/2.0 \u00b2\u00b2\u00b2 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n".encode(),  # digits int() refuses
         b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n",  # response without Via/CSeq...
         INVITE.replace(b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport\r\n", b""),
         INVITE.replace(b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport", b"Via: ,"),
