@@ -176,6 +176,7 @@ class SipStack:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._source_cache: dict[str, str] = {}
         self._capability_headers = [("Allow", ALLOW), ("Supported", "outbound, path, replaces")]
+        self._cap_logged = -3600.0  # loop time of the last "cap reached" line
         self.closed = False
 
     # -- life cycle -------------------------------------------------------------------------------------------
@@ -340,7 +341,7 @@ class SipStack:
         log.debug("dropped a %d-byte request datagram from %s", len(data), data[:12])
         return True
 
-    def _answer(self, req: SipRequest, flow: Flow, response: SipResponse) -> None:
+    def _answer(self, flow: Flow, response: SipResponse) -> None:
         """Answer without a server transaction (section 8.2.7; section 26.3.2.4 for challenges): nothing is held
         for Timer J, and a retransmitted request is simply answered again."""
         flow.send(response.serialize())
@@ -348,9 +349,14 @@ class SipStack:
     def _new_transaction(self, req: SipRequest, flow: Flow) -> ServerTransaction | None:
         """A server transaction for `req`, or None when the source (or the server) holds too many: then the
         request has been answered 503 with a Retry-After, statelessly."""
-        if not self.transactions.admits(flow.remote_address[0]):
+        source = flow.remote_address[0]
+        if not self.transactions.admits(source):
             retry = str(self.config.overload_retry_after)
-            self._answer(req, flow, req.create_response(503, headers=[("Retry-After", retry)]))
+            self._answer(flow, req.create_response(503, headers=[("Retry-After", retry)]))
+            now = asyncio.get_running_loop().time()
+            if now - self._cap_logged > 60:  # one line a minute, not one per request
+                self._cap_logged = now
+                log.warning("server transaction cap reached (source %s): answering 503", source)
             return None
         return self.transactions.create_server(req, flow)
 
@@ -377,22 +383,22 @@ class SipStack:
         # What can be answered at once is answered statelessly; a transaction is made only for what the
         # application (authentication, registrar, calls, dialogs) acts on.
         if method not in self.KNOWN_METHODS:
-            self._answer(req, flow, req.create_response(501, headers=self._capability_headers))
+            self._answer(flow, req.create_response(501, headers=self._capability_headers))
             return
         require = req.headers.values("require")
         if require:
             unsupported = [r for r in require if r.lower() not in SUPPORTED]
             if unsupported:
-                self._answer(req, flow, req.create_response(420, headers=[("Unsupported", ", ".join(unsupported))]))
+                self._answer(flow, req.create_response(420, headers=[("Unsupported", ", ".join(unsupported))]))
                 return
         if not req.uri[:5].lower().startswith(("sip:", "sips:")):
-            self._answer(req, flow, req.create_response(416))  # RFC 4475 unkscm, novelsc
+            self._answer(flow, req.create_response(416))  # RFC 4475 unkscm, novelsc
             return
         to_tag = req.to_tag
         if to_tag:
             dialog = self.dialogs.get((req.call_id, to_tag, req.from_tag or ""))
             if dialog is None:
-                self._answer(req, flow, req.create_response(481))
+                self._answer(flow, req.create_response(481))
                 return
             tx = self._new_transaction(req, flow)
             if tx is not None:
@@ -402,7 +408,7 @@ class SipStack:
             self._with_auth(req, flow, self._register)
         elif method == "INVITE":
             if self.invite_handler is None:
-                self._answer(req, flow, req.create_response(480))
+                self._answer(flow, req.create_response(480))
                 return
             trusted = self._trusted_source(flow)
             if trusted is not None:
@@ -413,13 +419,13 @@ class SipStack:
                 self._with_auth(req, flow, self._invite)
         elif method == "OPTIONS":
             headers = [*self._capability_headers, ("Accept", "application/sdp")]
-            self._answer(req, flow, req.create_response(200, headers=headers))
+            self._answer(flow, req.create_response(200, headers=headers))
         elif method == "MESSAGE" and self.message_handler is not None:
             self._with_auth(req, flow, self._message)
         elif method == "BYE":
-            self._answer(req, flow, req.create_response(481))
+            self._answer(flow, req.create_response(481))
         else:
-            self._answer(req, flow, req.create_response(405, headers=self._capability_headers))
+            self._answer(flow, req.create_response(405, headers=self._capability_headers))
 
     def _receive_ack(self, req: SipRequest) -> None:
         dialog = self.dialogs.get((req.call_id, req.to_tag or "", req.from_tag or ""))
@@ -430,7 +436,7 @@ class SipStack:
         key = server_key(req)
         invite_tx = self.transactions.server.get((key[0], key[1], "INVITE"))
         if invite_tx is None:
-            self._answer(req, flow, req.create_response(481))
+            self._answer(flow, req.create_response(481))
             return
         cancel_tx = self._new_transaction(req, flow)
         if cancel_tx is None:
@@ -487,7 +493,7 @@ class SipStack:
         params = self.challenger.credentials_for_realm(values) if values else None
         if params is None:
             # challenged statelessly (section 26.3.2.4): an unauthenticated request leaves nothing behind
-            self._answer(req, flow, self._challenge_response(req))
+            self._answer(flow, self._challenge_response(req))
             return
         tx = self._new_transaction(req, flow)
         if tx is not None:

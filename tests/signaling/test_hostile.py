@@ -144,7 +144,7 @@ async def register(peer: UdpPeer, port: int, call_id: str) -> SipResponse:
 
 
 async def test_transaction_caps_answer_503_with_retry_after(
-    capped: SipStack, peer: UdpPeer, other_peers: list[UdpPeer]
+    capped: SipStack, peer: UdpPeer, other_peers: list[UdpPeer], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Authenticated REGISTERs keep a transaction for Timer J (64 * T1 = 3.2 s here): a fourth from one source
     address is over the per-source cap (3), a second source still gets in, a third is over the total (4)."""
@@ -158,6 +158,7 @@ async def test_transaction_caps_answer_503_with_retry_after(
     assert over.status == 503 and over.headers.get("retry-after") == "7"  # the total
     assert time.monotonic() - start < 64 * FAST.t1  # all of it while the first ones were held
     assert len(capped.transactions.server) == 4  # the 503s held nothing
+    assert len([r for r in caplog.records if "cap reached" in r.getMessage()]) == 1  # a line a minute at most
     peer.send(request("OPTIONS", "sip:127.0.0.1", peer.port), port)
     assert (await peer.response()).status == 200  # stateless answers are not capped
     # once Timer J has ended them, the source is admitted again
