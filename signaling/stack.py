@@ -341,10 +341,13 @@ class SipStack:
         log.debug("dropped a %d-byte request datagram from %s", len(data), data[:12])
         return True
 
-    def _answer(self, flow: Flow, response: SipResponse) -> None:
+    def _answer(self, flow: Flow, response: SipResponse, request: SipRequest) -> None:
         """Answer without a server transaction (section 8.2.7; section 26.3.2.4 for challenges): nothing is held
-        for Timer J, and a retransmitted request is simply answered again."""
-        flow.send(response.serialize())
+        for Timer J; a retransmission over UDP gets the same bytes while they are among the last few thousand."""
+        data = response.serialize()
+        flow.send(data)
+        if not flow.reliable:
+            self.transactions.remember_answer(request, data)
 
     def _new_transaction(self, req: SipRequest, flow: Flow) -> ServerTransaction | None:
         """A server transaction for `req`, or None when the source (or the server) holds too many: then the
@@ -352,7 +355,7 @@ class SipStack:
         source = flow.remote_address[0]
         if not self.transactions.admits(source):
             retry = str(self.config.overload_retry_after)
-            self._answer(flow, req.create_response(503, headers=[("Retry-After", retry)]))
+            self._answer(flow, req.create_response(503, headers=[("Retry-After", retry)]), req)
             now = asyncio.get_running_loop().time()
             if now - self._cap_logged > 60:  # one line a minute, not one per request
                 self._cap_logged = now
@@ -377,28 +380,33 @@ class SipStack:
         if method == "ACK":
             self._receive_ack(req)
             return
+        if not flow.reliable:
+            answer = self.transactions.recent_answer(req)
+            if answer is not None:  # a retransmission of a request answered statelessly
+                flow.send(answer)
+                return
         if method == "CANCEL":
             self._receive_cancel(req, flow)
             return
         # What can be answered at once is answered statelessly; a transaction is made only for what the
         # application (authentication, registrar, calls, dialogs) acts on.
         if method not in self.KNOWN_METHODS:
-            self._answer(flow, req.create_response(501, headers=self._capability_headers))
+            self._answer(flow, req.create_response(501, headers=self._capability_headers), req)
             return
         require = req.headers.values("require")
         if require:
             unsupported = [r for r in require if r.lower() not in SUPPORTED]
             if unsupported:
-                self._answer(flow, req.create_response(420, headers=[("Unsupported", ", ".join(unsupported))]))
+                self._answer(flow, req.create_response(420, headers=[("Unsupported", ", ".join(unsupported))]), req)
                 return
         if not req.uri[:5].lower().startswith(("sip:", "sips:")):
-            self._answer(flow, req.create_response(416))  # RFC 4475 unkscm, novelsc
+            self._answer(flow, req.create_response(416), req)  # RFC 4475 unkscm, novelsc
             return
         to_tag = req.to_tag
         if to_tag:
             dialog = self.dialogs.get((req.call_id, to_tag, req.from_tag or ""))
             if dialog is None:
-                self._answer(flow, req.create_response(481))
+                self._answer(flow, req.create_response(481), req)
                 return
             tx = self._new_transaction(req, flow)
             if tx is not None:
@@ -408,7 +416,7 @@ class SipStack:
             self._with_auth(req, flow, self._register)
         elif method == "INVITE":
             if self.invite_handler is None:
-                self._answer(flow, req.create_response(480))
+                self._answer(flow, req.create_response(480), req)
                 return
             trusted = self._trusted_source(flow)
             if trusted is not None:
@@ -419,13 +427,13 @@ class SipStack:
                 self._with_auth(req, flow, self._invite)
         elif method == "OPTIONS":
             headers = [*self._capability_headers, ("Accept", "application/sdp")]
-            self._answer(flow, req.create_response(200, headers=headers))
+            self._answer(flow, req.create_response(200, headers=headers), req)
         elif method == "MESSAGE" and self.message_handler is not None:
             self._with_auth(req, flow, self._message)
         elif method == "BYE":
-            self._answer(flow, req.create_response(481))
+            self._answer(flow, req.create_response(481), req)
         else:
-            self._answer(flow, req.create_response(405, headers=self._capability_headers))
+            self._answer(flow, req.create_response(405, headers=self._capability_headers), req)
 
     def _receive_ack(self, req: SipRequest) -> None:
         dialog = self.dialogs.get((req.call_id, req.to_tag or "", req.from_tag or ""))
@@ -436,7 +444,7 @@ class SipStack:
         key = server_key(req)
         invite_tx = self.transactions.server.get((key[0], key[1], "INVITE"))
         if invite_tx is None:
-            self._answer(flow, req.create_response(481))
+            self._answer(flow, req.create_response(481), req)
             return
         cancel_tx = self._new_transaction(req, flow)
         if cancel_tx is None:
@@ -493,7 +501,7 @@ class SipStack:
         params = self.challenger.credentials_for_realm(values) if values else None
         if params is None:
             # challenged statelessly (section 26.3.2.4): an unauthenticated request leaves nothing behind
-            self._answer(flow, self._challenge_response(req))
+            self._answer(flow, self._challenge_response(req), req)
             return
         tx = self._new_transaction(req, flow)
         if tx is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -421,6 +421,11 @@ class TransactionLayer:
     # A retransmission is recognised by its bytes only when the datagram is at most this long: the bytes are kept
     # as the key for the transaction's life, and longer requests are rare enough to be parsed again.
     REMEMBERED_DATAGRAM_MAX = 4096
+    # The last answers sent without a transaction (OPTIONS, challenges, rejections) over UDP, by transaction key:
+    # a retransmitted request gets the same bytes again, as from a transaction (clients that match responses by
+    # their content, like sipp, abort on a second, different challenge), and the memory is bounded whatever comes.
+    REMEMBERED_ANSWERS = 4096
+    REMEMBERED_ANSWER_MAX = 2048
 
     def __init__(self, timers: TimerSettings | None = None, max_per_source: int = 1000, max_total: int = 20000) -> None:
         self.timers = timers or TimerSettings()
@@ -440,10 +445,27 @@ class TransactionLayer:
         # A UDP retransmission is the same datagram again: found by its bytes, it is absorbed without being parsed
         # (under load, clients retransmit every 500 ms and a full parse per copy feeds the overload).
         self._by_datagram: dict[bytes, ServerTransaction] = {}
+        self._answers: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
 
     def match_datagram(self, data: bytes) -> ServerTransaction | None:
         """The live server transaction whose request arrived as exactly these bytes over UDP, if any."""
         return self._by_datagram.get(data)
+
+    def _key(self, request: SipRequest) -> tuple[str, str, str]:
+        last = self._last_key
+        return last[1] if last is not None and last[0] is request else server_key(request)
+
+    def recent_answer(self, request: SipRequest) -> bytes | None:
+        """What was answered statelessly to this request's transaction, if it is among the last ones."""
+        return self._answers.get(self._key(request))
+
+    def remember_answer(self, request: SipRequest, data: bytes) -> None:
+        if len(data) > self.REMEMBERED_ANSWER_MAX:
+            return
+        answers = self._answers
+        answers[self._key(request)] = data
+        if len(answers) > self.REMEMBERED_ANSWERS:
+            answers.popitem(last=False)
 
     def admits(self, source: str) -> bool:
         """Whether a new server transaction from `source` (an address) stays within the caps."""
@@ -498,8 +520,7 @@ class TransactionLayer:
         return self.client.get((branch, response.cseq.method))
 
     def create_server(self, request: SipRequest, flow: Flow) -> ServerTransaction:
-        last = self._last_key
-        key = last[1] if last is not None and last[0] is request else server_key(request)
+        key = self._key(request)
         self._last_key = None
         tx: ServerTransaction
         if request.method == "INVITE":
@@ -549,3 +570,4 @@ class TransactionLayer:
             handle.cancel()
         self._ending_timers.clear()
         self._ending.clear()
+        self._answers.clear()
