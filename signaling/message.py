@@ -164,8 +164,8 @@ class Headers:
     """Header fields by long lower-case name, each a tuple of raw values in arrival order.
 
     Tuples, not lists: a response shares the Via/From/To/Call-ID/CSeq values of its request without copying,
-    and tuples of strings drop out of the garbage collector's sight (thousands of finished transactions keep
-    their messages for Timer J's 32 s; lists there would be traversed by every collection).
+    and tuples of strings drop out of the garbage collector's sight (lists in the thousands of messages alive
+    under load would be traversed by every collection).
     """
 
     __slots__ = ("_display", "_fields")
