@@ -58,6 +58,13 @@ class SipSettings(_Section):
     message_timeout_seconds: float = Field(10.0, gt=0)
     idle_timeout_seconds: float = Field(120.0, ge=0)
 
+    # What an unauthenticated source can make the server hold (signaling.stack.StackConfig says why these sizes).
+    udp_max_request: int = Field(16384, ge=1500, le=65535)
+    udp_max_bodyless_request: int = Field(4096, ge=1500, le=65535)
+    max_transactions_per_source: int = Field(1000, ge=10)
+    max_transactions: int = Field(20000, ge=100)
+    overload_retry_after: int = Field(10, ge=1, le=3600)
+
     @field_validator("digest_algorithms")
     @classmethod
     def _digest_algorithms(cls, names: list[str]) -> list[str]:

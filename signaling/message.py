@@ -164,8 +164,8 @@ class Headers:
     """Header fields by long lower-case name, each a tuple of raw values in arrival order.
 
     Tuples, not lists: a response shares the Via/From/To/Call-ID/CSeq values of its request without copying,
-    and tuples of strings drop out of the garbage collector's sight (thousands of finished transactions keep
-    their messages for Timer J's 32 s; lists there would be traversed by every collection).
+    and tuples of strings drop out of the garbage collector's sight (lists in the thousands of messages alive
+    under load would be traversed by every collection).
     """
 
     __slots__ = ("_display", "_fields")
@@ -295,8 +295,8 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         num, _, method = text.strip().partition(" ")
-        method = method.strip()
-        if not num.isdigit() or len(num) > 10 or not method or not _TOKEN.match(method):
+        method = method.strip(" \t")
+        if not (num.isascii() and num.isdigit()) or len(num) > 10 or not method or not _TOKEN.match(method):
             raise SipUriError(f"bad CSeq: {text[:80]!r}")
         seq = int(num)
         if seq >= 2**31:
@@ -357,7 +357,8 @@ class SipMessage:
         if self._via is None:
             first = self.headers.get("via") or ""
             if "," in first:
-                first = split_commas(first)[0]
+                elements = split_commas(first)
+                first = elements[0] if elements else ""
             self._via = Via.parse(first)
         return self._via
 
@@ -522,7 +523,12 @@ def parse_message(
     status_for_problem = 400
     if first.startswith("SIP/"):
         parts = first.split(" ", 2)
-        if len(parts) < 2 or parts[0] != SIP_VERSION or not parts[1].isdigit() or len(parts[1]) != 3:
+        if (
+            len(parts) < 2
+            or parts[0] != SIP_VERSION
+            or not (parts[1].isascii() and parts[1].isdigit())
+            or len(parts[1]) != 3
+        ):
             raise SipParseError(f"bad status line: {first[:80]!r}")
         status = int(parts[1])
         if status < 100 or status > 699:
@@ -531,19 +537,23 @@ def parse_message(
     else:
         parts = first.split(" ")
         if len(parts) != 3:
+            # Extra or embedded whitespace (RFC 4475 lwsstart, trws, lwsruri): still answerable with a 400 when
+            # the method and the version can be told apart.
             parts = first.split()
-            if len(parts) != 3:
+            if len(parts) < 3:
                 raise SipParseError(f"bad request line: {first[:80]!r}")
-            problem = "request line with extra whitespace"
+            if len(parts) > 3:
+                parts = [parts[0], " ".join(parts[1:-1]), parts[-1]]
+            problem = "bad Request-Line"
         method, uri, version = parts
         if not _TOKEN.match(method):
             raise SipParseError(f"bad method: {method[:40]!r}")
         msg = SipRequest(method, uri)
         if version != SIP_VERSION:
             if version.upper().startswith("SIP/"):
-                problem, status_for_problem = f"unsupported version {version[:20]!r}", 505
+                problem, status_for_problem = "unsupported SIP version", 505
             else:
-                problem = f"bad version {version[:20]!r}"
+                problem = "bad SIP version"
         if ":" not in uri or uri.startswith("<"):
             problem = problem or "bad Request-URI"
     headers = msg.headers
@@ -597,7 +607,7 @@ def parse_message(
     cl_values = fields.get("content-length")
     if cl_values:
         cl_text = cl_values[0]
-        if not cl_text.isdigit() or len(cl_text) > 9 or len(cl_values) > 1:
+        if not (cl_text.isascii() and cl_text.isdigit()) or len(cl_text) > 9 or len(cl_values) > 1:
             problem = problem or "bad Content-Length"
         else:
             cl = int(cl_text)
@@ -618,31 +628,66 @@ def parse_message(
             msg.cseq  # noqa: B018
             _check_from(msg, fields["from"][0])
             msg.to  # noqa: B018
-        except SipUriError as e:
+        except ValueError as e:
             raise SipParseError(str(e)) from None
         return msg
 
-    # Requests: answerable when the headers a response copies are there and sane.
-    missing = [k for k in _REQUIRED if k not in fields]
-    if missing:
-        raise SipParseError(f"missing {', '.join(missing)}")
-    try:
-        msg.via  # noqa: B018
-        cseq = msg.cseq
-        _check_from(msg, fields["from"][0])
-        msg.to  # noqa: B018
-    except SipUriError as e:
-        # From/To/CSeq/Via must be copied into a response: if they are garbage, a 400 is still possible as long
-        # as the raw values are there; the peer gets back what it sent.
-        raise SipParseError(str(e), msg) from None
+    # Requests. No top Via to copy: no response can be matched by the sender, so the request is dropped.
+    vias = fields.get("via")
+    top_via = vias[0] if vias else ""
+    if not top_via.startswith("SIP/2.0/"):  # the usual shape, checked at no cost
+        if "," in top_via:
+            elements = split_commas(top_via)
+            top_via = elements[0] if elements else ""
+        if not _SENT_PROTOCOL.match(top_via):
+            raise SipParseError("no usable Via")
+    # From here on a response can be sent: 400 (or 505) with a reason phrase naming what is wrong.
+    if status_for_problem == 505:
+        raise SipParseError(problem or "unsupported SIP version", msg, 505)
+    _check_request_headers(msg, fields)
     if problem:
         raise SipParseError(problem, msg, status_for_problem)
-    if cseq.method != msg.method:
+    if msg.cseq.method != msg.method:
         raise SipParseError("CSeq method does not match the request method", msg)
     mf = fields.get("max-forwards")
-    if mf and not (mf[0].isdigit() and len(mf[0]) <= 3):
+    if mf and not (mf[0].isascii() and mf[0].isdigit() and len(mf[0]) <= 9 and int(mf[0]) <= 255):
         raise SipParseError("bad Max-Forwards", msg)
     return msg
+
+
+# The start of a Via value (sent-protocol), enough to copy it into a response; the full parse is `Via.parse`.
+_SENT_PROTOCOL = re.compile(r"SIP\s*/", re.IGNORECASE)
+_DISPLAY_NAMES = {"from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq", "via": "Via"}
+_REQUIRED_ORDER = ("from", "to", "call-id", "cseq", "via")
+
+
+def _check_request_headers(msg: SipRequest, fields: dict[str, tuple[str, ...]]) -> None:
+    """The headers a response copies (section 8.1.1): present, single where they must be, and well-formed.
+    Any failure is a SipParseError that names the header and carries `msg`, so it is answered with a 400."""
+    from_ = fields.get("from")
+    to = fields.get("to")
+    call_id = fields.get("call-id")
+    cseq = fields.get("cseq")
+    vias = fields["via"]  # present: checked by the caller
+    if not (from_ and from_[0] and to and to[0] and call_id and call_id[0] and cseq and cseq[0]):
+        missing = [_DISPLAY_NAMES[k] for k in _REQUIRED if not (fields.get(k) or ("",))[0]]
+        raise SipParseError(f"missing {', '.join(missing)}", msg)
+    if len(from_) > 1 or len(to) > 1 or len(call_id) > 1 or len(cseq) > 1:
+        twice = next(k for k in _REQUIRED_ORDER if len(fields[k]) > 1)
+        raise SipParseError(f"more than one {_DISPLAY_NAMES[twice]} header", msg)
+    key = "via"
+    try:
+        msg.via  # noqa: B018
+        if len(vias) > 1 or "," in vias[0]:
+            msg.vias  # noqa: B018 - every Via must parse (RFC 4475 badinv01); the common single Via is parsed once
+        key = "cseq"
+        msg.cseq  # noqa: B018
+        key = "from"
+        _check_from(msg, from_[0])
+        key = "to"
+        msg.to  # noqa: B018
+    except ValueError:
+        raise SipParseError(f"bad {_DISPLAY_NAMES[key]} header", msg) from None
 
 
 def _check_from(msg: SipMessage, value: str) -> None:

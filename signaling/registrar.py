@@ -132,7 +132,7 @@ class Registrar:
         header_expires = request.headers.get("expires")
         default = self.default_expires
         if header_expires is not None:
-            if not header_expires.strip().isdigit():
+            if not (header_expires.strip().isascii() and header_expires.strip().isdigit()):  # int() refuses "²"
                 return RegisterResult(400, reason="Bad Expires")
             default = int(header_expires.strip())
         alive = self._alive(aor, now)
@@ -158,7 +158,7 @@ class Registrar:
             exp_param = contact.params.get("expires")
             expires = default
             if exp_param is not None:
-                if not exp_param.isdigit():
+                if not (exp_param.isascii() and exp_param.isdigit()):
                     return RegisterResult(400, reason="Bad expires parameter")
                 expires = int(exp_param)
             if 0 < expires < self.min_expires:

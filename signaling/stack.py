@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 AUTH_FAILED = 'SIP;cause=403;text="authentication failed"'
 AUTH_THROTTLED = 'SIP;cause=403;text="too many failed authentications, retry later"'
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, MESSAGE, UPDATE"
+_BODYLESS_METHODS = (b"OPTIONS ", b"REGISTER ", b"BYE ", b"CANCEL ")
 SUPPORTED = {"outbound", "path", "gruu", "replaces", "timer", "ice"}
 
 
@@ -134,6 +135,12 @@ class StackConfig:
     digest_algorithms: tuple[str, ...] = ("MD5",)  # challenged with, in this order (see DigestChallenger)
     invite_timeout: float = 180.0  # a call the application never decides on is ended with 480
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)  # TCP and WebSocket peers
+    # What an unauthenticated source can make the server hold (see `SipStack.receive`):
+    udp_max_request: int = 16 * 1024  # larger request datagrams are dropped unread
+    udp_max_bodyless_request: int = 4 * 1024  # the same for OPTIONS, REGISTER, BYE, CANCEL (no body needed)
+    max_transactions_per_source: int = 1000  # live server transactions per source address, then 503
+    max_transactions: int = 20000  # live server transactions in all, then 503
+    overload_retry_after: int = 10  # seconds, in the 503's Retry-After
 
 
 class CallFailed(RequestFailed):
@@ -179,7 +186,7 @@ class SipStack:
         self.invite_handler = invite_handler
         self.message_handler = message_handler
         self.registrar = registrar or Registrar()
-        self.transactions = TransactionLayer(config.timers)
+        self.transactions = TransactionLayer(config.timers, config.max_transactions_per_source, config.max_transactions)
         self.challenger = DigestChallenger(
             config.domain, config.auth_secret, config.nonce_lifetime, config.digest_algorithms
         )
@@ -194,6 +201,7 @@ class SipStack:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._source_cache: dict[str, str] = {}
         self._capability_headers = [("Allow", ALLOW), ("Supported", "outbound, path, replaces")]
+        self._cap_logged = -3600.0  # loop time of the last "cap reached" line
         self.closed = False
 
     # -- life cycle -------------------------------------------------------------------------------------------
@@ -329,6 +337,8 @@ class SipStack:
     def receive(self, data: bytes, flow: Flow) -> None:
         """The transports' receiver: one framed message from `flow`."""
         if not flow.reliable:
+            if len(data) > self.config.udp_max_bodyless_request and self._oversized_datagram(data):
+                return
             tx = self.transactions.match_datagram(data)
             if tx is not None:  # a UDP retransmission, byte for byte: absorbed without a parse
                 tx.receive_request(tx.request)
@@ -360,6 +370,40 @@ class SipStack:
             if isinstance(msg, SipRequest) and msg.method != "ACK":
                 flow.send(msg.create_response(400, f"Bad Request ({str(e)[:80]})").serialize())
 
+    def _oversized_datagram(self, data: bytes) -> bool:
+        """A request datagram over the size allowed for its method, dropped before any parse. RFC 3261 section
+        18.1.1 sends requests over 1300 bytes by TCP; a request with no body needs a few hundred bytes (4 KiB
+        allows long Route/Path sets), and one with a body (an INVITE's SDP) a few KiB: a larger one over UDP is
+        not from a conforming client and would only cost memory. Responses are not limited here."""
+        if data.startswith(b"SIP/"):
+            return False
+        if len(data) <= self.config.udp_max_request and not data.startswith(_BODYLESS_METHODS):
+            return False
+        log.debug("dropped a %d-byte request datagram from %s", len(data), data[:12])
+        return True
+
+    def _answer(self, flow: Flow, response: SipResponse, request: SipRequest) -> None:
+        """Answer without a server transaction (section 8.2.7; section 26.3.2.4 for challenges): nothing is held
+        for Timer J; a retransmission over UDP gets the same bytes while they are among the last few thousand."""
+        data = response.serialize()
+        flow.send(data)
+        if not flow.reliable:
+            self.transactions.remember_answer(request, data)
+
+    def _new_transaction(self, req: SipRequest, flow: Flow) -> ServerTransaction | None:
+        """A server transaction for `req`, or None when the source (or the server) holds too many: then the
+        request has been answered 503 with a Retry-After, statelessly."""
+        source = flow.remote_address[0]
+        if not self.transactions.admits(source):
+            retry = str(self.config.overload_retry_after)
+            self._answer(flow, req.create_response(503, headers=[("Retry-After", retry)]), req)
+            now = asyncio.get_running_loop().time()
+            if now - self._cap_logged > 60:  # one line a minute, not one per request
+                self._cap_logged = now
+                log.warning("server transaction cap reached (source %s): answering 503", source)
+            return None
+        return self.transactions.create_server(req, flow)
+
     def _receive_request(self, req: SipRequest, flow: Flow) -> None:
         if not flow.reliable:
             via = req.via
@@ -377,49 +421,60 @@ class SipStack:
         if method == "ACK":
             self._receive_ack(req)
             return
+        if not flow.reliable:
+            answer = self.transactions.recent_answer(req)
+            if answer is not None:  # a retransmission of a request answered statelessly
+                flow.send(answer)
+                return
         if method == "CANCEL":
             self._receive_cancel(req, flow)
             return
-        tx = self.transactions.create_server(req, flow)
+        # What can be answered at once is answered statelessly; a transaction is made only for what the
+        # application (authentication, registrar, calls, dialogs) acts on.
         if method not in self.KNOWN_METHODS:
-            tx.respond(req.create_response(501, headers=self._capability_headers))
+            self._answer(flow, req.create_response(501, headers=self._capability_headers), req)
             return
         require = req.headers.values("require")
         if require:
             unsupported = [r for r in require if r.lower() not in SUPPORTED]
             if unsupported:
-                tx.respond(req.create_response(420, headers=[("Unsupported", ", ".join(unsupported))]))
+                self._answer(flow, req.create_response(420, headers=[("Unsupported", ", ".join(unsupported))]), req)
                 return
+        if not req.uri[:5].lower().startswith(("sip:", "sips:")):
+            self._answer(flow, req.create_response(416), req)  # RFC 4475 unkscm, novelsc
+            return
         to_tag = req.to_tag
         if to_tag:
             dialog = self.dialogs.get((req.call_id, to_tag, req.from_tag or ""))
             if dialog is None:
-                tx.respond(req.create_response(481))
-            else:
+                self._answer(flow, req.create_response(481), req)
+                return
+            tx = self._new_transaction(req, flow)
+            if tx is not None:
                 self._spawn(dialog.receive_request(req, tx))
             return
         if method == "REGISTER":
-            self._with_auth(req, tx, self._register)
+            self._with_auth(req, flow, self._register)
         elif method == "INVITE":
-            assert isinstance(tx, InviteServerTransaction)
             if self.invite_handler is None:
-                tx.respond(req.create_response(480))
-            elif not req.headers.get("contact"):
-                tx.respond(req.create_response(400, "Missing Contact"))
-            else:
-                trusted = self._trusted_source(flow)
-                if trusted is not None:
+                self._answer(flow, req.create_response(480), req)
+                return
+            trusted = self._trusted_source(flow)
+            if trusted is not None:
+                tx = self._new_transaction(req, flow)
+                if tx is not None:
                     self._invite(req, tx, trusted)
-                else:
-                    self._with_auth(req, tx, self._invite)
+            else:
+                self._with_auth(req, flow, self._invite)
         elif method == "OPTIONS":
-            tx.respond(req.create_response(200, headers=[*self._capability_headers, ("Accept", "application/sdp")]))
+            headers = [*self._capability_headers, ("Accept", "application/sdp")]
+            self._answer(flow, req.create_response(200, headers=headers), req)
         elif method == "MESSAGE" and self.message_handler is not None:
-            self._with_auth(req, tx, self._message)
+            self._with_auth(req, flow, self._message)
         elif method == "BYE":
-            tx.respond(req.create_response(481))
+            self._answer(flow, req.create_response(481), req)
         else:
-            tx.respond(req.create_response(405, headers=self._capability_headers))
+            self._answer(flow, req.create_response(405, headers=self._capability_headers), req)
 
     def _receive_ack(self, req: SipRequest) -> None:
         dialog = self.dialogs.get((req.call_id, req.to_tag or "", req.from_tag or ""))
@@ -429,9 +484,11 @@ class SipStack:
     def _receive_cancel(self, req: SipRequest, flow: Flow) -> None:
         key = server_key(req)
         invite_tx = self.transactions.server.get((key[0], key[1], "INVITE"))
-        cancel_tx = self.transactions.create_server(req, flow)
         if invite_tx is None:
-            cancel_tx.respond(req.create_response(481))
+            self._answer(flow, req.create_response(481), req)
+            return
+        cancel_tx = self._new_transaction(req, flow)
+        if cancel_tx is None:
             return
         call = self._calls.get(invite_tx.key)
         to_tag = call.dialog.local_tag if call is not None else None
@@ -469,21 +526,27 @@ class SipStack:
             return None
 
     def _challenge(self, req: SipRequest, tx: ServerTransaction, stale: bool = False) -> None:
+        tx.respond(self._challenge_response(req, stale))
+
+    def _challenge_response(self, req: SipRequest, stale: bool = False) -> SipResponse:
         headers = [("WWW-Authenticate", c) for c in self.challenger.challenges(stale)]
-        tx.respond(req.create_response(401, to_tag=new_tag(), headers=headers))
+        return req.create_response(401, to_tag=new_tag(), headers=headers)
 
     def _with_auth(
         self,
         req: SipRequest,
-        tx: ServerTransaction,
+        flow: Flow,
         then: Callable[[SipRequest, ServerTransaction, SipAccount], Coroutine[Any, Any, None] | None],
     ) -> None:
         values = req.headers.get_all("authorization")
         params = self.challenger.credentials_for_realm(values) if values else None
         if params is None:
-            self._challenge(req, tx)
+            # challenged statelessly (section 26.3.2.4): an unauthenticated request leaves nothing behind
+            self._answer(flow, self._challenge_response(req), req)
             return
-        self._spawn_eager(self._authenticate(req, tx, params, then))
+        tx = self._new_transaction(req, flow)
+        if tx is not None:
+            self._spawn_eager(self._authenticate(req, tx, params, then))
 
     async def _authenticate(
         self,
@@ -556,6 +619,9 @@ class SipStack:
     # -- INVITE (UAS) -----------------------------------------------------------------------------------------
     def _invite(self, req: SipRequest, tx: ServerTransaction, account: SipAccount) -> None:
         assert isinstance(tx, InviteServerTransaction)
+        if not req.headers.get("contact"):
+            tx.respond(req.create_response(400, "Missing Contact"))
+            return
         try:
             remote_target = Address.parse(req.headers.values("contact")[0]).uri
             remote_uri = _strip_tag(req.headers.get("from") or "")

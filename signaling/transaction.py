@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -121,24 +121,34 @@ class _Transaction:
 
 # -- server side --------------------------------------------------------------------------------------------
 class ServerTransaction(_Transaction):
-    """Sends responses for one received request; `last_response` is what retransmissions get."""
+    """Sends responses for one received request; `last_response` is what retransmissions get (its bytes are
+    what is kept: a finished non-INVITE transaction holds no parsed message, see `_forget_request`)."""
 
-    __slots__ = ("_last_bytes", "last_response", "on_terminated")
+    __slots__ = ("_last_bytes", "_last_status", "last_response", "on_terminated", "source")
 
     def __init__(self, layer: TransactionLayer, request: SipRequest, flow: Flow, key: tuple[str, ...]) -> None:
         super().__init__(layer, request, flow, key)
         self.last_response: SipResponse | None = None
         self._last_bytes: bytes | None = None
+        self._last_status = 0
+        self.source = flow.remote_address[0]  # what the layer counts it against (`TransactionLayer.admits`)
         self.on_terminated: Callable[[ServerTransaction], None] | None = None
 
     @property
     def final_sent(self) -> bool:
-        return self.last_response is not None and self.last_response.status >= 200
+        return self._last_status >= 200
 
     def _send(self, response: SipResponse) -> None:
         self.last_response = response
+        self._last_status = response.status
         self._last_bytes = response.serialize()
         self.flow.send(self._last_bytes)
+
+    def _forget_request(self) -> None:
+        """Keep only what a retransmission needs (the response bytes) while waiting for the end: the request,
+        its body included, and the parsed response are the application's to keep if it wants them."""
+        self.request = SipRequest(self.request.method, self.request.uri)
+        self.last_response = None
 
     def _resend(self) -> None:
         if self._last_bytes is not None:
@@ -168,9 +178,13 @@ class NonInviteServerTransaction(ServerTransaction):
         self._send(response)
         if response.status < 200:
             self.state = TransactionState.PROCEEDING
+        elif self.reliable:
+            self.state = TransactionState.COMPLETED
+            self.terminate()
         else:
             self.state = TransactionState.COMPLETED
-            self._terminate_later(0 if self.reliable else self.layer.timers.b)  # Timer J
+            self._forget_request()
+            self._terminate_later(self.layer.timers.b)  # Timer J
 
     def receive_request(self, request: SipRequest) -> None:
         if self.state in (TransactionState.PROCEEDING, TransactionState.COMPLETED):
@@ -395,7 +409,8 @@ def server_key(request: SipRequest) -> tuple[str, str, str]:
     via = request.via
     branch = via.branch
     method = "INVITE" if request.method == "ACK" else request.method
-    if branch and branch.startswith(BRANCH_COOKIE):
+    # the cookie alone identifies nothing (RFC 4475 badbranch): the RFC 2543 rules apply to it
+    if branch and len(branch) > len(BRANCH_COOKIE) and branch.startswith(BRANCH_COOKIE):
         return (branch, via.sent_by, method)
     return (f"2543:{request.call_id}:{request.from_tag}:{request.cseq.seq}", via.sent_by, method)
 
@@ -403,30 +418,67 @@ def server_key(request: SipRequest) -> tuple[str, str, str]:
 class TransactionLayer:
     """Tables of live transactions and the matching rules."""
 
-    def __init__(self, timers: TimerSettings | None = None) -> None:
+    # A retransmission is recognised by its bytes only when the datagram is at most this long: the bytes are kept
+    # as the key for the transaction's life, and longer requests are rare enough to be parsed again.
+    REMEMBERED_DATAGRAM_MAX = 4096
+    # The last answers sent without a transaction (OPTIONS, challenges, rejections) over UDP, by transaction key:
+    # a retransmitted request gets the same bytes again, as from a transaction (clients that match responses by
+    # their content, like sipp, abort on a second, different challenge), and the memory is bounded whatever comes.
+    REMEMBERED_ANSWERS = 4096
+    REMEMBERED_ANSWER_MAX = 2048
+
+    def __init__(self, timers: TimerSettings | None = None, max_per_source: int = 1000, max_total: int = 20000) -> None:
         self.timers = timers or TimerSettings()
         self.client: dict[tuple[str, ...], ClientTransaction] = {}
         self.server: dict[tuple[str, ...], ServerTransaction] = {}
+        # Live server transactions per source address: what one source can make the server hold is bounded.
+        self.max_per_source = max_per_source
+        self.max_total = max_total
+        self._per_source: dict[str, int] = {}
         # Finished transactions waiting for their end (timers D, I, J, K): one FIFO per delay, so in deadline
         # order, and one loop timer per FIFO at its head. Thousands of UDP transactions linger 32 s each (Timer J);
         # a TimerHandle, context and bound methods apiece cost CPU and garbage-collector work.
         self._ending: dict[float, deque[tuple[float, _Transaction]]] = {}
         self._ending_timers: dict[float, asyncio.TimerHandle] = {}
         self._last_key: tuple[SipRequest, tuple[str, str, str]] | None = None
-        self._last_created: ServerTransaction | None = None
+        self._last_created: tuple[SipRequest, ServerTransaction] | None = None
         # A UDP retransmission is the same datagram again: found by its bytes, it is absorbed without being parsed
         # (under load, clients retransmit every 500 ms and a full parse per copy feeds the overload).
         self._by_datagram: dict[bytes, ServerTransaction] = {}
+        self._answers: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
 
     def match_datagram(self, data: bytes) -> ServerTransaction | None:
         """The live server transaction whose request arrived as exactly these bytes over UDP, if any."""
         return self._by_datagram.get(data)
 
+    def _key(self, request: SipRequest) -> tuple[str, str, str]:
+        last = self._last_key
+        return last[1] if last is not None and last[0] is request else server_key(request)
+
+    def recent_answer(self, request: SipRequest) -> bytes | None:
+        """What was answered statelessly to this request's transaction, if it is among the last ones."""
+        return self._answers.get(self._key(request))
+
+    def remember_answer(self, request: SipRequest, data: bytes) -> None:
+        if len(data) > self.REMEMBERED_ANSWER_MAX:
+            return
+        answers = self._answers
+        answers[self._key(request)] = data
+        if len(answers) > self.REMEMBERED_ANSWERS:
+            answers.popitem(last=False)
+
+    def admits(self, source: str) -> bool:
+        """Whether a new server transaction from `source` (an address) stays within the caps."""
+        return len(self.server) < self.max_total and self._per_source.get(source, 0) < self.max_per_source
+
     def remember_datagram(self, request: SipRequest, data: bytes) -> None:
         """Remember the datagram `request` was parsed from, if a server transaction was just made for it."""
-        tx = self._last_created
+        last = self._last_created
         self._last_created = None
-        if tx is not None and tx.request is request and tx.state is not TransactionState.TERMINATED:
+        if last is None or last[0] is not request or len(data) > self.REMEMBERED_DATAGRAM_MAX:
+            return
+        tx = last[1]
+        if tx.state is not TransactionState.TERMINATED:
             tx._raw = data
             self._by_datagram[data] = tx
 
@@ -468,17 +520,27 @@ class TransactionLayer:
         return self.client.get((branch, response.cseq.method))
 
     def create_server(self, request: SipRequest, flow: Flow) -> ServerTransaction:
-        last = self._last_key
-        key = last[1] if last is not None and last[0] is request else server_key(request)
+        key = self._key(request)
         self._last_key = None
         tx: ServerTransaction
         if request.method == "INVITE":
             tx = InviteServerTransaction(self, request, flow, key)
         else:
             tx = NonInviteServerTransaction(self, request, flow, key)
+        old = self.server.get(key)
+        if old is not None:  # a request reusing a live key replaces it; the old one no longer counts
+            self._uncount(old)
         self.server[key] = tx
-        self._last_created = tx
+        self._per_source[tx.source] = self._per_source.get(tx.source, 0) + 1
+        self._last_created = (request, tx)
         return tx
+
+    def _uncount(self, tx: ServerTransaction) -> None:
+        n = self._per_source.get(tx.source, 0) - 1
+        if n > 0:
+            self._per_source[tx.source] = n
+        else:
+            self._per_source.pop(tx.source, None)
 
     def create_client(self, request: SipRequest, flow: Flow) -> ClientTransaction:
         if request.method == "INVITE":
@@ -493,6 +555,8 @@ class TransactionLayer:
         table = self.server if isinstance(tx, ServerTransaction) else self.client
         if table.get(tx.key) is tx:
             del table[tx.key]
+            if isinstance(tx, ServerTransaction):
+                self._uncount(tx)
         raw = tx._raw
         if raw is not None:
             tx._raw = None
@@ -506,3 +570,4 @@ class TransactionLayer:
             handle.cancel()
         self._ending_timers.clear()
         self._ending.clear()
+        self._answers.clear()

@@ -25,6 +25,8 @@ _FAST_URI = re.compile(
 _FAST_NAME_ADDR = re.compile(r'^(?:"((?:[^"\\]|\\.)*)"\s*|([^"<]*?)\s*)<([^<>]*)>(.*)$', re.S)
 _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::(\d{1,5}))?$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
+# An unquoted display name is tokens separated by whitespace (section 25.1); anything else must be quoted.
+_TOKENS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]*")
 
 
 def unquote(value: str) -> str:
@@ -109,6 +111,9 @@ def parses_plainly(text: str) -> bool:
     a check at a fraction of the parse's cost, for headers that are validated now but read later, if at all."""
     m = _FAST_NAME_ADDR.match(text.strip())
     if m is None:
+        return False
+    plain = m.group(2)
+    if plain and not _TOKENS.fullmatch(plain):
         return False
     u = _FAST_URI.match(m.group(3))
     if u is None:
@@ -268,6 +273,8 @@ class Address:
         m = _FAST_NAME_ADDR.match(text)
         if m is not None:
             quoted, plain, uri_text, rest = m.groups()
+            if plain and not _TOKENS.fullmatch(plain):
+                raise SipUriError("display name with characters outside a token, unquoted")
             name = unquote(f'"{quoted}"') if quoted is not None else (plain or None)
             return cls(SipUri.parse(uri_text), name, split_params(rest) if rest else {})
         if text == "*":
@@ -296,6 +303,8 @@ class Address:
                 raise SipUriError("unterminated <uri>")
             if display is None:
                 d = text[:lt].strip()
+                if d and not _TOKENS.fullmatch(d):
+                    raise SipUriError("display name with characters outside a token, unquoted")
                 display = d or None
             uri = SipUri.parse(text[lt + 1 : gt])
             params = split_params(text[gt + 1 :])

@@ -10,6 +10,7 @@ from signaling.message import SipResponse, parse_message
 from signaling.stack import SipStack, StackConfig
 from signaling.transaction import TimerSettings
 
+from .raw import authorization, request
 from .support import Accounts, DialPlan, Meeting, User
 
 FAST = TimerSettings(t1=0.05, t2=0.4, t4=0.5)
@@ -48,9 +49,9 @@ async def stack(accounts: Accounts, plan: DialPlan) -> AsyncIterator[SipStack]:
 class UdpPeer:
     """A raw UDP socket to poke the stack with hand-written messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.setblocking(False)
         self.port = self.sock.getsockname()[1]
 
@@ -85,3 +86,12 @@ def peer() -> AsyncIterator[UdpPeer]:
     p = UdpPeer()
     yield p
     p.close()
+
+
+async def authenticated(peer: UdpPeer, port: int, method: str, uri: str, branch: str, **fields: object) -> bytes:
+    """`method` with alice's credentials, after the (stateless) challenge: a request the stack keeps state for."""
+    peer.send(request(method, uri, peer.port, **fields), port)  # type: ignore[arg-type]
+    challenge = await peer.response()
+    assert challenge.status == 401
+    extra = [authorization(challenge, "alice", "alice-pw", method, uri), *fields.pop("extra", [])]  # type: ignore[misc]
+    return request(method, uri, peer.port, branch=branch, cseq=2, extra=extra, **fields)  # type: ignore[arg-type]

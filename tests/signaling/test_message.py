@@ -138,6 +138,7 @@ def test_content_length_larger_than_body_is_answerable_400() -> None:
         lambda r: r.replace(b"To: <sip:meeting", b"To: <<sip:meeting"),
         lambda r: r.replace(b"Contact:", b"Cont act:"),
         lambda r: r.replace(b"INVITE sip:meeting-guest@meetings.test SIP/2.0", b"INVITE  sip:x@y  SIP/2.0"),
+        lambda r: r.replace(b"Call-ID: a84b4c76e66710@pc33.example.com\r\n", b""),  # RFC 4475 insuf: 400
     ],
 )
 def test_malformed_but_answerable(mutate: object) -> None:
@@ -160,9 +161,12 @@ def test_unsupported_version_is_505() -> None:
         b"\r\n\r\n",
         b"INVITE\r\n\r\n",
         b"SIP/2.0 2000 OK\r\n\r\n",
+        "SIP/2.0 \u00b2\u00b2\u00b2 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n".encode(),  # digits int() refuses
         b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n",  # response without Via/CSeq...
-        INVITE.replace(b"Call-ID: a84b4c76e66710@pc33.example.com\r\n", b""),
         INVITE.replace(b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport\r\n", b""),
+        INVITE.replace(b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport", b"Via: ,"),
+        INVITE.replace(b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport", b"Via:"),
+        INVITE.replace(b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport", b"Via: garbage"),
         b"INV@TE sip:x@y SIP/2.0\r\n\r\n",
         b"\xff\xfe\x00garbage",
     ],

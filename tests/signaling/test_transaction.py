@@ -13,13 +13,36 @@ from signaling.stack import SipStack
 from signaling.transaction import TimerSettings, TransactionLayer, TransactionState
 from signaling.transport import Flow
 
-from .conftest import FAST, UdpPeer
+from .conftest import FAST, UdpPeer, authenticated
 from .raw import OFFER, authorization, request
+
+REGISTER_FIELDS: dict[str, object] = {"to": "<sip:alice@meetings.test>", "contact": "<sip:alice@127.0.0.1:9>"}
+INVITE_FIELDS: dict[str, object] = {"to": "<sip:nobody@meetings.test>", "contact": "<sip:p@1>"}
+
+
+async def test_unauthenticated_requests_leave_no_transaction(stack: SipStack, peer: UdpPeer) -> None:
+    """OPTIONS, challenges and rejections are answered statelessly (RFC 3261 sections 8.2.7 and 26.3.2.4)."""
+    port = stack.udp.port  # type: ignore[union-attr]
+    sent = [
+        request("OPTIONS", f"sip:127.0.0.1:{port}", peer.port),
+        request("REGISTER", "sip:meetings.test", peer.port, **REGISTER_FIELDS),  # type: ignore[arg-type]
+        request("INVITE", "sip:nobody@127.0.0.1", peer.port, **INVITE_FIELDS),  # type: ignore[arg-type]
+        request("BYE", "sip:x@127.0.0.1", peer.port),
+        request("CANCEL", "sip:x@127.0.0.1", peer.port),
+        request("FOO", "sip:x@127.0.0.1", peer.port),
+    ]
+    for msg in sent:
+        peer.send(msg, port)
+        first = await peer.recv()
+        peer.send(msg, port)  # a retransmission gets the same bytes (a new challenge would differ: tag, nonce)
+        assert await peer.recv() == first
+    assert stack.transactions.server == {} and stack.transactions._by_datagram == {}
+    assert len(stack.transactions._answers) == len(sent)
 
 
 async def test_retransmitted_request_is_absorbed_and_answered_again(stack: SipStack, peer: UdpPeer) -> None:
     port = stack.udp.port  # type: ignore[union-attr]
-    msg = request("OPTIONS", f"sip:127.0.0.1:{port}", peer.port, branch="z9hG4bKopt1")
+    msg = await authenticated(peer, port, "REGISTER", "sip:meetings.test", "z9hG4bKreg1", **REGISTER_FIELDS)
     peer.send(msg, port)
     first = await peer.recv()
     peer.send(msg, port)
@@ -31,14 +54,17 @@ async def test_retransmitted_request_is_absorbed_and_answered_again(stack: SipSt
 
 async def test_non_2xx_to_invite_retransmitted_until_ack(stack: SipStack, peer: UdpPeer) -> None:
     port = stack.udp.port  # type: ignore[union-attr]
-    inv = request("INVITE", "sip:meeting-guest@127.0.0.1", peer.port, branch="z9hG4bKinv1", contact="<sip:p@1>")
+    inv = await authenticated(peer, port, "INVITE", "sip:nobody@127.0.0.1", "z9hG4bKinv1", **INVITE_FIELDS)
     peer.send(inv, port)
     r = await peer.response()
-    assert r.status == 401
+    while r.status == 100:
+        r = await peer.response()
+    assert r.status == 404
     # Timer G: retransmissions at T1, 2*T1 ... while no ACK
     again = await peer.silence(FAST.t1 * 4)
-    assert len(again) >= 2 and all(parse_message(a).status == 401 for a in again)  # type: ignore[union-attr]
-    ack = request("ACK", "sip:meeting-guest@127.0.0.1", peer.port, branch="z9hG4bKinv1", to_tag=r.to_tag)
+    assert len(again) >= 2 and all(parse_message(a).status == 404 for a in again)  # type: ignore[union-attr]
+    ack = request("ACK", "sip:nobody@127.0.0.1", peer.port, branch="z9hG4bKinv1", to_tag=r.to_tag, cseq=2,
+                  to="<sip:nobody@meetings.test>")  # fmt: skip
     peer.send(ack, port)
     await asyncio.sleep(FAST.t1)
     await peer.silence(FAST.t1)  # what was already on its way
@@ -47,10 +73,10 @@ async def test_non_2xx_to_invite_retransmitted_until_ack(stack: SipStack, peer: 
 
 async def test_timer_h_gives_up(stack: SipStack, peer: UdpPeer) -> None:
     port = stack.udp.port  # type: ignore[union-attr]
-    inv = request("INVITE", "sip:meeting-guest@127.0.0.1", peer.port, contact="<sip:p@1>")
+    inv = await authenticated(peer, port, "INVITE", "sip:nobody@127.0.0.1", "z9hG4bKinv2", **INVITE_FIELDS)
     peer.send(inv, port)
     start = time.monotonic()
-    got = await peer.silence(1.0)
+    got = [b for b in await peer.silence(1.0) if not b.startswith(b"SIP/2.0 100")]
     elapsed = time.monotonic() - start
     # 64*T1 = 3.2 s; G doubles up to T2 = 0.4 s: about 1 + 8 retransmissions, then nothing
     assert 5 <= len(got) <= 14, len(got)
@@ -210,7 +236,8 @@ async def test_udp_retransmission_absorbed_by_its_bytes_without_a_parse(
 
     monkeypatch.setattr(stack_module, "parse_message", counting_parse)
     port = stack.udp.port  # type: ignore[union-attr]
-    msg = request("OPTIONS", f"sip:127.0.0.1:{port}", peer.port, branch="z9hG4bKraw1")
+    msg = await authenticated(peer, port, "REGISTER", "sip:meetings.test", "z9hG4bKraw1", **REGISTER_FIELDS)
+    parsed.clear()
     peer.send(msg, port)
     first = await peer.recv()
     for _ in range(3):
@@ -223,6 +250,6 @@ async def test_udp_retransmission_absorbed_by_its_bytes_without_a_parse(
     # the map forgets a transaction when it ends (Timer J = 64 * T1)
     await asyncio.sleep(64 * FAST.t1 + 0.3)
     assert stack.transactions._by_datagram == {} and stack.transactions.server == {}
-    peer.send(msg, port)  # now a new request again
-    assert parse_message(await peer.recv()).status == 200  # type: ignore[union-attr]
+    peer.send(msg, port)  # now a new request again (its nonce count was seen: not a 200, but parsed anew)
+    assert parse_message(await peer.recv()).status in (401, 403)  # type: ignore[union-attr]
     assert len(parsed) == 3
