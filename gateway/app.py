@@ -10,7 +10,7 @@ from pathlib import Path
 from uuid import UUID
 
 from aiohttp import web
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from gateway import webapps, websocketd
@@ -137,6 +137,26 @@ def _room_census(services: Services) -> Callable[[], Iterable[Metric]]:
         for kind in ("webrtc", "phone", "bridge"):
             participants.add_metric([kind], kinds.get(kind, 0))
         yield participants
+
+    return collect
+
+
+def _sip_counts(stack: SipStack) -> Callable[[], Iterable[Metric]]:
+    def collect() -> Iterable[Metric]:
+        counters = stack.counters
+        requests = CounterMetricFamily("meetings_sip_requests", "SIP requests received, by method", labels=["method"])
+        for method, count in sorted(counters.requests.items()):
+            requests.add_metric([method], count)
+        yield requests
+        responses = CounterMetricFamily(
+            "meetings_sip_responses", "SIP responses sent, by request method and class", labels=["method", "class"]
+        )
+        for (method, status_class), count in sorted(counters.responses.items()):
+            responses.add_metric([method, status_class], count)
+        yield responses
+        yield GaugeMetricFamily(
+            "meetings_sip_registrations", "Contacts registered now", value=stack.registrar.binding_count()
+        )
 
     return collect
 
@@ -287,6 +307,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         app[ASTERISK_BRIDGE] = bridge
     app[SIP_STACK] = stack
     app[CALL_CONTROL] = control
+    metrics.add_collector(_sip_counts(stack))
     health.calld_components["sip"] = lambda: not stack.closed
     # SIP over WebSocket shares the API's host and port (and TLS): what Wazo's SDK expects.
     app.router.add_get("/api/asterisk/ws", stack.websocket.handle)

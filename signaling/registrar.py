@@ -80,6 +80,10 @@ class Registrar:
         self._bindings: dict[str, list[Binding]] = {}
         self.on_change: Callable[[str], None] | None = None
 
+    def binding_count(self) -> int:
+        """Contacts registered now (expired ones are dropped as they are met, so this may count a few late)."""
+        return sum(len(bindings) for bindings in self._bindings.values())
+
     def lookup(self, aor: str) -> list[Binding]:
         """Live bindings of an AOR, best (highest q, most recent) first."""
         return _best_first(self._alive(aor, time.monotonic()))

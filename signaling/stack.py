@@ -38,6 +38,7 @@ from .message import (
     parse_message,
 )
 from .registrar import Registrar
+from .stats import SipCounters
 from .transaction import (
     ClientTransaction,
     InviteServerTransaction,
@@ -334,6 +335,11 @@ class SipStack:
         raise DialogError(f"no transport {transport!r} to reach {uri}")
 
     # -- receiving --------------------------------------------------------------------------------------------
+    @property
+    def counters(self) -> SipCounters:
+        """Requests received and responses sent (one set, kept by the transaction layer)."""
+        return self.transactions.counters
+
     def receive(self, data: bytes, flow: Flow) -> None:
         """The transports' receiver: one framed message from `flow`."""
         if not flow.reliable:
@@ -351,6 +357,7 @@ class SipStack:
                 try:
                     reason = "Version Not Supported" if e.status == 505 else "Bad Request"
                     flow.send(req.create_response(e.status, f"{reason} ({e.reason[:80]})").serialize())
+                    self.counters.response_sent(req.method, e.status)
                 except Exception:
                     log.debug("could not answer an unparsable request", exc_info=True)
             log.info("unparsable SIP message from %s: %s", flow, e.reason)
@@ -360,6 +367,7 @@ class SipStack:
             return
         try:
             if isinstance(msg, SipRequest):
+                self.counters.request_received(msg.method)
                 self._receive_request(msg, flow)
                 if not flow.reliable:
                     self.transactions.remember_datagram(msg, data)
@@ -369,6 +377,7 @@ class SipStack:
             log.info("bad SIP message from %s: %s", flow, e)
             if isinstance(msg, SipRequest) and msg.method != "ACK":
                 flow.send(msg.create_response(400, f"Bad Request ({str(e)[:80]})").serialize())
+                self.counters.response_sent(msg.method, 400)
 
     def _oversized_datagram(self, data: bytes) -> bool:
         """A request datagram over the size allowed for its method, dropped before any parse. RFC 3261 section
@@ -387,6 +396,7 @@ class SipStack:
         for Timer J; a retransmission over UDP gets the same bytes while they are among the last few thousand."""
         data = response.serialize()
         flow.send(data)
+        self.counters.response_sent(request.method, response.status)
         if not flow.reliable:
             self.transactions.remember_answer(request, data)
 

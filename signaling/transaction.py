@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .message import BRANCH_COOKIE, Headers, SipRequest, SipResponse
+from .stats import SipCounters
 from .transport import Flow
 
 __all__ = [
@@ -141,6 +142,7 @@ class ServerTransaction(_Transaction):
     def _send(self, response: SipResponse) -> None:
         self.last_response = response
         self._last_status = response.status
+        self.layer.counters.response_sent(self.request.method, response.status)
         self._last_bytes = response.serialize()
         self.flow.send(self._last_bytes)
 
@@ -429,6 +431,7 @@ class TransactionLayer:
 
     def __init__(self, timers: TimerSettings | None = None, max_per_source: int = 1000, max_total: int = 20000) -> None:
         self.timers = timers or TimerSettings()
+        self.counters = SipCounters()
         self.client: dict[tuple[str, ...], ClientTransaction] = {}
         self.server: dict[tuple[str, ...], ServerTransaction] = {}
         # Live server transactions per source address: what one source can make the server hold is bounded.

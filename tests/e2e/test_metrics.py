@@ -50,6 +50,12 @@ async def test_joins_refusals_rooms_and_participants(api: Api, room: Room) -> No
     await until(lambda: api.services.conferences.count(uuid.UUID(meeting["uuid"])) == 1, 5, "one to leave")
     found = await scrape(api)
     assert found[("meetings_participants", (("kind", "webrtc"),))] == 1
+    # the SIP side: three REGISTERs and INVITEs (each challenged once, then answered), one BYE, the refusal
+    assert found[("meetings_sip_requests_total", (("method", "REGISTER"),))] >= 6
+    assert found[("meetings_sip_requests_total", (("method", "INVITE"),))] >= 6
+    assert found[("meetings_sip_responses_total", (("class", "4xx"), ("method", "INVITE")))] >= 4  # 401s and the 486
+    assert found[("meetings_sip_responses_total", (("class", "2xx"), ("method", "BYE")))] == 1
+    assert found[("meetings_sip_registrations", ())] == 3
 
 
 async def test_the_live_view_for_master_administrators(api: Api, room: Room) -> None:
