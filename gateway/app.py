@@ -56,6 +56,7 @@ from gateway.live import routes as live_routes
 from gateway.metrics import Metrics, api_latency_middleware, metrics_handler, start_listener
 from gateway.openapi import resource as openapi_resource
 from gateway.services import SERVICES, Services
+from gateway.tls import asterisk_client_context, sip_context
 from sfu.server import SFU
 from signaling.connlimits import ConnectionLimits
 from signaling.stack import SipStack, StackConfig
@@ -250,6 +251,9 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         await services.tokens.purge_expired()
         await stack.start_udp(settings.sip.host, settings.sip.udp_port)
         await stack.start_tcp(settings.sip.host, settings.sip.tcp_port)
+        sip_tls = sip_context(settings)
+        if sip_tls is not None and settings.sip.tls_port is not None:
+            await stack.start_tls(settings.sip.host, settings.sip.tls_port, sip_tls)
         await trunk.resolve()
         if bridge is not None:
             await bridge.start()
@@ -293,6 +297,7 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
             max_transactions_per_source=settings.sip.max_transactions_per_source,
             max_transactions=settings.sip.max_transactions,
             overload_retry_after=settings.sip.overload_retry_after,
+            tls_client=asterisk_client_context(settings) if settings.asterisk.transport == "tls" else None,
         ),
         AccountDirectory(services.users, services.meetings, trunk if trunk else None),
         invite_handler=control,

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from gateway import logs
 from gateway.app import build_services, start_services
@@ -14,6 +13,7 @@ from gateway.bootstrap import bootstrap
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.drain import serve_until_drained
 from gateway.services import Services
+from gateway.tls import http_context
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,13 +77,7 @@ async def _create_tenant(services: Services, args: argparse.Namespace) -> str:
 
 
 def serve(settings: Settings) -> None:
-    ssl_context: Any = None
-    if settings.http.tls_cert and settings.http.tls_key:
-        import ssl
-
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.load_cert_chain(settings.http.tls_cert, settings.http.tls_key)
-    asyncio.run(serve_until_drained(settings, ssl_context))
+    asyncio.run(serve_until_drained(settings, http_context(settings)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,6 +51,9 @@ class SipSettings(_Section):
     host: str = "0.0.0.0"
     udp_port: int = Field(5060, ge=0, le=65535)
     tcp_port: int = Field(5060, ge=0, le=65535)
+    tls_port: int | None = Field(None, ge=0, le=65535)
+    tls_cert: str | None = None
+    tls_key: str | None = None
     domain: str = Field("meetings.local", min_length=1)
     digest_algorithms: list[str] = Field(default_factory=lambda: ["MD5"])
     max_connections: int = Field(4096, ge=1)
@@ -146,7 +149,9 @@ class AsteriskSettings(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(5060, ge=1, le=65535)
-    transport: Literal["udp", "tcp"] = "udp"
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    tls_ca: str | None = None
+    tls_verify: bool = True
     username: str = "meetings-gateway"
     password: str = ""
     extension_pattern: str = "wazo-meeting-{uuid}"
@@ -200,6 +205,15 @@ class Settings(_Section):
     health: HealthSettings = HealthSettings()
     drain: DrainSettings = DrainSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    @model_validator(mode="after")
+    def _sip_tls_certificate(self) -> Settings:
+        if self.sip.tls_port is not None:
+            if bool(self.sip.tls_cert) != bool(self.sip.tls_key):
+                raise ValueError("sip.tls_cert and sip.tls_key go together")
+            if not (self.sip.tls_cert or self.http.tls_cert):
+                raise ValueError("sip.tls_port needs a certificate: sip.tls_cert and sip.tls_key (or http's)")
+        return self
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:

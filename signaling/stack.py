@@ -19,6 +19,7 @@ import logging
 import math
 import secrets
 import socket
+import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,7 +49,7 @@ from .transaction import (
     new_branch,
     server_key,
 )
-from .transport import Flow, TcpTransport, UdpTransport
+from .transport import Flow, TcpTransport, TlsContexts, UdpTransport
 from .uri import Address, SipUri, SipUriError
 from .websocket import WebSocketTransport
 
@@ -142,6 +143,7 @@ class StackConfig:
     max_transactions_per_source: int = 1000  # live server transactions per source address, then 503
     max_transactions: int = 20000  # live server transactions in all, then 503
     overload_retry_after: int = 10  # seconds, in the 503's Retry-After
+    tls_client: ssl.SSLContext | None = None  # whom we trust when we connect over TLS (None: the system's CAs)
 
 
 class CallFailed(RequestFailed):
@@ -197,6 +199,7 @@ class SipStack:
         self.websocket = WebSocketTransport(self.receive, config.limits, guard=self.connection_guard)
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
+        self.tls: TcpTransport | None = None
         self.dialogs: dict[tuple[str, str, str], Dialog] = {}
         self._calls: dict[tuple[str, ...], IncomingCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -213,6 +216,15 @@ class SipStack:
     async def start_tcp(self, host: str = "0.0.0.0", port: int = 5060) -> TcpTransport:
         self.tcp = await TcpTransport.start(self.receive, host, port, self.config.limits, self.connection_guard)
         return self.tcp
+
+    async def start_tls(self, host: str, port: int, server: ssl.SSLContext) -> TcpTransport:
+        """SIP over TLS on host:port with our certificate (`server`); outgoing TLS trusts `config.tls_client`."""
+        tls = TlsContexts(server, self._tls_client())
+        self.tls = await TcpTransport.start(self.receive, host, port, self.config.limits, self.connection_guard, tls)
+        return self.tls
+
+    def _tls_client(self) -> ssl.SSLContext:
+        return self.config.tls_client or ssl.create_default_context()
 
     async def close(self) -> None:
         """Hang up every dialog (BYE, briefly), stop transports and timers."""
@@ -233,6 +245,8 @@ class SipStack:
             self.udp.close()
         if self.tcp is not None:
             await self.tcp.close()
+        if self.tls is not None:
+            await self.tls.close()
         self.connection_guard.close()
 
     def flow_in_use(self, flow: Flow) -> bool:
@@ -310,7 +324,7 @@ class SipStack:
 
     async def flow_for(self, uri: SipUri) -> Flow:
         """A flow to reach a URI that has no connection of its own (phones, Asterisk)."""
-        transport = uri.transport or ("tcp" if uri.scheme == "sips" else "udp")
+        transport = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
         host = uri.host_no_brackets
         if host.endswith(".invalid"):
             raise DialogError(f"{host} is only reachable over its own connection")
@@ -322,6 +336,13 @@ class SipStack:
             if not infos:
                 raise DialogError(f"cannot resolve {host}") from None
             host = str(infos[0][4][0])
+        if transport == "tls":
+            if self.tls is None:  # not listening on TLS: a transport for our outgoing connections only
+                tls = TlsContexts(None, self._tls_client())
+                self.tls = await TcpTransport.start(
+                    self.receive, "0.0.0.0", 0, self.config.limits, self.connection_guard, tls
+                )
+            return await self.tls.connect(host, port, server_name=uri.host_no_brackets)
         if transport == "tcp":
             if self.tcp is None:
                 self.tcp = await TcpTransport.start(

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
 from .message import DEFAULT_LIMITS, ParserLimits, content_length_of
@@ -320,12 +322,23 @@ class StreamFramer:
 
 
 # -- TCP --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TlsContexts:
+    """SIP over TLS: the context connections to us are served with (our certificate), and the one we connect to
+    others with (which certificates we trust)."""
+
+    server: ssl.SSLContext | None
+    client: ssl.SSLContext
+
+
 class TcpConnection(asyncio.Protocol, Flow):
-    transport = "TCP"
+    """One stream connection, plain TCP or TLS (the transport's `name`: what Via and Contact say)."""
+
     reliable = True
 
     def __init__(self, owner: TcpTransport, accepted: bool = False) -> None:
         Flow.__init__(self, ("0.0.0.0", 0), ("0.0.0.0", 0))
+        self.transport = owner.name
         self._owner = owner
         self._framer = StreamFramer(owner.limits)
         self._tr: asyncio.Transport | None = None
@@ -401,14 +414,21 @@ class TcpConnection(asyncio.Protocol, Flow):
 
 class TcpTransport:
     """A TCP listener plus the connections made to and from it, reused per remote address. Connections peers
-    open are admitted and timed out by the `guard` (see `connlimits.py`) when there is one."""
+    open are admitted and timed out by the `guard` (see `connlimits.py`) when there is one. With a `tls` pair of
+    contexts it is SIP over TLS (RFC 3261 section 26.2): the same framing inside TLS, named "TLS" in Via."""
 
     def __init__(
-        self, receiver: Receiver, limits: ParserLimits = DEFAULT_LIMITS, guard: ConnectionGuard | None = None
+        self,
+        receiver: Receiver,
+        limits: ParserLimits = DEFAULT_LIMITS,
+        guard: ConnectionGuard | None = None,
+        tls: TlsContexts | None = None,
     ) -> None:
         self.receiver = receiver
         self.limits = limits
         self.guard = guard
+        self.tls = tls
+        self.name = "TLS" if tls is not None else "TCP"
         self._server: asyncio.Server | None = None
         self._connections: dict[tuple[str, int], TcpConnection] = {}
         self.local_address: tuple[str, int] = ("0.0.0.0", 0)
@@ -421,10 +441,18 @@ class TcpTransport:
         port: int = 5060,
         limits: ParserLimits = DEFAULT_LIMITS,
         guard: ConnectionGuard | None = None,
+        tls: TlsContexts | None = None,
     ) -> TcpTransport:
-        self = cls(receiver, limits, guard)
+        self = cls(receiver, limits, guard, tls)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: TcpConnection(self, accepted=True), host, port)
+        if tls is None:
+            self._server = await loop.create_server(lambda: TcpConnection(self, accepted=True), host, port)
+        elif tls.server is not None:
+            self._server = await loop.create_server(
+                lambda: TcpConnection(self, accepted=True), host, port, ssl=tls.server, ssl_handshake_timeout=10.0
+            )
+        else:
+            return self  # TLS only for connections we make: nothing to listen on
         sock = self._server.sockets[0].getsockname()
         self.local_address = (sock[0], sock[1])
         return self
@@ -444,13 +472,19 @@ class TcpTransport:
         if self._connections.get(conn.remote_address) is conn:
             del self._connections[conn.remote_address]
 
-    async def connect(self, host: str, port: int) -> TcpConnection:
-        """An open connection to host:port, reusing one if there is."""
+    async def connect(self, host: str, port: int, server_name: str | None = None) -> TcpConnection:
+        """An open connection to host:port, reusing one if there is. Over TLS the peer's certificate is checked
+        against `server_name` (the URI's host) as the client context says."""
         for conn in self._connections.values():
             if conn.remote_address == (host, port) and conn.alive:
                 return conn
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(lambda: TcpConnection(self), host, port)
+        if self.tls is None:
+            _, conn = await loop.create_connection(lambda: TcpConnection(self), host, port)
+        else:
+            _, conn = await loop.create_connection(
+                lambda: TcpConnection(self), host, port, ssl=self.tls.client, server_hostname=server_name or host
+            )
         return conn
 
     async def close(self) -> None:

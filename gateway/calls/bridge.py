@@ -365,7 +365,7 @@ class AsteriskBridge:
         self._closed = False
 
     def target(self, extension: str) -> str:
-        suffix = ";transport=tcp" if self.settings.transport == "tcp" else ""
+        suffix = "" if self.settings.transport == "udp" else f";transport={self.settings.transport}"
         return f"sip:{extension}@{self.settings.host}:{self.settings.port}{suffix}"
 
     @property

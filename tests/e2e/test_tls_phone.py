@@ -1,0 +1,81 @@
+"""A phone on the internet calls over SIP over TLS (sip.tls_port): it joins the meeting as a guest, hears the room,
+and is hung up with a Reason over the same TLS connection when the meeting is deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gateway.app import SIP_STACK
+from signaling.digest import DigestCredentials
+from signaling.stack import SipStack, StackConfig
+from tests.certificates import self_signed
+from tests.conftest import Api, make_settings
+from tests.e2e.conftest import Room, guest_credentials
+from tests.sfu.clients import RtpPhone, tone_power
+from tests.signaling.support import Accounts, Recorder
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    return self_signed(folder)
+
+
+@pytest.fixture
+def settings(database_url: str, certificate: tuple[Path, Path]) -> Any:
+    cert, key = certificate
+    return make_settings(
+        database_url, MEETINGS_SIP__TLS_PORT="0", MEETINGS_SIP__TLS_CERT=str(cert), MEETINGS_SIP__TLS_KEY=str(key)
+    )
+
+
+async def test_a_phone_joins_over_tls_hears_the_room_and_is_hung_up(
+    api: Api, room: Room, certificate: tuple[Path, Path]
+) -> None:
+    _, token = await api.create_user("alice")
+    meeting = await api.create_meeting(token)
+    speaker = await room.member(guest_credentials(meeting), 440.0, None)
+    await speaker.join("meeting-guest")
+    listener = api.client.app[SIP_STACK].tls
+    assert listener is not None and listener.port
+
+    trust = ssl.create_default_context(cafile=str(certificate[0]))
+    phone = SipStack(StackConfig(domain="phone.test", tls_client=trust), Accounts())
+    media = RtpPhone(None)
+    await media.open()
+    handler = Recorder()
+    try:
+        username, password = guest_credentials(meeting)
+        dialog = await phone.invite(
+            f"sip:meeting-guest@localhost:{listener.port};transport=tls",
+            media.offer().encode(),
+            from_uri=f"sip:{username}@{api.services.settings.sip.domain}",
+            credentials=DigestCredentials(username, password),
+            handler=handler,
+        )
+        assert dialog.flow.transport == "TLS"
+        seats = api.services.conferences.participants(uuid.UUID(meeting["uuid"]))
+        assert {seat.kind for seat in seats} == {"webrtc", "phone"}
+        answer = (dialog.initial_response.body if dialog.initial_response else b"").decode()
+        port = int(next(line for line in answer.splitlines() if line.startswith("m=audio")).split()[1])
+        media.start(("127.0.0.1", port))
+        await asyncio.sleep(2.0)  # past the first mixes
+        media.received.clear()
+        await asyncio.sleep(2.0)
+        heard = media.decoded().astype(np.float64)
+        assert heard.size > 8000 and tone_power(heard, 440, 8000) > 0.2, "the phone does not hear the room"
+
+        await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", token, expect=204)
+        await asyncio.wait_for(handler.terminated.wait(), 10)
+        assert "bye" in handler.events
+    finally:
+        await media.close()
+        await phone.close()
