@@ -96,6 +96,7 @@ class MediaSettings(_Section):
     rtp_port_max: int = Field(20000, ge=1024, le=65535)
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
     mixed_speakers: int = Field(3, ge=1, le=16)
+    allow_plain_rtp: bool = True
 
     @field_validator("host_addresses")
     @classmethod

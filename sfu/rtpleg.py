@@ -1,4 +1,5 @@
-"""A plain-RTP leg (RTP/AVP) for SIP phones and Asterisk: symmetric RTP, RFC 4733 digits, and video streams.
+"""A plain-RTP leg (RTP/AVP, or RTP/SAVP with SDES-SRTP keys) for SIP phones and Asterisk: symmetric RTP, RFC 4733
+digits, and video streams (plain RTP only for now: an RTP/SAVP video stream is refused).
 
 Audio: the first usable audio m-line, one UDP socket, to and from the mixer. Video (rooms with video): every usable
 ``m=video`` is an `RtpVideoStream` with its own port pair. The leg sends the current speaker's video on one of them
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import struct
 import time
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from typing import cast
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from aiortc.sdp import MediaDescription, SessionDescription
 
-from . import sdp
+from . import sdes, sdp
 from .codecs import AUDIO_CODECS, STATIC_AUDIO_PAYLOAD_TYPES, AudioCodec, is_supported_audio
 from .dtmf import DtmfReceiver
 from .errors import ParticipantClosed, SdpError
@@ -31,6 +33,7 @@ from .mixer import AudioInbox, InboundAudio
 from .ports import PortAllocator
 from .rtpvideo import OFFER_PAYLOAD_TYPES as VIDEO_PAYLOAD_TYPES
 from .rtpvideo import RtpVideoStream, VideoCodec, offered_video_codecs
+from .sdes import SrtpContext
 from .settings import MediaSettings
 
 logger = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ OFFER_PAYLOAD_TYPES = {"opus": 111, "G722": 9, "PCMU": 0, "PCMA": 8}
 TELEPHONE_EVENT_PT = 101
 DIRECTION_REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 VIDEO_PROFILES = ("RTP/AVP", "RTP/AVPF")
+_SECTION_SPLIT = re.compile(r"\r?\n(?=m=)")
 
 
 @dataclass
@@ -132,6 +136,8 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         self._session_id = int(time.time() * 1000)
         self._version = 0
         self._closed = False
+        #: SDES-SRTP of the audio stream when the peer offered RTP/SAVP (None: plain RTP)
+        self._srtp: SrtpContext | None = None
 
     @property
     def receives_audio(self) -> bool:
@@ -178,6 +184,11 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) < 12 or data[0] >> 6 != 2 or 192 <= data[1] <= 223:
             return  # not RTP, or RTCP: ignored
+        if self._srtp is not None:
+            clear = self._srtp.unprotect(data)
+            if clear is None:
+                return  # forged, replayed or damaged: neither heard nor latched on
+            data = clear
         level: int | None = None
         if data[0] == 0x80:
             # the usual phone packet (no padding, extension or CSRC): read the header directly, 5 times cheaper
@@ -215,9 +226,11 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
             or self.direction in ("recvonly", "inactive")
         ):
             return
+        srtp = self._srtp
         for payload in payloads:
             header = _HEADER.pack(0x80, codec.payload_type, self._sequence, self._timestamp, self._ssrc)
-            self._transport.sendto(header + payload, self.remote)
+            packet = header + payload
+            self._transport.sendto(srtp.protect(packet) if srtp is not None else packet, self.remote)
             self.packets_sent += 1
             self._sequence = (self._sequence + 1) & 0xFFFF
             self._timestamp = (self._timestamp + codec.samples_per_packet) & 0xFFFFFFFF
@@ -233,15 +246,24 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         accepted = False
         sending = self._sending_index(description)
         receiving = 0
+        sections = _SECTION_SPLIT.split(offer)[1:]  # each m-line's text, for what aiortc's parser drops (a=crypto)
         for index, media in enumerate(description.media):
-            if not accepted and media.kind == "audio" and media.port != 0 and media.profile.startswith("RTP/AVP"):
+            if not accepted and media.kind == "audio" and media.port != 0 and self._audio_profile_ok(media.profile):
                 negotiated = self._negotiate(description, media, _media_codecs(media))
-                if negotiated.codec is not None:
+                savp = media.profile == "RTP/SAVP" and index < len(sections)
+                crypto = sdes.offered(sections[index]) if savp else []
+                if negotiated.codec is not None and (media.profile != "RTP/SAVP" or crypto):
                     accepted = True
                     self._apply(negotiated)
                     lines += self._audio_section(
                         media.profile, negotiated.codec, negotiated.telephone_event, negotiated.direction
                     )
+                    if crypto:
+                        ours = sdes.answer_for(crypto[0])
+                        self._srtp = SrtpContext(ours, crypto[0])
+                        lines.append(ours.line())
+                    else:
+                        self._srtp = None
                     continue
             if media.kind == "video" and self._usable_video(media):
                 peer_sends = (media.direction or "sendrecv") in ("sendrecv", "sendonly")
@@ -259,7 +281,8 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         for index in [i for i in self.video_streams if i >= len(description.media)]:
             await self._close_video(index)
         if not accepted and not self.audio_codec:
-            raise SdpError("no usable audio stream in the offer (opus, G722, PCMU or PCMA over RTP/AVP)")
+            profiles = "RTP/SAVP with a=crypto" if not self.settings.allow_plain_rtp else "RTP/AVP or RTP/SAVP"
+            raise SdpError(f"no usable audio stream in the offer (opus, G722, PCMU or PCMA over {profiles})")
         return self._session(lines)
 
     async def handle_offer(self, offer: str) -> str:
@@ -416,6 +439,10 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         stream = self.video_streams.pop(index, None)
         if stream is not None:
             await stream.close()
+
+    def _audio_profile_ok(self, profile: str) -> bool:
+        """RTP/SAVP (SDES-SRTP) always; plain RTP/AVP(F) where the operator allows it."""
+        return profile == "RTP/SAVP" or (profile.startswith("RTP/AVP") and self.settings.allow_plain_rtp)
 
     def _audio_section(self, profile: str, codec: AudioCodec, telephone_event: int | None, direction: str) -> list[str]:
         formats = f"{codec.payload_type}" + (f" {telephone_event}" if telephone_event is not None else "")

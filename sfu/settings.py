@@ -18,6 +18,8 @@ class MediaSettings:
     rtp_port_max: int = 20000
     #: STUN/TURN servers for clients; the server itself only offers host candidates
     ice_servers: tuple[dict[str, Any], ...] = ()
+    #: phones may send plain RTP (RTP/AVP); False: only SDES-SRTP (RTP/SAVP) is accepted from them
+    allow_plain_rtp: bool = True
 
     def addresses(self) -> tuple[str, ...]:
         return self.host_addresses or ("127.0.0.1",)

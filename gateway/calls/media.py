@@ -29,4 +29,5 @@ def media_settings(settings: Settings) -> MediaSettings:
         rtp_port_min=media.rtp_port_min,
         rtp_port_max=media.rtp_port_max,
         ice_servers=tuple(media.ice_servers),
+        allow_plain_rtp=media.allow_plain_rtp,
     )
