@@ -16,8 +16,9 @@ from tests.phones.phone import PhoneProcess, free_port, write_tone
 MODULES = ("g711.so", "aufile.so", "aubridge.so", "sndfile.so", "account.so", "menu.so", "ctrl_tcp.so")
 
 
-def config(sip_port: int, control_port: int, tone: Path, records: Path) -> str:
-    """The config file: G.711 only, sound from a file and to nowhere (an `aubridge` device nobody reads from)."""
+def config(sip_port: int, control_port: int, tone: Path, records: Path, extra: tuple[str, ...] = ()) -> str:
+    """The config file: G.711 only, sound from a file and to nowhere (an `aubridge` device nobody reads from);
+    `extra` lines after (more modules, a CA file for SIP over TLS)."""
     lines = [
         "poll_method epoll",
         f"sip_listen 127.0.0.1:{sip_port}",
@@ -30,16 +31,21 @@ def config(sip_port: int, control_port: int, tone: Path, records: Path) -> str:
         *(f"module {name}" for name in MODULES),
         f"ctrl_tcp_listen 127.0.0.1:{control_port}",
         f"snd_path {records}",
+        *extra,
     ]
     return "\n".join(lines) + "\n"
 
 
-def account_line(username: str, password: str, domain: str, server: tuple[str, int], transport: str) -> str:
-    """One account: the address of record in the server's domain, reached through the server as outbound proxy."""
+def account_line(
+    username: str, password: str, domain: str, server: tuple[str, int], transport: str, media_encryption: str = ""
+) -> str:
+    """One account: the address of record in the server's domain, reached through the server as outbound proxy;
+    `media_encryption` is baresip's mediaenc (e.g. "srtp-mand": SDES-SRTP or no call)."""
     host, port = server
+    encryption = f";mediaenc={media_encryption}" if media_encryption else ""
     return (
         f"<sip:{username}@{domain};transport={transport}>;auth_pass={password};"
-        f'outbound="sip:{host}:{port};transport={transport}";regint=600;audio_codecs=PCMU,PCMA'
+        f'outbound="sip:{host}:{port};transport={transport}";regint=600;audio_codecs=PCMU,PCMA{encryption}'
     )
 
 
@@ -55,10 +61,11 @@ class Baresip(PhoneProcess):
         self._writer: asyncio.StreamWriter | None = None
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, extra_config: tuple[str, ...] = ()) -> None:
         """Start with no account (its registration would happen before ctrl_tcp can report it): `add_account`."""
         # SIP on UDP and TCP at the port, TLS at the next one (baresip 1.0 always opens all three)
-        (self.folder / "config").write_text(config(free_port(2), self.control_port, self.tone, self.records))
+        settings = config(free_port(2), self.control_port, self.tone, self.records, extra_config)
+        (self.folder / "config").write_text(settings)
         (self.folder / "accounts").write_text("")
         await self.spawn("baresip", "-f", str(self.folder), "-s")
         for _ in range(200):

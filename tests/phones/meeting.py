@@ -18,9 +18,9 @@ PHONE_TONE = 600
 
 
 def sip_server(api: Api, transport: str) -> tuple[str, int]:
-    """The server's SIP address on `transport` ("udp" or "tcp")."""
+    """The server's SIP address on `transport` ("udp", "tcp" or "tls")."""
     stack = api.client.app[SIP_STACK]
-    listener = stack.udp if transport == "udp" else stack.tcp
+    listener = {"udp": stack.udp, "tcp": stack.tcp, "tls": stack.tls}[transport]
     assert listener is not None
     return "127.0.0.1", listener.port
 
