@@ -20,6 +20,8 @@ loudly when an upgrade changes one. What is borrowed, and why:
   ``__rtp_started`` / ``__rtp_exited`` / ``__rtcp_started`` / ``__rtcp_exited`` that ``stop()`` waits on: a slot's
   aiortc sender only negotiates; `take_over_sender` makes it send nothing (no packets, no sender reports of its
   own) and hands the receiver's RTCP (NACK, PLI/FIR, REMB, reports) to ours.
+- ``RTCRtpSender._send_keyframe``: called when a peer sends PLI or FIR to a sender aiortc runs itself (a test or
+  benchmark publisher with pre-encoded video); `on_keyframe_request` redirects it.
 - ``RTCRtpSender._stream_id``: aiortc gives every sender of a peer connection the same msid stream; each video slot
   gets its own.
 - ``RTCRtpTransceiver._codecs`` / ``._headerExtensions`` and the ``CODECS`` / ``HEADER_EXTENSIONS`` tables that
@@ -215,6 +217,12 @@ class IceSrtpPath:
         except pylibsrtp.Error:
             return False
         return True
+
+
+def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> None:
+    """Call `handler` whenever the remote peer asks aiortc's `sender` for a keyframe (PLI or FIR): for peers that
+    send through aiortc's own sender (the benchmark's and tests' publishers)."""
+    sender._send_keyframe = handler  # type: ignore[method-assign]
 
 
 def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:

@@ -95,6 +95,9 @@ async def test_sender_private_names() -> None:
         assert "self.__rtp_started.wait(), self.__rtcp_started.wait()" in stop
         assert "self.__rtp_exited.wait(), self.__rtcp_exited.wait()" in stop
         assert list(inspect.signature(sender._handle_rtcp_packet).parameters) == ["packet"]
+        # PLI and FIR from the remote peer end up in _send_keyframe
+        rtcp = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+        assert "RTCP_PSFB_PLI" in rtcp and "RTCP_PSFB_FIR" in rtcp and "self._send_keyframe()" in rtcp
         # the SDP announces the sender's SSRCs
         assert "transceiver.sender._ssrc" in inspect.getsource(rtcpeerconnection)
         assert "transceiver.sender._rtx_ssrc" in inspect.getsource(rtcpeerconnection)
@@ -138,7 +141,7 @@ async def test_adapter_end_to_end_on_loopback() -> None:
     routed: list[int] = []
     try:
         sender = publisher.addTrack(ColourTrack("red"))
-        sender._send_keyframe = lambda: keyframe_requests.append(1)  # type: ignore[method-assign]
+        aiortc_adapter.on_keyframe_request(sender, lambda: keyframe_requests.append(1))
         aiortc_adapter.gather_host_candidates(publisher, ["127.0.0.1"], None)
         await publisher.setLocalDescription(await publisher.createOffer())
         offer = publisher.localDescription.sdp
