@@ -34,6 +34,8 @@ class PacketSink(Protocol):
 
     def forward(self, source: object, packet: MediaPacket) -> None: ...
 
+    def restart(self) -> None: ...
+
 
 class VideoSource:
     """One publisher's video, fanned out packet by packet to the slots currently showing it (or waiting to)."""
@@ -111,6 +113,15 @@ class VideoSource:
         vp8.picture_id = self._picture_id15
         vp8.picture_id_bits = 15
 
+    def lost_packets(self) -> None:
+        """Packets were lost on the way and will not be sent again (a publisher that does not answer NACKs): the
+        slots showing it skip to its next keyframe, asked for now, and go on from there without a gap (a receiver
+        would wait for packets that never come, or decode a broken picture)."""
+        self._recent = []
+        for slot in list(self.slots):
+            slot.source_lost_packets(self)
+        self.request_keyframe()
+
     def recent_packets(self) -> list[MediaPacket]:
         """The latest keyframe's packets and those after it, if it is recent (else nothing)."""
         if self._recent and time.monotonic() - self._recent_at < RECENT_KEYFRAME_AGE:
@@ -149,6 +160,7 @@ class VideoSlot:
         self.forwarded = 0
         self.switches = 0
         self._waiting_keyframe = True
+        self._restart = False
         self._pending_since = 0.0
 
     @property
@@ -208,6 +220,9 @@ class VideoSlot:
                 source.request_keyframe()
                 return
             self._waiting_keyframe = False
+            if self._restart and self.sender is not None:
+                self.sender.restart()
+            self._restart = False
         self._send(source, packet)
 
     def _send(self, source: VideoSource, packet: MediaPacket) -> None:
@@ -221,6 +236,11 @@ class VideoSlot:
         source = self.target
         if source is not None:
             source.request_keyframe()
+
+    def source_lost_packets(self, source: VideoSource) -> None:
+        if source is self.current:
+            self._waiting_keyframe = True
+            self._restart = True
 
     def source_closed(self, source: VideoSource) -> None:
         # the last picture stays on screen until another source's keyframe arrives

@@ -278,6 +278,10 @@ class SlotRewriter:
         else:
             self._tl0_offset = 0
 
+    def restart(self) -> None:
+        """Rebase at the next packet, even from the same stream (it skipped packets that will never come)."""
+        self._stream = None
+
     def output_timestamp(self, timestamp: int) -> int:
         """What a timestamp of the stream being forwarded becomes."""
         return (timestamp + self._ts_offset) & 0xFFFFFFFF

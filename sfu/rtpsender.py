@@ -170,6 +170,11 @@ class SlotSender:
         else:
             self.packets_dropped += 1
 
+    def restart(self) -> None:
+        """The next packet follows the last one sent as after a switch (sequence, timestamp and picture ID
+        continuous), whatever its own numbers."""
+        self.rewriter.restart()
+
     def retransmit(self, sequence: int) -> bool:
         """Send again what went out as `sequence` (RTX when negotiated); False when it is no longer kept."""
         entry = self._history[sequence % HISTORY_SIZE]

@@ -1,7 +1,8 @@
 """One video stream of a plain-RTP leg (an ``m=video`` over RTP/AVP or RTP/AVPF): its RTP and RTCP sockets.
 
 The same forwarding core as WebRTC legs, on plain RTP: received packets go one by one to the stream's
-`VideoSource` (a gap in the sender's numbering asks it for a keyframe at once: phones seldom answer NACKs), and
+`VideoSource` (phones seldom answer NACKs: after a gap in the sender's numbering the slots showing it go on from
+its next keyframe, asked for at once), and
 the stream's `VideoSlot` (the current speaker) sends through a `SlotSender` on a `PlainRtpPath` (header rewrite,
 one ``sendto``; sender reports; NACKs answered from its history). Keyframes are asked for and answered with RTCP PLI
 and FIR (RFC 4585, RFC 5104) and RFC 2032's FIR: what Asterisk sends and understands for VP8 (it forwards them
@@ -110,6 +111,25 @@ class _RtcpSocket(asyncio.DatagramProtocol):
         self.stream.rtcp_received(data, addr)
 
 
+#: packets in sequence (one SSRC) an address must send before it is taken as the stream's sender, and how long the
+#: sender must be silent before another address may take over: plain RTP has no authentication, so without this
+#: anyone who finds the port could replace the picture and steal the stream (symmetric RTP sends where it latched)
+PROBATION_PACKETS = 4
+SENDER_SILENCE = 2.0
+
+
+class _Probation:
+    """An address trying to become the stream's sender: its packets so far, kept until it passes."""
+
+    def __init__(self, address: tuple[str, int], packet: MediaPacket) -> None:
+        self.address = address
+        self.packets = [packet]
+
+    def follows(self, address: tuple[str, int], packet: MediaPacket) -> bool:
+        last = self.packets[-1]
+        return address == self.address and packet.ssrc == last.ssrc and packet.sequence == (last.sequence + 1) & 0xFFFF
+
+
 class RtpVideoStream(asyncio.DatagramProtocol):
     """One m=video of a plain-RTP leg: sends the slot's packets, receives into the source, or both."""
 
@@ -139,6 +159,9 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         self._ssrc = random.getrandbits(32)
         self._remote_ssrc = 0
         self._highest: int | None = None
+        self._sender_address: tuple[str, int] | None = None
+        self._last_received = 0.0
+        self._probation: _Probation | None = None
         self._fir_sequence = 0
         self._closed = False
 
@@ -262,19 +285,40 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         packet = MediaPacket.parse(data, codec.name)
         if packet is None:
             return
+        address = (addr[0], addr[1])
+        if address != self._sender_address:
+            if self._sender_address is not None and packet.arrival - self._last_received < SENDER_SILENCE:
+                return  # someone else while the sender is sending: ignored
+            probation = self._probation
+            if probation is None or not probation.follows(address, packet):
+                self._probation = _Probation(address, packet)
+                return
+            probation.packets.append(packet)
+            if len(probation.packets) < PROBATION_PACKETS:
+                return
+            self._sender_address, self._probation = address, None
+            self.remote = address  # symmetric RTP
+            for held in probation.packets:
+                self._receive(source, held)
+            return
+        self._receive(source, packet)
+
+    def _receive(self, source: VideoSource, packet: MediaPacket) -> None:
         self.packets_received += 1
-        self.remote = (addr[0], addr[1])  # symmetric RTP
+        self._last_received = packet.arrival
         if packet.ssrc != self._remote_ssrc:
             self._remote_ssrc, self._highest = packet.ssrc, None
         highest = self._highest
         if highest is None or seq_newer(packet.sequence, highest):
             if highest is not None and packet.sequence != (highest + 1) & 0xFFFF:
                 self.losses += 1
-                source.request_keyframe()
+                source.lost_packets()
             self._highest = packet.sequence
         source.on_packet(packet)
 
     def rtcp_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._sender_address is not None and addr[0] != self._sender_address[0]:
+            return  # only the sender's host speaks RTCP for this stream
         if not self.rtcp_mux:
             self.remote_rtcp = (addr[0], addr[1])
         if asks_keyframe(data):

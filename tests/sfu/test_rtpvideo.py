@@ -299,8 +299,7 @@ async def test_a_gap_from_a_phone_asks_it_for_a_keyframe_at_once_and_packets_go_
             for packet in packets:
                 rtp.sendto(packet.serialize(), target)
 
-        send(vp8_packets(KEY, 1, 3000))
-        await until(lambda: len(received) == 3, 2)
+        send(vp8_packets(KEY, 1, 3000))  # held until the sender has sent 4 packets in sequence, then all passed on
         lossy = vp8_packets(DELTA, 4, 6000)
         send(lossy[:1] + lossy[2:])
         await until(lambda: stream.losses == 1 and bool(rcvd(rtcp)), 2)
@@ -310,6 +309,13 @@ async def test_a_gap_from_a_phone_asks_it_for_a_keyframe_at_once_and_packets_go_
         for packet in restarted:
             packet.ssrc = 7
         send(restarted)
+        # another address sending in sequence while the sender sends is not taken for it (plain RTP is not
+        # authenticated: the picture and the symmetric-RTP latch are not anyone's for the asking)
+        intruder, _ = await loop.create_datagram_endpoint(_Sink, local_addr=("127.0.0.1", 0))
+        for packet in vp8_packets(KEY * 4, 30000, 1):
+            packet.ssrc = 99
+            intruder.sendto(packet.serialize(), target)
+        intruder.close()
         # garbage on both ports is ignored
         rtp.sendto(b"\x80\x60garbage", target)
         rtp.sendto(b"\x90\x60" + b"\x00" * 10, target)  # an extension header cut off
@@ -317,6 +323,7 @@ async def test_a_gap_from_a_phone_asks_it_for_a_keyframe_at_once_and_packets_go_
         send(vp8_packets(DELTA, 40003, 3005))
         await until(lambda: received[-1:] == [40005], 2)
         assert received == [1, 2, 3, 4, 6, 40000, 40001, 40002, 40003, 40004, 40005] and stream.losses == 1
+        assert stream.remote == rtp.get_extra_info("sockname")
     finally:
         await stream.close()
         rtp.close()
