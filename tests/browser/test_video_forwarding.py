@@ -1,6 +1,10 @@
 """Packet-level video forwarding seen from Chromium, through the real SIP path (sip.js over WebSocket, the apps).
 
 - Four browsers in one meeting each decode the three others, and their pictures are lit.
+- A slot that switches source shows no broken picture: with one slot each, the microphones turned on one at a time
+  move the owner's slot from one guest to the other and back; each switch starts on a keyframe (``keyFramesDecoded``
+  rises), and Chrome's decoder never needs to ask for one (``pliCount``, ``firCount`` unchanged: a picture it could
+  not decode would make it ask).
 - A lost packet is recovered by NACK, without a keyframe: the browsers reach the server's media ports through a
   small UDP relay of the test's own (the server announces the relay's address, as it would a 1:1 NAT's), which
   drops some of the server's VP8 packets on their way to the browsers; each browser asks for them again (its
@@ -17,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from gateway.app import CALL_CONTROL
 from gateway.config import Settings
 from tests.browser.conftest import Browser, Site
 from tests.browser.test_media_story import _assert_receiving, _join_as_guest, _join_as_owner
@@ -47,6 +52,8 @@ async () => {
     for (const report of (await transceiver.receiver.getStats()).values()) {
       if (report.type === 'inbound-rtp' && report.kind === 'video') {
         out[transceiver.mid] = { framesDecoded: report.framesDecoded || 0, nackCount: report.nackCount || 0,
+                                 freezeCount: report.freezeCount || 0,
+                                 totalFreezesDuration: report.totalFreezesDuration || 0,
                                  pliCount: report.pliCount || 0, firCount: report.firCount || 0,
                                  keyFramesDecoded: report.keyFramesDecoded || 0,
                                  packetsLost: report.packetsLost || 0,
@@ -59,9 +66,54 @@ async () => {
 """
 
 
-async def video_stats(page: Any) -> dict[str, dict[str, int]]:
-    result: dict[str, dict[str, int]] = await page.evaluate(VIDEO_STATS_JS)
+async def video_stats(page: Any) -> dict[str, dict[str, float]]:
+    result: dict[str, dict[str, float]] = await page.evaluate(VIDEO_STATS_JS)
     return result
+
+
+async def set_microphone(page: Any, on: bool) -> None:
+    await page.evaluate("(on) => window.__meeting.call.setMicEnabled(on)", on)
+
+
+def sfu_room(site: Site) -> Any:
+    (room,) = site.api.client.app[CALL_CONTROL].sfu.rooms.values()
+    return room
+
+
+@pytest.mark.parametrize("last_n", [1])
+async def test_a_slot_switch_shows_no_broken_picture(media_site: Site, browser: Browser, last_n: int) -> None:
+    owner, link = await _join_as_owner(browser, media_site, "Switching")
+    gina = await _join_as_guest(browser, link, "Gina")
+    hugo = await _join_as_guest(browser, link, "Hugo")
+    for page in (owner, gina, hugo):
+        await set_microphone(page, False)
+    room = sfu_room(media_site)
+    names = {p.id: str(p.info.get("name")) for p in room.participants.values()}
+    (slot,) = next(p for p in room.participants.values() if names[p.id] not in ("Gina", "Hugo")).slots
+
+    async def speak(page: Any, name: str) -> None:
+        for other in (gina, hugo):
+            await set_microphone(other, other is page)
+        await until(
+            lambda: slot.current is not None and names.get(slot.current.owner_id) == name,
+            30,
+            f"the owner's slot to show {name}",
+        )
+
+    await speak(gina, "Gina")
+    await _assert_receiving(owner, "Gina")
+    before = await video_stats(owner)
+    switches = slot.switches
+    await speak(hugo, "Hugo")
+    await _assert_receiving(owner, "Hugo")
+    await speak(gina, "Gina")
+    await _assert_receiving(owner, "Gina")
+    after = await video_stats(owner)
+    assert slot.switches >= switches + 2
+    ((mid, was),) = [(m, s) for m, s in before.items() if s["framesDecoded"] > 0]
+    now = after[mid]
+    assert now["keyFramesDecoded"] >= was["keyFramesDecoded"] + 2, (was, now)
+    assert now["pliCount"] == was["pliCount"] and now["firCount"] == was["firCount"], (was, now)
 
 
 async def test_four_browsers_see_each_other(media_site: Site, browser: Browser) -> None:
@@ -160,17 +212,21 @@ def relay_ports() -> range:
 
 
 @pytest.fixture
-def settings(database_url: str, relay_ports: range, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    if "relay" not in request.fixturenames:
-        yield make_settings(database_url)
-        return
-    # behind the relay: the server announces its address (as a 1:1 NAT's) and keeps to the ports it relays
-    yield make_settings(
-        database_url,
-        MEETINGS_MEDIA__PUBLIC_ADDRESS=RELAY_ADDRESS,
-        MEETINGS_MEDIA__RTP_PORT_MIN=str(relay_ports.start),
-        MEETINGS_MEDIA__RTP_PORT_MAX=str(relay_ports.stop - 1),
-    )
+def last_n() -> int:
+    return 4
+
+
+@pytest.fixture
+def settings(database_url: str, relay_ports: range, last_n: int, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    overrides = {"MEETINGS_MEETINGS__LAST_N": str(last_n)}
+    if "relay" in request.fixturenames:
+        # behind the relay: the server announces its address (as a 1:1 NAT's) and keeps to the ports it relays
+        overrides |= {
+            "MEETINGS_MEDIA__PUBLIC_ADDRESS": RELAY_ADDRESS,
+            "MEETINGS_MEDIA__RTP_PORT_MIN": str(relay_ports.start),
+            "MEETINGS_MEDIA__RTP_PORT_MAX": str(relay_ports.stop - 1),
+        }
+    yield make_settings(database_url, **overrides)
 
 
 @pytest.fixture
