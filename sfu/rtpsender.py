@@ -272,8 +272,12 @@ class SlotSender:
         if report is not None:
             self.path.send_rtcp(report)
 
-    async def run_reports(self) -> None:
-        """Send a sender report every 0.5-1.5 s (RFC 3550's randomised interval), until cancelled."""
-        while True:
-            await asyncio.sleep(0.5 + random.random())
-            self.send_sender_report()
+
+async def send_reports(current: Callable[[], object]) -> None:
+    """Send a sender report for the slot's current sender (`current()`, a `SlotSender` or None) every 0.5-1.5 s
+    (RFC 3550's randomised interval), until cancelled."""
+    while True:
+        await asyncio.sleep(0.5 + random.random())
+        sender = current()
+        if isinstance(sender, SlotSender):
+            sender.send_sender_report()

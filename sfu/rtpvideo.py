@@ -25,7 +25,7 @@ from aiortc.sdp import MediaDescription
 from .forwarder import VideoSlot, VideoSource
 from .ports import PortAllocator, bind_rtp_pair
 from .rtprewriter import MediaPacket, seq_newer
-from .rtpsender import PlainRtpPath, SlotSender
+from .rtpsender import PlainRtpPath, SlotSender, send_reports
 from .sdp import media_destination
 
 logger = logging.getLogger(__name__)
@@ -258,7 +258,8 @@ class RtpVideoStream(asyncio.DatagramProtocol):
             self.slot = VideoSlot(0, None, codec.name)
             self.slot.sender = self._slot_sender(self.slot, codec)
             self.slot.active = True
-            self._reports = asyncio.get_running_loop().create_task(self._send_reports())
+            slot = self.slot
+            self._reports = asyncio.get_running_loop().create_task(send_reports(lambda: slot.sender))
         elif not send and self.slot is not None:
             self._stop_sending()
         if receive and self.source is None:
@@ -340,13 +341,6 @@ class RtpVideoStream(asyncio.DatagramProtocol):
             self._picture_fast_update()
 
     # sending
-
-    async def _send_reports(self) -> None:
-        while True:
-            await asyncio.sleep(0.5 + random.random())
-            sender = self.slot.sender if self.slot is not None else None
-            if isinstance(sender, SlotSender):
-                sender.send_sender_report()
 
     def _stop_sending(self) -> None:
         if self.slot is not None:

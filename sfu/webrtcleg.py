@@ -40,7 +40,7 @@ from .mixer import AudioInbox, InboundAudio
 from .packettrack import EncodedTrack
 from .ports import PortAllocator
 from .rtprewriter import ABS_SEND_TIME_URI, MID_URI, MediaPacket, unwrap_rtx
-from .rtpsender import SlotSender
+from .rtpsender import SlotSender, send_reports
 from .rtpvideo import keyframe_request
 from .settings import MediaSettings
 from .upstream import UpstreamFeedback
@@ -163,7 +163,10 @@ class WebRtcLeg(EventEmitter):
             transceiver.setCodecPreferences(preferences)
             aiortc_adapter.set_stream_id(transceiver.sender, f"{self.participant_id}-slot{index}")
             aiortc_adapter.take_over_sender(
-                transceiver.sender, self._slot_rtcp_handler(slot), functools.partial(self._slot_reports, slot)
+                transceiver.sender,
+                self._slot_rtcp_handler(slot),
+                # the slot's sender reports, run by aiortc's sender for as long as the m-line is started
+                functools.partial(send_reports, functools.partial(getattr, slot, "sender")),
             )
             self._tap_unused(transceiver.receiver)
             self._handled.add(id(transceiver))
@@ -223,15 +226,6 @@ class WebRtcLeg(EventEmitter):
                 sender.handle_rtcp(packet)
 
         return handle
-
-    @staticmethod
-    async def _slot_reports(slot: VideoSlot) -> None:
-        """The slot's sender reports, run by aiortc's sender for as long as the m-line is started."""
-        while True:
-            await asyncio.sleep(0.5 + random.random())
-            sender = slot.sender
-            if isinstance(sender, SlotSender):
-                sender.send_sender_report()
 
     async def _set_remote(self, text: str, kind: str) -> None:
         try:
