@@ -217,8 +217,9 @@ class SlotRewriter:
     ) -> None:
         self.ssrc = ssrc
         self.payload_type = payload_type
-        self._ext_prefix = b""
-        self._abs_id = 0
+        self._extension_head = b""  # the block up to the abs-send-time value (which changes per packet)
+        self._extension_tail = b""  # its padding, or the whole block without abs-send-time
+        self._abs_send_time = False
         self.set_extensions(mid, mid_id, abs_send_time_id)
         self._stream: tuple[object, int] | None = None  # (source, ssrc) being forwarded
         self._seq_offset = 0
@@ -241,17 +242,22 @@ class SlotRewriter:
         if mid and mid_id and 1 <= mid_id <= 14:
             encoded = mid.encode()[:16]
             elements += bytes([(mid_id << 4) | (len(encoded) - 1)]) + encoded
-        self._abs_id = abs_send_time_id if abs_send_time_id and 1 <= abs_send_time_id <= 14 else 0
-        self._mid_elements = elements
+        self._abs_send_time = bool(abs_send_time_id and 1 <= abs_send_time_id <= 14)
+        size = len(elements) + (4 if self._abs_send_time else 0)
+        padding = b"\x00" * (-size % 4)
+        head = _ONE_BYTE_PROFILE + _U16.pack((size + len(padding)) // 4) + elements if size else b""
+        if self._abs_send_time:
+            assert abs_send_time_id is not None
+            self._extension_head = head + bytes([(abs_send_time_id << 4) | 2])
+            self._extension_tail = padding
+        else:
+            self._extension_head = b""
+            self._extension_tail = head + padding
 
     def _extension_block(self, send_time: int) -> bytes:
-        elements = self._mid_elements
-        if self._abs_id:
-            elements += bytes([(self._abs_id << 4) | 2]) + send_time.to_bytes(3, "big")
-        if not elements:
-            return b""
-        elements += b"\x00" * (-len(elements) % 4)
-        return _ONE_BYTE_PROFILE + _U16.pack(len(elements) // 4) + elements
+        if self._abs_send_time:
+            return self._extension_head + send_time.to_bytes(3, "big") + self._extension_tail
+        return self._extension_tail
 
     def rebase(self, source: object, packet: MediaPacket) -> None:
         """Make `packet` (from `source`) follow what was sent last: the start of a switch, or of a new sender."""
@@ -308,18 +314,18 @@ class SlotRewriter:
         vp8 = packet.vp8
         if vp8 is not None and (vp8.picture_id >= 0 or vp8.tl0 >= 0):
             start = packet.payload_start
-            descriptor = bytearray(data[start : start + 2])
             picture_id = -1
+            parts = [header, extensions, data[start : start + 2]]
             if vp8.picture_id >= 0:
                 picture_id = (vp8.picture_id + self._picture_offset) & 0x7FFF
-                descriptor += _U16.pack(0x8000 | picture_id)  # always 15 bits: a 7-bit source would wrap at 128
+                parts.append(_U16.pack(0x8000 | picture_id))  # always 15 bits: a 7-bit source would wrap at 128
             tl0 = -1
             if vp8.tl0 >= 0:
                 tl0 = (vp8.tl0 + self._tl0_offset) & 0xFF
-                descriptor.append(tl0)
-            if descriptor[1] & 0x30:
-                descriptor.append(data[start + vp8.length - 1])
-            body = b"".join((header, extensions, descriptor, data[start + vp8.length : packet.payload_end]))
+                parts.append(bytes((tl0,)))
+            # the TID/Y/KEYIDX byte, if any, stays with the payload
+            parts.append(data[start + vp8.length - (1 if data[start + 1] & 0x30 else 0) : packet.payload_end])
+            body = b"".join(parts)
             if picture_id >= 0 and (self.last_picture_id < 0 or _newer15(picture_id, self.last_picture_id)):
                 self.last_picture_id = picture_id
             if tl0 >= 0 and (self.last_tl0 < 0 or _newer8(tl0, self.last_tl0)):

@@ -216,3 +216,14 @@ def test_slot_forwards_packets_and_switches_on_a_keyframe_packet() -> None:
     slot.on_keyframe_request()
     slot.on_keyframe_request()
     assert requests["b"] == before  # asked at the switch, moments ago
+
+
+def test_the_tid_keyidx_byte_and_the_payload_after_it_are_kept() -> None:
+    # X, S; I (15-bit picture ID), L (TL0PICIDX), T and K (TID/Y/KEYIDX byte 0xa5), then a key frame's header
+    payload = b"\x90\xf0\x80\x10\x07\xa5" + b"\x10\x02\x00" + b"frame"
+    rewriter = SlotRewriter(9, 96, mid="0", mid_id=1, abs_send_time_id=3)
+    out = rewriter.rewrite(object(), rtp(payload, 1, 0))
+    assert out is not None
+    packet, picture_id, tl0 = parse_out(out[0])
+    assert (picture_id, tl0) == (0x10, 7) and packet.payload == payload
+    assert find_extension(out[0], 1) == b"0" and out[1] == 12 + 4 + 8  # the header and its extension block
