@@ -92,8 +92,11 @@ async def test_a_slot_switch_shows_no_broken_picture(media_site: Site, browser: 
     (slot,) = next(p for p in room.participants.values() if names[p.id] not in ("Gina", "Hugo")).slots
 
     async def speak(page: Any, name: str) -> None:
+        # silence first, so that the speaker's talk starts afresh (a talker who never stopped is not news)
         for other in (gina, hugo):
-            await set_microphone(other, other is page)
+            await set_microphone(other, False)
+        await until(lambda: not any(p.talking for p in room.participants.values()), 15, "everyone to be silent")
+        await set_microphone(page, True)
         await until(
             lambda: slot.current is not None and names.get(slot.current.owner_id) == name,
             30,
