@@ -4,13 +4,24 @@ aiortc is pinned exactly (pyproject.toml); tests/sfu/test_aiortc_internals.py ch
 loudly when an upgrade changes one. What is borrowed, and why:
 
 - ``RTCRtpReceiver.__decoder_queue`` (name-mangled): the receiver hands each reassembled encoded frame
-  ``(codec, JitterFrame)`` to a decoder thread through it. Replacing it with a tap before the receiver starts turns
-  the receiver into an encoded-frame source: nothing is decoded, frames go to the forwarder (encoded passthrough).
+  ``(codec, JitterFrame)`` to a decoder thread through it. Replacing it with a tap before the receiver starts makes
+  sure a receiver whose media we take elsewhere never decodes anything.
 - ``RTCRtpReceiver._handle_rtp_packet``: called for each RTP packet routed to the receiver; wrapped to read audio
-  packets (payload and RFC 6464 level) before aiortc's jitter buffer, and to learn a video publisher's media SSRC.
-- ``RTCRtpReceiver._send_rtcp_pli``: sends a keyframe request upstream to a given media SSRC.
-- ``RTCRtpSender._send_keyframe``: called when a subscriber sends PLI or FIR; redirected to the forwarder, since a
-  passthrough sender has no encoder to force.
+  packets (payload and RFC 6464 level) before aiortc's jitter buffer.
+- ``RTCDtlsTransport._handle_rtp_data``: called with each decrypted RTP packet of the bundle, before aiortc parses
+  and routes it; wrapped so that the publisher's video packets go straight to the forwarder (aiortc's receiver,
+  its jitter buffer and depayloader never see them: packet-level forwarding).
+- ``RTCRtpReceiver._handle_rtcp_packet``: wrapped to read the publisher's sender reports (NTP/RTP mapping).
+- ``RTCDtlsTransport._tx_srtp`` (the pylibsrtp session aiortc derived from DTLS) and ``RTCIceTransport._connection``
+  (aioice, whose ``_nominated`` pair holds the socket and the peer's address): the slots' own sender protects and
+  sends with them (`IceSrtpPath`), one ``sendto`` per packet, no task or queue in between.
+- ``RTCRtpSender._ssrc`` / ``_rtx_ssrc``: the SSRCs aiortc put in the SDP for a slot's m-line, which our sender uses.
+- ``RTCRtpSender._run_rtp`` / ``_run_rtcp`` / ``_handle_rtcp_packet`` and the name-mangled events
+  ``__rtp_started`` / ``__rtp_exited`` / ``__rtcp_started`` / ``__rtcp_exited`` that ``stop()`` waits on: a slot's
+  aiortc sender only negotiates; `take_over_sender` makes it send nothing (no packets, no sender reports of its
+  own) and hands the receiver's RTCP (NACK, PLI/FIR, REMB, reports) to ours.
+- ``RTCRtpSender._send_keyframe``: called when a peer sends PLI or FIR to a sender aiortc runs itself (a test or
+  benchmark publisher with pre-encoded video); `on_keyframe_request` redirects it.
 - ``RTCRtpSender._stream_id``: aiortc gives every sender of a peer connection the same msid stream; each video slot
   gets its own.
 - ``RTCRtpTransceiver._codecs`` / ``._headerExtensions`` and the ``CODECS`` / ``HEADER_EXTENSIONS`` tables that
@@ -35,14 +46,17 @@ from typing import Any
 import aioice.ice
 import aiortc.clock
 import aiortc.rtcpeerconnection
+import pylibsrtp
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import CODECS, HEADER_EXTENSIONS
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtpPacket
 
 from .ports import PortAllocator
+from .rtpsender import write_buffer_size
 
 EncodedFrameHandler = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 RtpPacketHandler = Callable[[RtpPacket], None]
@@ -50,6 +64,7 @@ RtpPacketHandler = Callable[[RtpPacket], None]
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _PATCHED = "_sfu_host_candidates"
+_ORIGINAL_RTP_DATA = "_sfu_original_handle_rtp_data"
 RECEIVE_BUFFER_SIZE = 1 << 20
 
 
@@ -92,13 +107,121 @@ def tap_rtp_packets(receiver: RTCRtpReceiver, handler: RtpPacketHandler, *, cons
     receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
 
 
-async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
-    """Ask the sender of `media_ssrc` (a publisher's primary SSRC) for a keyframe."""
-    await receiver._send_rtcp_pli(media_ssrc)
+def tap_transport_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], bool]) -> None:
+    """Call `handler` with each decrypted RTP packet `transport` receives, before aiortc parses it; a packet for
+    which it returns True goes no further. One handler per transport (a later call replaces it)."""
+    original = getattr(transport, _ORIGINAL_RTP_DATA, None)
+    if original is None:
+        original = transport._handle_rtp_data
+        setattr(transport, _ORIGINAL_RTP_DATA, original)
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        if not handler(data):
+            await original(data, arrival_time_ms=arrival_time_ms)
+
+    transport._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+
+
+def tap_rtcp_packets(receiver: RTCRtpReceiver, handler: Callable[[AnyRtcpPacket], None]) -> None:
+    """Call `handler` with each RTCP packet routed to `receiver` (aiortc still handles it)."""
+    original: Callable[[AnyRtcpPacket], Awaitable[None]] = receiver._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
+        handler(packet)
+        await original(packet)
+
+    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """The SSRC and RTX SSRC aiortc announces for `sender` in its SDP."""
+    return sender._ssrc, sender._rtx_ssrc
+
+
+def take_over_sender(
+    sender: RTCRtpSender,
+    on_rtcp: Callable[[AnyRtcpPacket], None],
+    run_rtcp: Callable[[], Awaitable[None]],
+) -> None:
+    """Make `sender` send nothing of its own: `on_rtcp` gets the RTCP its receiver sends about it, and `run_rtcp`
+    runs while it is started (aiortc starts it with the m-line and cancels it on stop). Call before negotiation."""
+    mangled = "_RTCRtpSender__"
+
+    async def idle() -> None:
+        getattr(sender, mangled + "rtp_started").set()
+        try:
+            await asyncio.Future()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            getattr(sender, mangled + "rtp_exited").set()
+
+    async def rtcp() -> None:
+        getattr(sender, mangled + "rtcp_started").set()
+        try:
+            await run_rtcp()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            getattr(sender, mangled + "rtcp_exited").set()
+
+    async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
+        on_rtcp(packet)
+
+    sender._run_rtp = lambda codec: idle()  # type: ignore[method-assign]
+    sender._run_rtcp = rtcp  # type: ignore[method-assign]
+    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
+class IceSrtpPath:
+    """Sends a WebRTC leg's packets ourselves: protected with the SRTP session aiortc derived from DTLS, sent on
+    the ICE transport's nominated pair (nothing until DTLS is done, nothing after it stops)."""
+
+    #: bytes waiting in the socket's user-space buffer past which video is dropped rather than queued
+    BUFFER_LIMIT = 256 * 1024
+
+    def __init__(self, transport: RTCDtlsTransport) -> None:
+        self._dtls = transport
+        self._connection: aioice.Connection = transport.transport._connection
+
+    def _route(self) -> tuple[asyncio.DatagramTransport, tuple[str, int], Any] | None:
+        session = self._dtls._tx_srtp
+        pair = self._connection._nominated.get(1)
+        if session is None or pair is None:
+            return None
+        transport = pair.protocol.transport
+        if transport is None or transport.is_closing():
+            return None
+        return transport, pair.remote_addr, session
+
+    def send_rtp(self, data: bytes) -> bool:
+        route = self._route()
+        if route is None:
+            return False
+        transport, address, session = route
+        if write_buffer_size(transport) > self.BUFFER_LIMIT:
+            return False
+        try:
+            transport.sendto(session.protect(data), address)
+        except pylibsrtp.Error:
+            return False
+        return True
+
+    def send_rtcp(self, data: bytes) -> bool:
+        route = self._route()
+        if route is None:
+            return False
+        transport, address, session = route
+        try:
+            transport.sendto(session.protect_rtcp(data), address)
+        except pylibsrtp.Error:
+            return False
+        return True
 
 
 def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> None:
-    """Call `handler` whenever the remote peer asks `sender` for a keyframe (PLI or FIR)."""
+    """Call `handler` whenever the remote peer asks aiortc's `sender` for a keyframe (PLI or FIR): for peers that
+    send through aiortc's own sender (the benchmark's and tests' publishers)."""
     sender._send_keyframe = handler  # type: ignore[method-assign]
 
 

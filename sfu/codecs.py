@@ -1,4 +1,4 @@
-"""Codec helpers: audio codec descriptions, decoding to the mixer's format, encoding a mix, keyframe detection.
+"""Codec helpers: audio codec descriptions, decoding to the mixer's format, encoding a mix.
 
 Decoding and encoding are aiortc's codec classes (libav underneath); resampling is av's AudioResampler.
 """
@@ -237,22 +237,3 @@ def g711_levels(packets: list[Any]) -> list[int]:
     db = 20.0 * np.log10(np.maximum(rms, 1e-9) / 32767.0)
     levels = np.where(rms < 1.0, 127, np.clip(np.round(-db), 0, 127))
     return [int(level) for level in levels]
-
-
-def is_keyframe(codec_name: str, data: bytes) -> bool:
-    """Whether a depayloaded frame starts a new picture: VP8 key frame, or H.264 IDR/SPS (Annex-B input)."""
-    name = codec_name.upper()
-    if name == "VP8":
-        # RFC 6386 section 9.1: the frame tag's lowest bit is 0 for a key frame
-        return len(data) >= 3 and not data[0] & 0x01
-    if name == "H264":
-        start = 0
-        while True:
-            pos = data.find(b"\x00\x00\x01", start)
-            if pos < 0 or pos + 3 >= len(data):
-                return False
-            nal_type = data[pos + 3] & 0x1F
-            if nal_type in (5, 7):
-                return True
-            start = pos + 3
-    return False

@@ -1,88 +1,137 @@
-"""Video forwarding without transcoding: publishers' encoded frames go to subscribers' video slots.
+"""Packet-level video forwarding: publishers' RTP packets go, one by one, to the subscriber slots showing them.
 
-A `VideoSource` is one publisher's video (the receiver's reassembled encoded frames, never decoded). A `VideoSlot`
-is one sendonly video stream of one subscriber; its `EncodedTrack` hands `av.Packet`s to aiortc's sender, which only
-packetises them. A slot switches source without a broken picture: it keeps forwarding the previous source until the
-new one sends a keyframe (asked for at once), and it rewrites timestamps so they stay continuous.
+A `VideoSource` is one publisher's video: the RTP packets its leg receives (never reassembled, never decoded),
+each parsed once into a `MediaPacket`. A `VideoSlot` is one video stream sent to a subscriber; it forwards its
+source's packets through its `SlotSender` (sfu/rtpsender.py: header rewrite, history, one send). A slot switches
+source without a broken picture: it keeps forwarding the previous source until the new one's keyframe starts
+(asked for at once), and the rewrite keeps sequence numbers, timestamps and VP8 picture IDs continuous.
 """
 
 from __future__ import annotations
 
-import fractions
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-import av
-
-from .codecs import is_keyframe
-from .packettrack import EncodedTrack
+from .rtprewriter import MediaPacket, seq_newer
 
 logger = logging.getLogger(__name__)
 
-VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
-#: a keyframe request is sent upstream at most this often per source
-KEYFRAME_REQUEST_INTERVAL = 0.3
+#: a keyframe request is sent upstream at most this often per source, whatever the number of subscribers asking
+KEYFRAME_REQUEST_INTERVAL = 0.5
 #: a pending switch asks again for a keyframe after this long
 PENDING_RETRY = 1.0
-#: frames queued on a slot before it gives up on them and waits for the next keyframe
-SLOT_QUEUE_LIMIT = 60
-#: timestamp step inserted when a slot switches source (one frame at 30 fps)
-SWITCH_STEP = 3000
-#: a source keeps the frames since its latest keyframe for this long (at most this many frames), so that a slot
+#: a source keeps the packets since its latest keyframe for this long (at most this many packets), so that a slot
 #: assigned to it soon after (a newcomer's, whose keyframe was asked for while its slots were being negotiated)
 #: starts at once from them instead of asking for a keyframe and waiting for it
 RECENT_KEYFRAME_AGE = 1.5
-RECENT_FRAMES_LIMIT = 45
+RECENT_PACKETS_LIMIT = 600
+
+
+class PacketSink(Protocol):
+    """Where a slot's packets go: a `SlotSender`."""
+
+    def forward(self, source: object, packet: MediaPacket) -> None: ...
+
+    def restart(self) -> None: ...
 
 
 class VideoSource:
-    """One publisher's video, fanned out to the slots currently showing it (or waiting to)."""
+    """One publisher's video, fanned out packet by packet to the slots currently showing it (or waiting to)."""
 
     def __init__(self, owner_id: str, codec_name: str, request_keyframe: Callable[[], None]) -> None:
         self.owner_id = owner_id
         self.codec_name = codec_name.upper()
         self.slots: set[VideoSlot] = set()
+        self.packets = 0
         self.frames = 0
         self.keyframes = 0
         self.keyframe_requests = 0
         self.closed = False
+        #: the publisher's latest sender report: (local monotonic time it arrived, its RTP timestamp)
+        self.sender_report: tuple[float, int] | None = None
         #: called once, after the first frame: the room shows a source only once it has something to show
         self.on_first_frame: Callable[[], None] | None = None
         self._request_keyframe = request_keyframe
         self._last_request = -1e9
-        self._recent: list[tuple[bytes, int]] = []  # the latest keyframe and the frames after it
+        self._recent: list[MediaPacket] = []  # the latest keyframe's packets and those after it
         self._recent_at = 0.0
+        self._picture_id7: int | None = None  # a 7-bit picture ID source, unwrapped to 15 bits
+        self._picture_id15 = 0
+        self._highest: int | None = None
+        self._ssrc: int | None = None
 
-    def on_frame(self, codec_name: str, data: bytes, timestamp: int) -> None:
-        """An encoded frame from the publisher (depayloaded, RTP timestamp at 90 kHz)."""
-        self.codec_name = codec_name.upper()
-        self.frames += 1
-        keyframe = is_keyframe(self.codec_name, data)
-        if keyframe:
+    def on_packet(self, packet: MediaPacket) -> None:
+        """A video packet from the publisher (payload type already that of the source's codec)."""
+        self.packets += 1
+        if packet.ssrc != self._ssrc:  # a new sender (a restarted phone): its numbering starts afresh
+            self._ssrc, self._highest, self._picture_id7 = packet.ssrc, None, None
+        vp8 = packet.vp8
+        if vp8 is not None and vp8.picture_id_bits == 7:
+            self._unwrap_picture_id(packet)
+        recent = self._recent
+        if (
+            packet.keyframe
+            # the keyframe's later packets (an H.264 IDR after its SPS), or one of its packets resent, do not restart it
+            and not (recent and recent[0].timestamp == packet.timestamp and recent[0].ssrc == packet.ssrc)
+            and (self._highest is None or not seq_newer(self._highest, packet.sequence))
+        ):
             self.keyframes += 1
-            self._recent = [(data, timestamp)]
-            self._recent_at = time.monotonic()
-        elif self._recent:
-            if len(self._recent) < RECENT_FRAMES_LIMIT and time.monotonic() - self._recent_at < RECENT_KEYFRAME_AGE:
-                self._recent.append((data, timestamp))
+            self._recent = [packet]
+            self._recent_at = packet.arrival
+        elif recent:
+            if len(self._recent) < RECENT_PACKETS_LIMIT and packet.arrival - self._recent_at < RECENT_KEYFRAME_AGE:
+                self._recent.append(packet)
             else:
                 self._recent = []
+        if self._highest is None or seq_newer(packet.sequence, self._highest):
+            self._highest = packet.sequence
         for slot in list(self.slots):
-            slot.on_frame(self, data, timestamp, keyframe)
-        if self.frames == 1 and self.on_first_frame is not None:
-            # after the slots had it: slots assigned now start from the recent frames, this one included
-            self.on_first_frame()
+            slot.on_packet(self, packet)
+        if packet.marker:
+            self.frames += 1
+            if self.frames == 1 and self.on_first_frame is not None:
+                # after the slots had it: slots assigned now start from the recent packets, this one included
+                self.on_first_frame()
 
-    def recent_frames(self) -> list[tuple[bytes, int]]:
-        """The latest keyframe and the frames after it, if it is recent (else nothing)."""
+    def _unwrap_picture_id(self, packet: MediaPacket) -> None:
+        vp8 = packet.vp8
+        assert vp8 is not None
+        if self._picture_id7 is not None:
+            step = (vp8.picture_id - self._picture_id7) & 0x7F
+            if step < 0x40:
+                self._picture_id15 = (self._picture_id15 + step) & 0x7FFF
+                self._picture_id7 = vp8.picture_id
+            else:  # an older packet (reordered or retransmitted)
+                vp8.picture_id = (self._picture_id15 - ((self._picture_id7 - vp8.picture_id) & 0x7F)) & 0x7FFF
+                vp8.picture_id_bits = 15
+                return
+        else:
+            self._picture_id7 = vp8.picture_id
+            self._picture_id15 = vp8.picture_id
+        vp8.picture_id = self._picture_id15
+        vp8.picture_id_bits = 15
+
+    def lost_packets(self) -> None:
+        """Packets were lost on the way and will not be sent again (a publisher that does not answer NACKs): the
+        slots showing it skip to its next keyframe, asked for now, and go on from there without a gap (a receiver
+        would wait for packets that never come, or decode a broken picture)."""
+        self._recent = []
+        for slot in list(self.slots):
+            slot.source_lost_packets(self)
+        self.request_keyframe()
+
+    def recent_packets(self) -> list[MediaPacket]:
+        """The latest keyframe's packets and those after it, if it is recent (else nothing)."""
         if self._recent and time.monotonic() - self._recent_at < RECENT_KEYFRAME_AGE:
             return list(self._recent)
         return []
 
-    def request_keyframe(self, force: bool = False) -> None:
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most once per `KEYFRAME_REQUEST_INTERVAL`."""
         now = time.monotonic()
-        if not force and now - self._last_request < KEYFRAME_REQUEST_INTERVAL:
+        if now - self._last_request < KEYFRAME_REQUEST_INTERVAL or self.closed:
             return
         self._last_request = now
         self.keyframe_requests += 1
@@ -90,6 +139,7 @@ class VideoSource:
 
     def close(self) -> None:
         self.closed = True
+        self._recent = []
         for slot in list(self.slots):
             slot.source_closed(self)
         self.slots.clear()
@@ -102,17 +152,16 @@ class VideoSlot:
         self.index = index
         self.mid = mid
         self.codec_name = codec_name.upper() if codec_name else None
-        self.track = EncodedTrack("video")
+        #: set by the leg once the slot's stream is negotiated
+        self.sender: PacketSink | None = None
         self.current: VideoSource | None = None
         self.pending: VideoSource | None = None
         self.active = False
         self.forwarded = 0
         self.switches = 0
         self._waiting_keyframe = True
+        self._restart = False
         self._pending_since = 0.0
-        self._offset = 0
-        self._last_out: int | None = None
-        self._last_in: int | None = None
 
     @property
     def target(self) -> VideoSource | None:
@@ -137,16 +186,16 @@ class VideoSlot:
         if source is self.current:
             return
         source.slots.add(self)
-        recent = source.recent_frames()
+        recent = source.recent_packets()
         if recent:
             # a keyframe came moments ago: start from it now
             self._switch_to(source)
-            for data, timestamp in recent:
-                self._send(data, timestamp)
+            for packet in recent:
+                self._send(source, packet)
             return
         self.pending = source
         self._pending_since = time.monotonic()
-        source.request_keyframe(force=True)
+        source.request_keyframe()
 
     def _switch_to(self, source: VideoSource) -> None:
         if self.current is not None and self.current is not source:
@@ -154,11 +203,10 @@ class VideoSlot:
         self.current, self.pending = source, None
         self.switches += 1
         self._waiting_keyframe = False
-        self._last_in = None
 
-    def on_frame(self, source: VideoSource, data: bytes, timestamp: int, keyframe: bool) -> None:
+    def on_packet(self, source: VideoSource, packet: MediaPacket) -> None:
         if source is self.pending:
-            if not keyframe:
+            if not packet.keyframe:
                 if time.monotonic() - self._pending_since > PENDING_RETRY:
                     self._pending_since = time.monotonic()
                     source.request_keyframe()
@@ -168,33 +216,20 @@ class VideoSlot:
             source.slots.discard(self)
             return
         elif self._waiting_keyframe:
-            if not keyframe:
+            if not packet.keyframe:
                 source.request_keyframe()
                 return
             self._waiting_keyframe = False
-        self._send(data, timestamp)
+            if self._restart and self.sender is not None:
+                self.sender.restart()
+            self._restart = False
+        self._send(source, packet)
 
-    def _send(self, data: bytes, timestamp: int) -> None:
-        if self._last_in is None:
-            # new source: continue the outgoing timeline one frame after the last frame sent
-            start = 0 if self._last_out is None else self._last_out + SWITCH_STEP
-            self._offset = start - timestamp
-        self._last_in = timestamp
-        out = timestamp + self._offset
-        self._last_out = out
-        if self.track.queue.qsize() >= SLOT_QUEUE_LIMIT:
-            # the subscriber's sender is not keeping up: drop what is queued, restart from a keyframe
-            while not self.track.queue.empty():
-                self.track.queue.get_nowait()
-            self._waiting_keyframe = True
-            if self.current is not None:
-                self.current.request_keyframe()
-            return
-        packet = av.Packet(data)
-        packet.pts = out
-        packet.time_base = VIDEO_TIME_BASE
-        self.track.queue.put_nowait(packet)
-        self.forwarded += 1
+    def _send(self, source: VideoSource, packet: MediaPacket) -> None:
+        sender = self.sender
+        if sender is not None:
+            sender.forward(source, packet)
+            self.forwarded += 1
 
     def on_keyframe_request(self) -> None:
         """The subscriber sent PLI or FIR: pass it on to the publisher being shown (or switched to)."""
@@ -202,16 +237,20 @@ class VideoSlot:
         if source is not None:
             source.request_keyframe()
 
+    def source_lost_packets(self, source: VideoSource) -> None:
+        if source is self.current:
+            self._waiting_keyframe = True
+            self._restart = True
+
     def source_closed(self, source: VideoSource) -> None:
         # the last picture stays on screen until another source's keyframe arrives
         if source is self.pending:
             self.pending = None
         if source is self.current:
             self.current = None
-            self._last_in = None
             self._waiting_keyframe = True
 
     def close(self) -> None:
         self.assign(None)
         self.active = False
-        self.track.stop()
+        self.sender = None

@@ -1,11 +1,12 @@
 """One video stream of a plain-RTP leg (an ``m=video`` over RTP/AVP or RTP/AVPF): its RTP and RTCP sockets.
 
-Received packets are put back together into encoded frames (`FrameAssembler`) and handed, never decoded, to the
-stream's `VideoSource`; a frame with a missing packet is dropped and the sender asked for a keyframe, and nothing is
-forwarded until that keyframe comes (a decoder downstream would show a broken picture otherwise). Frames to send come
-from the stream's `VideoSlot` (the current speaker) and are packetised by aiortc's packers (RFC 7741 for VP8, RFC
-6184 for H.264). Keyframes are asked for and answered with RTCP PLI and FIR (RFC 4585, RFC 5104) and RFC 2032's FIR:
-what Asterisk sends and understands for VP8 (it forwards them between ConfBridge members).
+The same forwarding core as WebRTC legs, on plain RTP: received packets go one by one to the stream's
+`VideoSource` (phones seldom answer NACKs: after a gap in the sender's numbering the slots showing it go on from
+its next keyframe, asked for at once), and
+the stream's `VideoSlot` (the current speaker) sends through a `SlotSender` on a `PlainRtpPath` (header rewrite,
+one ``sendto``; sender reports; NACKs answered from its history). Keyframes are asked for and answered with RTCP PLI
+and FIR (RFC 4585, RFC 5104) and RFC 2032's FIR: what Asterisk sends and understands for VP8 (it forwards them
+between ConfBridge members).
 """
 
 from __future__ import annotations
@@ -18,17 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-import av
-from aiortc.codecs import depayload, get_encoder
-from aiortc.codecs.base import Encoder
-from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
 from aiortc.sdp import MediaDescription
 
-from .codecs import is_keyframe
 from .forwarder import VideoSlot, VideoSource
 from .ports import PortAllocator, bind_rtp_pair
+from .rtprewriter import MediaPacket, seq_newer
+from .rtpsender import PlainRtpPath, SlotSender, send_reports
 from .sdp import media_destination
 
 logger = logging.getLogger(__name__)
@@ -38,7 +35,6 @@ VIDEO_CLOCK_RATE = 90000
 OFFER_PAYLOAD_TYPES = {"VP8": 96, "H264": 97}
 H264_FMTP = "profile-level-id=42e01f;packetization-mode=1"
 
-_RTP_HEADER = struct.Struct("!BBHII")
 _RTCP_HEADER = struct.Struct("!BBH")
 RTCP_SR, RTCP_RR, RTCP_PSFB, RTCP_FIR_RFC2032 = 200, 201, 206, 192
 PSFB_PLI, PSFB_FIR = 1, 4
@@ -82,66 +78,6 @@ def offered_video_codecs(media: MediaDescription, preference: tuple[str, ...]) -
     return [usable[name] for name in preference if name in usable]
 
 
-def _starts_frame(codec: VideoCodec, payload: bytes) -> bool:
-    """Whether a packet holds the start of a frame, when the previous frame's end is unknown."""
-    if codec.name == "VP8":
-        # RFC 7741 section 4.2: S bit set and partition index 0 in the payload descriptor
-        return bool(payload) and payload[0] & 0x17 == 0x10
-    return True
-
-
-class FrameAssembler:
-    """Rebuilds one sender's encoded frames from its RTP packets: a frame is the packets of one timestamp, ending
-    at the marker bit, complete when no sequence number is missing since the previous frame's end."""
-
-    def __init__(self, codec: VideoCodec) -> None:
-        self.codec = codec
-        self._parameters = codec.parameters()
-        self._timestamp: int | None = None
-        self._finished: int | None = None  # timestamp of the last frame ended by a marker (late duplicates)
-        self._parts: dict[int, bytes] = {}
-        self._end: int | None = None  # sequence number of the previous frame's last packet
-        self._ssrc: int | None = None
-
-    def push(self, packet: RtpPacket) -> tuple[bytes | None, bool]:
-        """Returns the completed frame (or None) and whether a frame was lost on the way."""
-        if packet.ssrc != self._ssrc:
-            # a new sender (a restarted phone, another source on the stream): its numbering starts afresh
-            self._ssrc, self._timestamp, self._finished, self._parts, self._end = packet.ssrc, None, None, {}, None
-        lost = False
-        if packet.timestamp != self._timestamp:
-            if packet.timestamp == self._finished:
-                return None, False
-            if self._parts:
-                lost = True  # the previous frame's marker never came
-                self._end = None
-            self._timestamp = packet.timestamp
-            self._parts = {}
-        self._parts[packet.sequence_number] = packet.payload
-        if not packet.marker:
-            return None, lost
-        last = packet.sequence_number
-        if self._end is not None:
-            first = (self._end + 1) & 0xFFFF
-        else:
-            first = (last - max((last - seq) & 0xFFFF for seq in self._parts)) & 0xFFFF
-        count = ((last - first) & 0xFFFF) + 1
-        parts, self._parts = self._parts, {}
-        self._end, self._finished, self._timestamp = last, packet.timestamp, None
-        if count > len(parts):
-            return None, True
-        order = [(first + i) & 0xFFFF for i in range(count)]
-        if any(seq not in parts for seq in order):
-            return None, True
-        if not _starts_frame(self.codec, parts[first]):
-            return None, True
-        try:
-            frame = b"".join(depayload(self._parameters, parts[seq]) for seq in order)
-        except (ValueError, IndexError, AssertionError):
-            return None, True
-        return (frame or None), lost
-
-
 def _psfb(fmt: int, sender_ssrc: int, media_ssrc: int, fci: bytes = b"") -> bytes:
     length = 2 + len(fci) // 4
     return struct.pack("!BBHII", 0x80 | fmt, RTCP_PSFB, length, sender_ssrc, media_ssrc) + fci
@@ -175,8 +111,27 @@ class _RtcpSocket(asyncio.DatagramProtocol):
         self.stream.rtcp_received(data, addr)
 
 
+#: packets in sequence (one SSRC) an address must send before it is taken as the stream's sender, and how long the
+#: sender must be silent before another address may take over: plain RTP has no authentication, so without this
+#: anyone who finds the port could replace the picture and steal the stream (symmetric RTP sends where it latched)
+PROBATION_PACKETS = 4
+SENDER_SILENCE = 2.0
+
+
+class _Probation:
+    """An address trying to become the stream's sender: its packets so far, kept until it passes."""
+
+    def __init__(self, address: tuple[str, int], packet: MediaPacket) -> None:
+        self.address = address
+        self.packets = [packet]
+
+    def follows(self, address: tuple[str, int], packet: MediaPacket) -> bool:
+        last = self.packets[-1]
+        return address == self.address and packet.ssrc == last.ssrc and packet.sequence == (last.sequence + 1) & 0xFFFF
+
+
 class RtpVideoStream(asyncio.DatagramProtocol):
-    """One m=video of a plain-RTP leg: sends the slot's frames, receives into the source, or both."""
+    """One m=video of a plain-RTP leg: sends the slot's packets, receives into the source, or both."""
 
     def __init__(
         self,
@@ -191,26 +146,45 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         self.codec: VideoCodec | None = None
         self.source: VideoSource | None = None
         self.slot: VideoSlot | None = None
-        self.remote: tuple[str, int] | None = None
-        self.remote_rtcp: tuple[str, int] | None = None
+        self.path = PlainRtpPath()
         self.rtcp_mux = False
         self.packets_received = 0
-        self.packets_sent = 0
-        self.frames_lost = 0
+        #: gaps seen in the sender's sequence numbers (each asks it for a keyframe)
+        self.losses = 0
         self.keyframe_requests_received = 0
         self._picture_fast_update = picture_fast_update
         self._transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.DatagramTransport | None = None
-        self._assembler: FrameAssembler | None = None
-        self._packer: Encoder | None = None
-        self._sender: asyncio.Task[None] | None = None
-        self._waiting_keyframe = True
+        self._reports: asyncio.Task[None] | None = None
         self._ssrc = random.getrandbits(32)
-        self._sequence = random.getrandbits(15)
-        self._timestamp_offset = random.getrandbits(32)
         self._remote_ssrc = 0
+        self._highest: int | None = None
+        self._sender_address: tuple[str, int] | None = None
+        self._last_received = 0.0
+        self._probation: _Probation | None = None
         self._fir_sequence = 0
         self._closed = False
+
+    @property
+    def remote(self) -> tuple[str, int] | None:
+        return self.path.remote
+
+    @remote.setter
+    def remote(self, address: tuple[str, int] | None) -> None:
+        self.path.remote = address
+
+    @property
+    def remote_rtcp(self) -> tuple[str, int] | None:
+        return self.path.remote_rtcp
+
+    @remote_rtcp.setter
+    def remote_rtcp(self, address: tuple[str, int] | None) -> None:
+        self.path.remote_rtcp = address
+
+    @property
+    def packets_sent(self) -> int:
+        sender = self.slot.sender if self.slot is not None else None
+        return sender.packets_sent if isinstance(sender, SlotSender) else 0
 
     @property
     def sends(self) -> bool:
@@ -240,6 +214,7 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         await loop.create_datagram_endpoint(lambda: self, sock=rtp)
         transport, _ = await loop.create_datagram_endpoint(lambda: _RtcpSocket(self), sock=rtcp)
         self._rtcp_transport = cast(asyncio.DatagramTransport, transport)
+        self._update_path()
 
     @property
     def local_port(self) -> int:
@@ -248,6 +223,11 @@ class RtpVideoStream(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
+        self._update_path()
+
+    def _update_path(self) -> None:
+        self.path.rtp = self._transport
+        self.path.rtcp = self._transport if self.rtcp_mux else self._rtcp_transport
 
     # negotiation
 
@@ -264,28 +244,33 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         """Apply what the offer/answer settled for this stream (again on every re-offer)."""
         if codec != self.codec:
             self.codec = codec
-            self._assembler = FrameAssembler(codec)
-            self._packer = get_encoder(codec.parameters())
-            self._waiting_keyframe = True
+            self._highest = None
             if self.slot is not None:
                 self.slot.codec_name = codec.name
+                self.slot.sender = self._slot_sender(self.slot, codec)
                 self.slot.assign(None)  # the room points it again at a source in the new codec
         if remote is not None:  # else the peer's packets tell (symmetric RTP)
             self.remote = remote
             self.remote_rtcp = remote_rtcp or (remote if rtcp_mux else media_destination(remote[0], remote[1] + 1))
         self.rtcp_mux = rtcp_mux
+        self._update_path()
         if send and self.slot is None:
             self.slot = VideoSlot(0, None, codec.name)
+            self.slot.sender = self._slot_sender(self.slot, codec)
             self.slot.active = True
-            self._sender = asyncio.get_running_loop().create_task(self._send_frames(self.slot))
+            slot = self.slot
+            self._reports = asyncio.get_running_loop().create_task(send_reports(lambda: slot.sender))
         elif not send and self.slot is not None:
             self._stop_sending()
         if receive and self.source is None:
             self.source = VideoSource(self.owner_id, codec.name, self.request_keyframe)
-            self._waiting_keyframe = True
         elif not receive and self.source is not None:
             self.source.close()
             self.source = None
+
+    def _slot_sender(self, slot: VideoSlot, codec: VideoCodec) -> SlotSender:
+        # keyframe requests are read by `rtcp_received` (RFC 2032's FIR too), not by the sender
+        return SlotSender(self.path, self._ssrc, codec.payload_type)
 
     # receiving
 
@@ -295,82 +280,75 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         if 192 <= data[1] <= 223:
             self.rtcp_received(data, addr)  # RTCP multiplexed on the RTP port (RFC 5761)
             return
-        codec, assembler, source = self.codec, self._assembler, self.source
-        if codec is None or assembler is None or source is None or data[1] & 0x7F != codec.payload_type:
+        codec, source = self.codec, self.source
+        if codec is None or source is None or data[1] & 0x7F != codec.payload_type:
             return
-        try:
-            packet = RtpPacket.parse(data)
-        except ValueError:
+        packet = MediaPacket.parse(data, codec.name)
+        if packet is None:
             return
-        self.packets_received += 1
-        self.remote = (addr[0], addr[1])  # symmetric RTP
-        self._remote_ssrc = packet.ssrc
-        frame, lost = assembler.push(packet)
-        if lost:
-            self.frames_lost += 1
-            self._waiting_keyframe = True
-            source.request_keyframe()
-        if frame is None:
-            return
-        if self._waiting_keyframe:
-            if not is_keyframe(codec.name, frame):
-                source.request_keyframe()
+        address = (addr[0], addr[1])
+        if address != self._sender_address:
+            if self._sender_address is not None and packet.arrival - self._last_received < SENDER_SILENCE:
+                return  # someone else while the sender is sending: ignored
+            probation = self._probation
+            if probation is None or not probation.follows(address, packet):
+                self._probation = _Probation(address, packet)
                 return
-            self._waiting_keyframe = False
-        source.on_frame(codec.name, frame, packet.timestamp)
+            probation.packets.append(packet)
+            if len(probation.packets) < PROBATION_PACKETS:
+                return
+            self._sender_address, self._probation = address, None
+            self.remote = address  # symmetric RTP
+            for held in probation.packets:
+                self._receive(source, held)
+            return
+        self._receive(source, packet)
+
+    def _receive(self, source: VideoSource, packet: MediaPacket) -> None:
+        self.packets_received += 1
+        self._last_received = packet.arrival
+        if packet.ssrc != self._remote_ssrc:
+            self._remote_ssrc, self._highest = packet.ssrc, None
+        highest = self._highest
+        if highest is None or seq_newer(packet.sequence, highest):
+            if highest is not None and packet.sequence != (highest + 1) & 0xFFFF:
+                self.losses += 1
+                source.lost_packets()
+            self._highest = packet.sequence
+        source.on_packet(packet)
 
     def rtcp_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._sender_address is not None and addr[0] != self._sender_address[0]:
+            return  # only the sender's host speaks RTCP for this stream
         if not self.rtcp_mux:
             self.remote_rtcp = (addr[0], addr[1])
         if asks_keyframe(data):
             self.keyframe_requests_received += 1
             if self.slot is not None:
                 self.slot.on_keyframe_request()
+        sender = self.slot.sender if self.slot is not None else None
+        if isinstance(sender, SlotSender):
+            sender.handle_rtcp_data(data)  # NACKs, receiver reports
 
     def request_keyframe(self) -> None:
         """Ask the sender of this stream for a keyframe (the source's keyframe requests come here): by RTCP, and
         for H.264 also by SIP INFO (`picture_fast_update`), as Asterisk does: H.264 phones often heed only that."""
         if self._closed:
             return
-        target = self.remote_rtcp
-        transport = self._transport if self.rtcp_mux else self._rtcp_transport
-        if target is not None and transport is not None:
-            self._fir_sequence += 1
-            transport.sendto(keyframe_request(self._ssrc, self._remote_ssrc, self._fir_sequence), target)
+        self._fir_sequence += 1
+        self.path.send_rtcp(keyframe_request(self._ssrc, self._remote_ssrc, self._fir_sequence))
         if self.codec is not None and self.codec.name == "H264" and self._picture_fast_update is not None:
             self._picture_fast_update()
 
     # sending
 
-    async def _send_frames(self, slot: VideoSlot) -> None:
-        while True:
-            try:
-                packet = await slot.track.recv()
-            except MediaStreamError:
-                return
-            self._send_frame(packet)
-
-    def _send_frame(self, packet: av.Packet) -> None:
-        codec, packer, transport, remote = self.codec, self._packer, self._transport, self.remote
-        if codec is None or packer is None or transport is None or remote is None:
-            return
-        payloads, timestamp = packer.pack(packet)
-        timestamp = (timestamp + self._timestamp_offset) & 0xFFFFFFFF
-        last = len(payloads) - 1
-        for index, payload in enumerate(payloads):
-            marker = 0x80 if index == last else 0
-            header = _RTP_HEADER.pack(0x80, marker | codec.payload_type, self._sequence, timestamp, self._ssrc)
-            transport.sendto(header + payload, remote)
-            self._sequence = (self._sequence + 1) & 0xFFFF
-            self.packets_sent += 1
-
     def _stop_sending(self) -> None:
         if self.slot is not None:
             self.slot.close()
             self.slot = None
-        if self._sender is not None:
-            self._sender.cancel()
-            self._sender = None
+        if self._reports is not None:
+            self._reports.cancel()
+            self._reports = None
 
     # lifecycle
 
@@ -378,7 +356,7 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         if self._closed:
             return
         self._closed = True
-        sender = self._sender
+        reports = self._reports
         self._stop_sending()
         if self.source is not None:
             self.source.close()
@@ -387,5 +365,6 @@ class RtpVideoStream(asyncio.DatagramProtocol):
             if transport is not None:
                 transport.close()
         self._transport = self._rtcp_transport = None
-        if sender is not None:
-            await asyncio.gather(sender, return_exceptions=True)
+        self._update_path()
+        if reports is not None:
+            await asyncio.gather(reports, return_exceptions=True)

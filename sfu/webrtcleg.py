@@ -1,16 +1,21 @@
 """A WebRTC leg: one aiortc RTCPeerConnection (ICE, DTLS-SRTP, BUNDLE, rtcp-mux) for a browser participant.
 
 Audio: received packets go to the mixer's inbox undecoded (with their RFC 6464 level); the mix comes back as
-encoded packets. Video: the publisher's encoded frames go to its `VideoSource`; the slots added by the re-offer
-send other publishers' frames. Nothing is decoded or encoded here.
+encoded packets. Video: the publisher's RTP packets are taken at the DTLS transport, as soon as they are decrypted
+(aiortc's receiver never sees them), and go one by one to its `VideoSource`; the slots added by the re-offer send
+other publishers' packets through our own `SlotSender` (header rewrite, SRTP, one send), aiortc's senders for them
+only negotiating. Nothing is decoded or encoded here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import logging
-from collections.abc import Coroutine
+import random
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import av
@@ -24,9 +29,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.codecs import is_rtx
-from aiortc.jitterbuffer import JitterFrame
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
 
 from . import aiortc_adapter, sdp
 from .codecs import AudioCodec, is_supported_audio
@@ -36,7 +39,11 @@ from .forwarder import VideoSlot, VideoSource
 from .mixer import AudioInbox, InboundAudio
 from .packettrack import EncodedTrack
 from .ports import PortAllocator
+from .rtprewriter import ABS_SEND_TIME_URI, MID_URI, MediaPacket, unwrap_rtx
+from .rtpsender import SlotSender, send_reports
+from .rtpvideo import keyframe_request
 from .settings import MediaSettings
+from .upstream import UpstreamFeedback
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +109,14 @@ class WebRtcLeg(EventEmitter):
         self._audio_codecs: dict[int, AudioCodec] = {}
         self._audio_transceiver: RTCRtpTransceiver | None = None
         self._video_transceiver: RTCRtpTransceiver | None = None
-        self._video_receiver: RTCRtpReceiver | None = None
         self._video_ssrc: int | None = None
-        self._video_payload_types: set[int] = set()
+        self._video_payload_types: dict[int, str] = {}  # the camera's payload types: codec name
+        self._video_rtx_types: dict[int, int] = {}  # its RTX payload types: the payload type they repair
+        self._slot_transceivers: list[RTCRtpTransceiver] = []
+        self._path: aiortc_adapter.IceSrtpPath | None = None
+        self._upstream: UpstreamFeedback | None = None
+        self._rtcp_ssrc = random.getrandbits(32)
+        self._fir_sequence = 0
         self._handled: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._audio_pts = 0
@@ -147,17 +159,23 @@ class WebRtcLeg(EventEmitter):
         preferences = _capabilities("video", names or self.video_codecs)
         for index in range(count):
             slot = VideoSlot(index, None)
-            transceiver = self.pc.addTransceiver(slot.track, direction="sendonly")
+            transceiver = self.pc.addTransceiver("video", direction="sendonly")
             transceiver.setCodecPreferences(preferences)
             aiortc_adapter.set_stream_id(transceiver.sender, f"{self.participant_id}-slot{index}")
-            aiortc_adapter.on_keyframe_request(transceiver.sender, slot.on_keyframe_request)
+            aiortc_adapter.take_over_sender(
+                transceiver.sender,
+                self._slot_rtcp_handler(slot),
+                # the slot's sender reports, run by aiortc's sender for as long as the m-line is started
+                functools.partial(send_reports, functools.partial(getattr, slot, "sender")),
+            )
             self._tap_unused(transceiver.receiver)
             self._handled.add(id(transceiver))
             self.slots.append(slot)
+            self._slot_transceivers.append(transceiver)
         aiortc_adapter.gather_host_candidates(self.pc, self.settings.addresses(), self.ports)
         offer = await aiortc_adapter.create_reoffer(self.pc)
         await self.pc.setLocalDescription(offer)
-        for slot, transceiver in zip(self.slots, self._slot_transceivers(), strict=True):
+        for slot, transceiver in zip(self.slots, self._slot_transceivers, strict=True):
             slot.mid = transceiver.mid
         return self._announce(self.pc.localDescription.sdp)
 
@@ -167,19 +185,47 @@ class WebRtcLeg(EventEmitter):
         description = sdp.parse(answer)
         await self._set_remote(answer, "answer")
         by_mid = {m.rtp.muxId: m for m in description.media}
-        for slot in self.slots:
+        local = {m.rtp.muxId: m for m in sdp.parse(self.pc.localDescription.sdp).media}
+        for slot, transceiver in zip(self.slots, self._slot_transceivers, strict=True):
             media = by_mid.get(slot.mid or "")
             if media is None or media.port == 0 or media.direction not in ("recvonly", "sendrecv"):
                 continue
-            names = [c.name.upper() for c in media.rtp.codecs if not is_rtx(c)]
-            chosen = next((n for n in self.video_codecs if n.upper() in names), None)
-            if chosen is not None:
-                slot.codec_name = chosen.upper()
-                slot.active = True
+            if self._path is None:
+                continue
+            codecs = [c for c in media.rtp.codecs if not is_rtx(c)]
+            chosen = next((c for n in self.video_codecs for c in codecs if c.name.upper() == n.upper()), None)
+            if chosen is None:
+                continue
+            rtx = next(
+                (c for c in media.rtp.codecs if is_rtx(c) and c.parameters.get("apt") == chosen.payloadType), None
+            )
+            extensions = {e.uri: e.id for e in media.rtp.headerExtensions}
+            ssrc, rtx_ssrc = aiortc_adapter.sender_ssrcs(transceiver.sender)
+            ours = local.get(slot.mid or "")
+            cname = next((s.cname for s in ours.ssrc if s.ssrc == ssrc), None) if ours is not None else None
+            slot.codec_name = chosen.name.upper()
+            slot.sender = SlotSender(
+                self._path,
+                ssrc,
+                chosen.payloadType or 0,
+                rtx_ssrc=rtx_ssrc if rtx is not None else None,
+                rtx_payload_type=rtx.payloadType if rtx is not None else None,
+                cname=cname,
+                mid=slot.mid,
+                mid_id=extensions.get(MID_URI),
+                abs_send_time_id=extensions.get(ABS_SEND_TIME_URI),
+                on_keyframe_request=slot.on_keyframe_request,
+            )
+            slot.active = True
 
-    def _slot_transceivers(self) -> list[RTCRtpTransceiver]:
-        tracks = {id(slot.track) for slot in self.slots}
-        return [t for t in self.pc.getTransceivers() if id(t.sender.track) in tracks]
+    @staticmethod
+    def _slot_rtcp_handler(slot: VideoSlot) -> Callable[[AnyRtcpPacket], None]:
+        def handle(packet: AnyRtcpPacket) -> None:
+            sender = slot.sender
+            if isinstance(sender, SlotSender):
+                sender.handle_rtcp(packet)
+
+        return handle
 
     async def _set_remote(self, text: str, kind: str) -> None:
         try:
@@ -208,9 +254,20 @@ class WebRtcLeg(EventEmitter):
             if media.kind == "video" and self._video_transceiver is not None:
                 if media.rtp.muxId == self._video_transceiver.mid:
                     codecs = [c for c in media.rtp.codecs if not is_rtx(c)]
-                    self._video_payload_types = {c.payloadType or 0 for c in codecs}
+                    self._video_payload_types = {c.payloadType or 0: c.name.upper() for c in codecs}
+                    self._video_rtx_types = {
+                        c.payloadType or 0: apt
+                        for c in media.rtp.codecs
+                        if is_rtx(c) and isinstance(apt := c.parameters.get("apt"), int)
+                    }
                     if codecs and self.video_source is None and media.direction in ("recvonly", "sendrecv"):
                         self.video_source = VideoSource(self.participant_id, codecs[0].name, self._request_keyframe)
+                    if self.video_source is not None and self._upstream is None and self._path is not None:
+                        extensions = {e.uri: e.id for e in media.rtp.headerExtensions}
+                        self._upstream = UpstreamFeedback(
+                            self._path.send_rtcp, self._rtcp_ssrc, extensions.get(ABS_SEND_TIME_URI)
+                        )
+                        self._spawn(self._upstream.run_reports())
         return self._announce(self.pc.localDescription.sdp)
 
     def _prepare_transceivers(self) -> None:
@@ -218,6 +275,9 @@ class WebRtcLeg(EventEmitter):
             if id(transceiver) in self._handled:
                 continue
             self._handled.add(id(transceiver))
+            if self._path is None and transceiver.receiver.transport is not None:
+                # one DTLS transport for the whole bundle: every slot sends on it, the camera arrives on it
+                self._path = aiortc_adapter.IceSrtpPath(transceiver.receiver.transport)
             if transceiver.kind == "audio" and self._audio_transceiver is None:
                 self._audio_transceiver = transceiver
                 transceiver.setCodecPreferences(_capabilities("audio", AUDIO_PREFERENCE))
@@ -227,11 +287,11 @@ class WebRtcLeg(EventEmitter):
                 self._tap_unused(transceiver.receiver)
             elif transceiver.kind == "video" and self._video_transceiver is None and self.video:
                 self._video_transceiver = transceiver
-                self._video_receiver = transceiver.receiver
                 transceiver.setCodecPreferences(_capabilities("video", self.video_codecs))
                 transceiver.direction = "recvonly"
-                aiortc_adapter.tap_rtp_packets(transceiver.receiver, self._on_video_rtp, consume=False)
-                aiortc_adapter.tap_encoded_frames(transceiver.receiver, self._on_video_frame)
+                aiortc_adapter.tap_transport_rtp(transceiver.receiver.transport, self._on_transport_rtp)
+                aiortc_adapter.tap_rtcp_packets(transceiver.receiver, self._on_video_rtcp)
+                self._tap_unused(transceiver.receiver)
             else:
                 transceiver.direction = "inactive"
                 self._tap_unused(transceiver.receiver)
@@ -252,18 +312,49 @@ class WebRtcLeg(EventEmitter):
         level = packet.extensions.audio_level
         self.inbox.push(InboundAudio(codec, packet.payload, packet.timestamp, None if level is None else level[1]))
 
-    def _on_video_rtp(self, packet: RtpPacket) -> None:
-        if self._video_ssrc is None and packet.payload_type in self._video_payload_types:
+    def _on_transport_rtp(self, data: bytes) -> bool:
+        """A decrypted RTP packet of the bundle: the camera's video (and its retransmissions) is taken here."""
+        if len(data) < 12:
+            return False
+        payload_type = data[1] & 0x7F
+        codec = self._video_payload_types.get(payload_type)
+        if codec is None:
+            repaired = self._video_rtx_types.get(payload_type)
+            codec = self._video_payload_types.get(repaired) if repaired is not None else None
+            if codec is None or repaired is None:
+                return False  # audio, or nothing of ours: aiortc routes it
+            if self._video_ssrc is None:
+                return True
+            original = unwrap_rtx(data, repaired, self._video_ssrc)
+            if original is None:
+                return True  # padding (bandwidth probing)
+            data = original
+        source, upstream = self.video_source, self._upstream
+        if source is None:
+            return True
+        packet = MediaPacket.parse(data, codec)
+        if packet is None:
+            return True
+        if self._video_ssrc is None:
             self._video_ssrc = packet.ssrc
+        if upstream is not None:
+            upstream.on_packet(packet)
+        source.on_packet(packet)
+        return True
 
-    def _on_video_frame(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
-        if self.video_source is not None:
-            self.video_source.on_frame(codec.name, frame.data, frame.timestamp)
+    def _on_video_rtcp(self, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self._video_ssrc:
+            if self.video_source is not None:
+                self.video_source.sender_report = (time.monotonic(), packet.sender_info.rtp_timestamp)
+            if self._upstream is not None:
+                self._upstream.on_sender_report(packet.ssrc, packet.sender_info.ntp_timestamp)
 
     def _request_keyframe(self) -> None:
-        if self._video_receiver is None or self._video_ssrc is None or self._closed:
+        """PLI and FIR to the camera's primary SSRC (Chrome ignores requests for its RTX SSRC)."""
+        if self._path is None or self._video_ssrc is None or self._closed:
             return
-        self._spawn(aiortc_adapter.send_pli(self._video_receiver, self._video_ssrc))
+        self._fir_sequence += 1
+        self._path.send_rtcp(keyframe_request(self._rtcp_ssrc, self._video_ssrc, self._fir_sequence))
 
     @property
     def dtx(self) -> bool:

@@ -18,12 +18,17 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
     rtcdtlstransport,
+    rtcicetransport,
+    rtcpeerconnection,
     rtcrtpreceiver,
     rtcrtpsender,
 )
+from aiortc.rtp import RtpPacket
 
 from sfu import aiortc_adapter
-from sfu.codecs import is_keyframe
+from sfu.rtprewriter import MediaPacket
+from sfu.rtpvideo import keyframe_request
+from tests.waiting import until
 
 from .clients import ColourTrack
 
@@ -40,18 +45,38 @@ async def test_receiver_private_names() -> None:
         assert isinstance(receiver._RTCRtpReceiver__decoder_queue, queue.Queue)
         assert receiver._RTCRtpReceiver__decoder_thread is None
         assert list(inspect.signature(receiver._handle_rtp_packet).parameters) == ["packet", "arrival_time_ms"]
-        assert list(inspect.signature(receiver._send_rtcp_pli).parameters) == ["media_ssrc"]
-        assert inspect.iscoroutinefunction(RTCRtpReceiver._send_rtcp_pli)
+        assert list(inspect.signature(receiver._handle_rtcp_packet).parameters) == ["packet"]
         # the decoder thread is fed from that queue with (codec, JitterFrame) and stopped by None
         worker = inspect.getsource(rtcrtpreceiver.decoder_worker)
         assert "input_q.get()" in worker and "if task is None" in worker and "codec, encoded_frame = task" in worker
         handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
         assert "self.__decoder_queue.put((codec, encoded_frame))" in handle
         assert "self.__decoder_thread" in inspect.getsource(RTCRtpReceiver.receive)
-        # the DTLS transport routes packets with this call
+    finally:
+        await pc.close()
+
+
+async def test_dtls_transport_private_names() -> None:
+    """Decrypted RTP goes through _handle_rtp_data (tapped), RTCP is routed to _handle_rtcp_packet, and the SRTP
+    session our sender protects with is _tx_srtp, set up from the DTLS keys."""
+    pc = RTCPeerConnection()
+    try:
+        dtls = pc.addTransceiver("video").receiver.transport
+        assert dtls._tx_srtp is None
+        assert list(inspect.signature(dtls._handle_rtp_data).parameters) == ["data", "arrival_time_ms"]
+        recv_next = inspect.getsource(rtcdtlstransport.RTCDtlsTransport._recv_next)
+        assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in recv_next
+        assert "data = self._rx_srtp.unprotect(data)" in recv_next
         assert "receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in inspect.getsource(
             rtcdtlstransport.RTCDtlsTransport._handle_rtp_data
         )
+        assert "await recipient._handle_rtcp_packet(packet)" in inspect.getsource(
+            rtcdtlstransport.RTCDtlsTransport._handle_rtcp_data
+        )
+        setup = inspect.getsource(rtcdtlstransport.RTCDtlsTransport._setup_srtp)
+        assert "self._tx_srtp = Session(tx_policy)" in setup and "tx_policy.allow_repeat_tx = True" in setup
+        assert "self.transport._send(data)" in inspect.getsource(rtcdtlstransport.RTCDtlsTransport._send_rtp)
+        assert "self._connection = gatherer._connection" in inspect.getsource(rtcicetransport.RTCIceTransport)
     finally:
         await pc.close()
 
@@ -61,14 +86,21 @@ async def test_sender_private_names() -> None:
     try:
         sender = pc.addTransceiver("video").sender
         assert isinstance(sender._stream_id, str)
-        assert callable(sender._send_keyframe)
+        assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
+        for name in ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited"):
+            assert isinstance(getattr(sender, f"_RTCRtpSender__{name}"), asyncio.Event)
+        send = inspect.getsource(RTCRtpSender.send)
+        assert "self._run_rtp(parameters.codecs[0])" in send and "self._run_rtcp()" in send
+        stop = inspect.getsource(RTCRtpSender.stop)
+        assert "self.__rtp_started.wait(), self.__rtcp_started.wait()" in stop
+        assert "self.__rtp_exited.wait(), self.__rtcp_exited.wait()" in stop
+        assert list(inspect.signature(sender._handle_rtcp_packet).parameters) == ["packet"]
         # PLI and FIR from the remote peer end up in _send_keyframe
         rtcp = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
         assert "RTCP_PSFB_PLI" in rtcp and "RTCP_PSFB_FIR" in rtcp and "self._send_keyframe()" in rtcp
-        # anything but a Frame is packed, not encoded: the door for encoded passthrough
-        nxt = inspect.getsource(RTCRtpSender._next_encoded_frame)
-        assert "isinstance(data, Frame)" in nxt and "self.__encoder.pack(data)" in nxt
-        assert "self.__rtp_history" in inspect.getsource(RTCRtpSender._retransmit)  # NACKs answered from history
+        # the SDP announces the sender's SSRCs
+        assert "transceiver.sender._ssrc" in inspect.getsource(rtcpeerconnection)
+        assert "transceiver.sender._rtx_ssrc" in inspect.getsource(rtcpeerconnection)
         assert "_stream_id" in inspect.getsource(rtcrtpsender)
     finally:
         await pc.close()
@@ -90,15 +122,23 @@ async def test_ice_private_names() -> None:
         assert "self.get_component_candidates(" in inspect.getsource(aioice.Connection.gather_candidates)
         assert "StunProtocol" in dir(aioice.ice)
         assert list(inspect.signature(aioice.ice.StunProtocol).parameters) == ["receiver"]
+        # our path sends on the nominated pair's socket, as Connection.sendto does
+        assert isinstance(connection._nominated, dict)
+        sendto = inspect.getsource(aioice.Connection.sendto)
+        assert "self._nominated.get(component)" in sendto and "active_pair.remote_addr" in sendto
+        assert "active_pair.protocol.send_data" in sendto
+        assert "self.transport.sendto(data, addr)" in inspect.getsource(aioice.ice.StunProtocol.send_data)
     finally:
         await pc.close()
 
 
 async def test_adapter_end_to_end_on_loopback() -> None:
-    """Loopback candidates, the encoded-frame tap, and a PLI to the publisher's primary SSRC."""
+    """Loopback candidates, decrypted packets taken at the transport (the receiver gets none), and our own path
+    sending a keyframe request that the publisher's aiortc accepts (SRTP keys and nominated pair are right)."""
     publisher, subscriber = RTCPeerConnection(), RTCPeerConnection()
     keyframe_requests: list[int] = []
-    frames: list[tuple[str, bool]] = []
+    packets: list[MediaPacket] = []
+    routed: list[int] = []
     try:
         sender = publisher.addTrack(ColourTrack("red"))
         aiortc_adapter.on_keyframe_request(sender, lambda: keyframe_requests.append(1))
@@ -109,28 +149,35 @@ async def test_adapter_end_to_end_on_loopback() -> None:
 
         await subscriber.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         receiver = subscriber.getTransceivers()[0].receiver
-        aiortc_adapter.tap_encoded_frames(
-            receiver, lambda codec, frame: frames.append((codec.name, is_keyframe(codec.name, frame.data)))
-        )
+
+        def take(data: bytes) -> bool:
+            packet = MediaPacket.parse(data, "VP8")
+            if packet is not None:
+                packets.append(packet)
+            return True
+
+        aiortc_adapter.tap_transport_rtp(receiver.transport, take)
+        original = receiver._handle_rtp_packet
+
+        async def count(packet: RtpPacket, arrival_time_ms: int) -> None:
+            routed.append(1)
+            await original(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = count  # type: ignore[method-assign]
         aiortc_adapter.gather_host_candidates(subscriber, ["127.0.0.1"], None)
         await subscriber.setLocalDescription(await subscriber.createAnswer())
         await publisher.setRemoteDescription(subscriber.localDescription)
-        for _ in range(100):
-            if len(frames) >= 3:
-                break
-            await asyncio.sleep(0.05)
-        assert frames and frames[0] == ("VP8", True), frames[:3]
-        assert receiver._RTCRtpReceiver__decoder_thread is not None  # started, idle
+        await until(lambda: len([p for p in packets if p.marker]) >= 3, 5)
+        assert packets[0].keyframe and packets[0].ssrc == sender._ssrc
+        assert routed == []  # aiortc's receiver saw none of them
 
-        await aiortc_adapter.send_pli(receiver, sender._ssrc)
-        for _ in range(40):
-            if keyframe_requests:
-                break
-            await asyncio.sleep(0.05)
-        assert keyframe_requests
+        path = aiortc_adapter.IceSrtpPath(receiver.transport)
+        assert path.send_rtcp(keyframe_request(1234, sender._ssrc, 1))
+        await until(lambda: bool(keyframe_requests), 2)
     finally:
         await subscriber.close()
         await publisher.close()
+    assert not path.send_rtp(b"\x80" * 20), "nothing is sent once the connection is closed"
 
 
 async def test_reoffer_keeps_negotiated_numbers() -> None:

@@ -1,83 +1,72 @@
-"""Video slots switching sources: hold the previous source until the new one's keyframe, timestamps continuous."""
+"""Video slots: a source's recent keyframe (its packets) is replayed to a slot assigned moments later, not when old;
+a source that leaves keeps the last picture until another source's keyframe."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from aiortc.rtp import RtpPacket
 
 from sfu import forwarder
 from sfu.forwarder import VideoSlot, VideoSource
+from sfu.rtpsender import SlotSender
 
-KEY = b"\x10\x02\x00\x9d\x01\x2a"  # VP8 frame tag with the key-frame bit clear
-DELTA = b"\x11\x02\x00"
-
-
-def drain(slot: VideoSlot) -> list[tuple[bytes, int]]:
-    out = []
-    while not slot.track.queue.empty():
-        packet = slot.track.queue.get_nowait()
-        assert packet is not None
-        out.append((bytes(packet), int(packet.pts or 0)))
-    return out
+from .test_rtprewriter import _Path, rtp, vp8_payload
 
 
-async def test_slot_waits_for_keyframes_and_switches_cleanly() -> None:
-    requests = {"a": 0, "b": 0}
-    a = VideoSource("a", "VP8", lambda: requests.__setitem__("a", requests["a"] + 1))
-    b = VideoSource("b", "VP8", lambda: requests.__setitem__("b", requests["b"] + 1))
+def slot_with_path() -> tuple[VideoSlot, _Path]:
+    path = _Path()
     slot = VideoSlot(0, "3", "VP8")
     slot.active = True
-    assert slot.accepts(a) and not slot.accepts(VideoSource("h", "H264", lambda: None))
+    slot.sender = SlotSender(path, 1, 96)
+    return slot, path
 
+
+def test_a_recent_keyframe_is_replayed_as_packets_and_a_closed_source_waits_for_another() -> None:
+    requests: list[str] = []
+    a = VideoSource("a", "VP8", lambda: requests.append("a"))
+    now = time.monotonic()
+    a.on_packet(rtp(vp8_payload(1, key=True), 10, 0, marker=0, arrival=now))
+    a.on_packet(rtp(vp8_payload(1, start=False), 11, 0, arrival=now))
+    a.on_packet(rtp(vp8_payload(2), 12, 3000, arrival=now))
+    assert a.frames == 2 and a.keyframes == 1
+    slot, path = slot_with_path()
     slot.assign(a)
-    assert requests["a"] == 1  # a keyframe is asked for at once
-    a.on_frame("VP8", DELTA, 0)
-    assert drain(slot) == []  # nothing before a keyframe
-    a.on_frame("VP8", KEY, 3000)
-    a.on_frame("VP8", DELTA, 6000)
-    assert [d for d, _ in drain(slot)] == [KEY, DELTA]
+    assert slot.current is a and requests == [] and len(path.rtp) == 3  # started at once, nothing asked
+    assert [RtpPacket.parse(d).timestamp - RtpPacket.parse(path.rtp[0]).timestamp for d in path.rtp] == [0, 0, 3000]
 
-    slot.assign(b)
-    assert requests["b"] == 1 and slot.pending is b and slot.current is a
-    b.on_frame("VP8", DELTA, 900000)
-    a.on_frame("VP8", DELTA, 9000)  # the previous source keeps the picture alive meanwhile
-    sent = drain(slot)
-    assert [d for d, _ in sent] == [DELTA] and sent[0][1] == 6000
-    b.on_frame("VP8", KEY, 903000)
-    a.on_frame("VP8", DELTA, 12000)  # ignored from now on
-    b.on_frame("VP8", DELTA, 906000)
-    sent = drain(slot)
-    assert [d for d, _ in sent] == [KEY, DELTA]
-    assert slot.current is b and slot.pending is None and a.slots == set()
-    # timestamps continue from the last frame sent, whatever the new source's clock
-    assert sent[0][1] == 6000 + 3000 and sent[1][1] == 6000 + 6000
-
-    # a subscriber's PLI goes to the source shown
-    before = requests["b"]
-    slot.on_keyframe_request()
-    assert requests["b"] == before + 1 or requests["b"] == before  # rate limited to one per 300 ms
-
-    # the shown source leaves: the last picture stays until another source's keyframe
-    b.close()
+    a.close()
     assert slot.current is None
-    # a's keyframe came moments ago: the slot starts from it (and the frames since) at once, without asking
-    before = requests["a"]
-    slot.assign(a)
-    assert slot.current is a and slot.pending is None and requests["a"] == before
-    assert [d for d, _ in drain(slot)] == [KEY, DELTA, DELTA, DELTA]
-    a.on_frame("VP8", DELTA, 15000)
-    assert [d for d, _ in drain(slot)] == [DELTA]
+    b = VideoSource("b", "VP8", lambda: requests.append("b"))
+    slot.assign(b)
+    assert requests == ["b"] and slot.pending is b
+    b.on_packet(rtp(vp8_payload(9), 70, 5000, ssrc=5))
+    assert len(path.rtp) == 3
+    b.on_packet(rtp(vp8_payload(10, key=True), 71, 8000, ssrc=5))
+    assert len(path.rtp) == 4 and slot.current is b
 
 
-async def test_a_keyframe_too_old_is_not_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_keyframe_too_old_is_not_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(forwarder, "RECENT_KEYFRAME_AGE", 0.0)
     requests = []
     a = VideoSource("a", "VP8", lambda: requests.append(1))
-    a.on_frame("VP8", KEY, 0)
-    a.on_frame("VP8", DELTA, 3000)
-    slot = VideoSlot(0, "3", "VP8")
-    slot.active = True
+    a.on_packet(rtp(vp8_payload(1, key=True), 1, 0))
+    a.on_packet(rtp(vp8_payload(2), 2, 3000))
+    slot, path = slot_with_path()
     slot.assign(a)
-    assert slot.pending is a and requests == [1] and drain(slot) == []
-    a.on_frame("VP8", DELTA, 6000)
-    a.on_frame("VP8", KEY, 9000)
-    assert [d for d, _ in drain(slot)] == [KEY]
+    assert slot.pending is a and requests == [1] and path.rtp == []
+    a.on_packet(rtp(vp8_payload(3), 3, 6000))
+    a.on_packet(rtp(vp8_payload(4, key=True), 4, 9000))
+    assert len(path.rtp) == 1
+
+
+def test_an_h264_keyframe_s_idr_after_its_sps_does_not_restart_the_replay() -> None:
+    a = VideoSource("a", "H264", lambda: None)
+    now = time.monotonic()
+    for seq, payload, marker in ((1, b"\x67sps", 0), (2, b"\x68pps", 0), (3, b"\x65idr", 1), (4, b"\x41p", 1)):
+        data = RtpPacket(payload_type=97, marker=marker, sequence_number=seq, timestamp=seq // 4, payload=payload)
+        packet = forwarder.MediaPacket.parse(data.serialize(), "H264", now)
+        assert packet is not None
+        a.on_packet(packet)
+    assert a.keyframes == 1 and [p.sequence for p in a.recent_packets()] == [1, 2, 3, 4]

@@ -12,7 +12,7 @@ from aiortc.rtp import RtpPacket
 from sfu import SFU, RoomOptions
 from sfu.ports import PortAllocator, PortRangeExhausted
 from sfu.rtpleg import RtpLeg
-from sfu.rtpvideo import FrameAssembler, RtpVideoStream, VideoCodec, asks_keyframe, keyframe_request
+from sfu.rtpvideo import RtpVideoStream, VideoCodec, asks_keyframe, keyframe_request
 from sfu.settings import MediaSettings
 from tests.waiting import until
 
@@ -42,44 +42,6 @@ def vp8_packets(frame: bytes, seq: int, timestamp: int, size: int = 16) -> list[
             )
         )
     return packets
-
-
-def push_all(assembler: FrameAssembler, packets: list[RtpPacket]) -> list[tuple[bytes | None, bool]]:
-    return [assembler.push(packet) for packet in packets]
-
-
-def test_frames_are_rebuilt_across_sequence_wrap_and_a_lost_packet_drops_only_its_frame() -> None:
-    assembler = FrameAssembler(VP8)
-    first = vp8_packets(KEY, 65534, 1000)  # 3 packets: 65534, 65535, 0
-    results = push_all(assembler, first)
-    assert results[-1] == (KEY, False) and all(r == (None, False) for r in results[:-1])
-
-    second = vp8_packets(DELTA, 1, 4000)
-    del second[1]  # lost
-    assert push_all(assembler, second)[-1] == (None, True)
-
-    # the next frame is whole again (its start is found from the S bit, the previous end being unknown)
-    third = vp8_packets(DELTA, 4, 7000)
-    assert push_all(assembler, third)[-1] == (DELTA, False)
-
-
-def test_a_frame_whose_marker_never_came_counts_as_lost_and_reordering_inside_a_frame_is_fine() -> None:
-    assembler = FrameAssembler(VP8)
-    packets = vp8_packets(KEY, 10, 1000)
-    assert push_all(assembler, packets[:-1])[-1] == (None, False)  # the marker packet is lost
-    following = vp8_packets(DELTA, 20, 4000)
-    results = push_all(assembler, [following[1], following[0], *following[2:]])
-    assert results[0] == (None, True), "the unfinished frame is reported lost when the next one starts"
-    assert results[-1] == (DELTA, False)
-    # a late duplicate of a finished frame is ignored
-    assert assembler.push(following[0]) == (None, False)
-
-
-def test_a_frame_missing_its_first_packet_after_a_loss_is_dropped() -> None:
-    assembler = FrameAssembler(VP8)
-    push_all(assembler, vp8_packets(KEY, 100, 1000)[:-1])
-    frame = vp8_packets(DELTA, 110, 4000)
-    assert push_all(assembler, frame[1:])[-1] == (None, True)
 
 
 def test_keyframe_requests_are_well_formed_and_malformed_rtcp_asks_nothing() -> None:
@@ -249,13 +211,13 @@ async def test_a_video_phone_and_a_browser_see_each_other_and_keyframe_requests_
         await until(lambda: browser.colours_seen() == {"blue"}, 8)
         await until(lambda: camera.colours_seen() == "red", 8)
         stream = participant.leg.video_streams[1]  # type: ignore[attr-defined]
-        assert stream.packets_received > 2 * camera.frames_sent - 10 and stream.frames_lost == 0
+        assert stream.packets_received > 2 * camera.frames_sent - 10 and stream.losses == 0
 
         # the phone asks for a keyframe (RTCP PLI+FIR): it reaches the browser it is shown, which sends one
         source = browser.participant.video_source if browser.participant else None
         assert source is not None
         requests, keyframes = source.keyframe_requests, source.keyframes
-        await asyncio.sleep(0.4)  # keyframe requests upstream are rate-limited
+        await asyncio.sleep(0.6)  # keyframe requests upstream are rate-limited
         camera.request_keyframe()
         await until(lambda: source.keyframe_requests > requests and source.keyframes > keyframes, 5)
 
@@ -263,7 +225,8 @@ async def test_a_video_phone_and_a_browser_see_each_other_and_keyframe_requests_
         phone_source = participant.video_source
         assert phone_source is not None and phone_source.frames > 0
         asked = camera.keyframe_requests_received
-        phone_source.request_keyframe(force=True)
+        await asyncio.sleep(0.6)  # keyframe requests upstream are rate-limited (one per source per 500 ms)
+        phone_source.request_keyframe()
         await until(lambda: camera.keyframe_requests_received > asked, 3)
         await until(lambda: camera.keyframes_sent >= 2, 3)
     finally:
@@ -313,7 +276,7 @@ class _Sink(asyncio.DatagramProtocol):
         self.received.append(data)
 
 
-async def test_after_a_lost_packet_nothing_is_forwarded_until_the_keyframe_asked_for_comes(
+async def test_a_gap_from_a_phone_asks_it_for_a_keyframe_at_once_and_packets_go_on_as_they_come(
     settings: MediaSettings,
 ) -> None:
     loop = asyncio.get_running_loop()
@@ -328,31 +291,39 @@ async def test_after_a_lost_packet_nothing_is_forwarded_until_the_keyframe_asked
         )
         source = stream.source
         assert source is not None
-        frames: list[bytes] = []
-        source.on_frame = lambda codec, data, timestamp: frames.append(data)  # type: ignore[method-assign]
+        received: list[int] = []
+        source.on_packet = lambda packet: received.append(packet.sequence)  # type: ignore[method-assign]
         target = ("127.0.0.1", stream.local_port)
 
         def send(packets: list[RtpPacket]) -> None:
             for packet in packets:
                 rtp.sendto(packet.serialize(), target)
 
-        send(vp8_packets(KEY, 1, 3000))
-        await until(lambda: len(frames) == 1, 2)
+        send(vp8_packets(KEY, 1, 3000))  # held until the sender has sent 4 packets in sequence, then all passed on
         lossy = vp8_packets(DELTA, 4, 6000)
         send(lossy[:1] + lossy[2:])
-        send(vp8_packets(DELTA, 7, 9000))  # whole, but depends on the lost one: held back
-        await until(lambda: stream.frames_lost == 1 and bool(rcvd(rtcp)), 2)
-        assert asks_keyframe(rcvd(rtcp)[0]) and len(frames) == 1
-        send(vp8_packets(KEY, 10, 12000))
-        send(vp8_packets(DELTA, 13, 15000))
-        await until(lambda: len(frames) == 3, 2)
-        assert frames == [KEY, KEY, DELTA]
+        await until(lambda: stream.losses == 1 and bool(rcvd(rtcp)), 2)
+        assert asks_keyframe(rcvd(rtcp)[0])
+        # a new sender (a restarted phone) starts its numbering afresh: not a loss
+        restarted = vp8_packets(KEY, 40000, 5)
+        for packet in restarted:
+            packet.ssrc = 7
+        send(restarted)
+        # another address sending in sequence while the sender sends is not taken for it (plain RTP is not
+        # authenticated: the picture and the symmetric-RTP latch are not anyone's for the asking)
+        intruder, _ = await loop.create_datagram_endpoint(_Sink, local_addr=("127.0.0.1", 0))
+        for packet in vp8_packets(KEY * 4, 30000, 1):
+            packet.ssrc = 99
+            intruder.sendto(packet.serialize(), target)
+        intruder.close()
         # garbage on both ports is ignored
         rtp.sendto(b"\x80\x60garbage", target)
         rtp.sendto(b"\x90\x60" + b"\x00" * 10, target)  # an extension header cut off
         rtp.sendto(b"\xff" * 3, ("127.0.0.1", stream.local_port + 1))
-        send(vp8_packets(DELTA, 16, 18000))
-        await until(lambda: len(frames) == 4, 2)
+        send(vp8_packets(DELTA, 40003, 3005))
+        await until(lambda: received[-1:] == [40005], 2)
+        assert received == [1, 2, 3, 4, 6, 40000, 40001, 40002, 40003, 40004, 40005] and stream.losses == 1
+        assert stream.remote == rtp.get_extra_info("sockname")
     finally:
         await stream.close()
         rtp.close()
@@ -389,16 +360,3 @@ def test_rtp_and_rtcp_ports_of_a_pair_both_stay_in_the_configured_range() -> Non
     finally:
         for sock in held:
             sock.close()
-
-
-def test_a_new_sender_on_the_stream_starts_afresh_instead_of_counting_as_a_loss() -> None:
-    assembler = FrameAssembler(VP8)
-    assert push_all(assembler, vp8_packets(KEY, 100, 1000))[-1] == (KEY, False)
-    restarted = vp8_packets(KEY, 40000, 5)
-    for packet in restarted:
-        packet.ssrc = 7
-    assert push_all(assembler, restarted)[-1] == (KEY, False)
-    jumped = vp8_packets(DELTA, 50000, 3005)  # the same sender jumping ahead: its packets in between are lost
-    for packet in jumped:
-        packet.ssrc = 7
-    assert push_all(assembler, jumped)[-1] == (None, True)
