@@ -1,5 +1,5 @@
 """A plain-RTP leg (RTP/AVP, or RTP/SAVP with SDES-SRTP keys) for SIP phones and Asterisk: symmetric RTP, RFC 4733
-digits, and video streams (plain RTP only for now: an RTP/SAVP video stream is refused).
+digits, and video streams.
 
 Audio: the first usable audio m-line, one UDP socket, to and from the mixer. Video (rooms with video): every usable
 ``m=video`` is an `RtpVideoStream` with its own port pair. The leg sends the current speaker's video on one of them
@@ -244,14 +244,17 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         await self._open()
         lines: list[str] = []
         accepted = False
-        sending = self._sending_index(description)
-        receiving = 0
         sections = _SECTION_SPLIT.split(offer)[1:]  # each m-line's text, for what aiortc's parser drops (a=crypto)
+        crypto_of = [
+            sdes.offered(sections[index]) if media.profile == "RTP/SAVP" and index < len(sections) else []
+            for index, media in enumerate(description.media)
+        ]
+        sending = self._sending_index(description, crypto_of)
+        receiving = 0
         for index, media in enumerate(description.media):
             if not accepted and media.kind == "audio" and media.port != 0 and self._audio_profile_ok(media.profile):
                 negotiated = self._negotiate(description, media, _media_codecs(media))
-                savp = media.profile == "RTP/SAVP" and index < len(sections)
-                crypto = sdes.offered(sections[index]) if savp else []
+                crypto = crypto_of[index]
                 if negotiated.codec is not None and (media.profile != "RTP/SAVP" or crypto):
                     accepted = True
                     self._apply(negotiated)
@@ -265,7 +268,7 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
                     else:
                         self._srtp = None
                     continue
-            if media.kind == "video" and self._usable_video(media):
+            if media.kind == "video" and self._usable_video(media, crypto_of[index]):
                 peer_sends = (media.direction or "sendrecv") in ("sendrecv", "sendonly")
                 send = index == sending
                 # the stream we send on also carries what the peer sends there, without counting against the limit
@@ -274,7 +277,9 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
                     if receive and not send:
                         receiving += 1
                     codec = offered_video_codecs(media, self.video_codecs)[0]
-                    lines += await self._video_section(index, description, media, codec, send, receive)
+                    lines += await self._video_section(
+                        index, description, media, codec, send, receive, crypto_of[index]
+                    )
                     continue
             await self._close_video(index)
             lines += [f"m={media.kind} 0 {media.profile} {' '.join(str(f) for f in media.fmt) or '0'}"]
@@ -360,21 +365,24 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
 
     # video
 
-    def _usable_video(self, media: MediaDescription) -> bool:
+    def _usable_video(self, media: MediaDescription, crypto: list[sdes.CryptoAttribute] | None = None) -> bool:
+        plain = media.profile in VIDEO_PROFILES and self.settings.allow_plain_rtp
         return (
             media.port != 0
-            and media.profile in VIDEO_PROFILES
+            and (plain or (media.profile == "RTP/SAVP" and bool(crypto)))
             and bool(self.video_codecs)
             and bool(offered_video_codecs(media, self.video_codecs))
         )
 
-    def _sending_index(self, description: SessionDescription) -> int | None:
+    def _sending_index(
+        self, description: SessionDescription, crypto_of: list[list[sdes.CryptoAttribute]]
+    ) -> int | None:
         """The m-line we send the speaker's video on: the one we send on already if it still can, else the first."""
         able = [
             index
             for index, media in enumerate(description.media)
             if media.kind == "video"
-            and self._usable_video(media)
+            and self._usable_video(media, crypto_of[index])
             and (media.direction or "sendrecv") in ("sendrecv", "recvonly")
         ]
         current = next((index for index, stream in self.video_streams.items() if stream.sends), None)
@@ -426,6 +434,7 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         codec: VideoCodec,
         send: bool,
         receive: bool,
+        crypto: list[sdes.CryptoAttribute] | None = None,
     ) -> list[str]:
         stream = await self._video_stream(index)
         self._configure_video(stream, description, media, codec, send, receive)
@@ -433,6 +442,12 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         lines = [f"m=video {port} {media.profile} {codec.payload_type}", *codec.sdp_lines()]
         lines.append("a=rtcp-mux" if media.rtcp_mux else f"a=rtcp:{port + 1}")
         lines.append(f"a={stream.direction}")
+        if crypto:
+            ours = sdes.answer_for(crypto[0])
+            stream.path.srtp = SrtpContext(ours, crypto[0])
+            lines.append(ours.line())
+        else:
+            stream.path.srtp = None
         return lines
 
     async def _close_video(self, index: int) -> None:

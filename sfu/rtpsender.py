@@ -38,6 +38,7 @@ from aiortc.rtp import (
 )
 
 from .rtprewriter import VIDEO_CLOCK_RATE, MediaPacket, SlotRewriter, abs_send_time, rtx_packet
+from .sdes import SrtpContext
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class PacketPath(Protocol):
 
 
 class PlainRtpPath:
-    """Plain RTP and RTCP on a leg's UDP sockets (the RTCP port, or the RTP one with rtcp-mux)."""
+    """RTP and RTCP on a leg's UDP sockets (the RTCP port, or the RTP one with rtcp-mux): plain, or protected with
+    the SDES keys (`srtp`) of a phone that offered RTP/SAVP."""
 
     #: bytes waiting in a socket's user-space buffer past which video is dropped (a stalled network)
     BUFFER_LIMIT = 256 * 1024
@@ -74,6 +76,7 @@ class PlainRtpPath:
         self.rtcp: asyncio.DatagramTransport | None = None
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
+        self.srtp: SrtpContext | None = None
 
     def send_rtp(self, data: bytes) -> bool:
         transport, remote = self.rtp, self.remote
@@ -81,14 +84,14 @@ class PlainRtpPath:
             return False
         if write_buffer_size(transport) > self.BUFFER_LIMIT:
             return False
-        transport.sendto(data, remote)
+        transport.sendto(data if self.srtp is None else self.srtp.protect(data), remote)
         return True
 
     def send_rtcp(self, data: bytes) -> bool:
         transport, remote = self.rtcp, self.remote_rtcp
         if transport is None or remote is None or transport.is_closing():
             return False
-        transport.sendto(data, remote)
+        transport.sendto(data if self.srtp is None else self.srtp.protect_rtcp(data), remote)
         return True
 
 

@@ -280,6 +280,12 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         if 192 <= data[1] <= 223:
             self.rtcp_received(data, addr)  # RTCP multiplexed on the RTP port (RFC 5761)
             return
+        srtp = self.path.srtp
+        if srtp is not None:
+            clear = srtp.unprotect(data)
+            if clear is None:
+                return  # forged, replayed or damaged
+            data = clear
         codec, source = self.codec, self.source
         if codec is None or source is None or data[1] & 0x7F != codec.payload_type:
             return
@@ -320,6 +326,12 @@ class RtpVideoStream(asyncio.DatagramProtocol):
     def rtcp_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self._sender_address is not None and addr[0] != self._sender_address[0]:
             return  # only the sender's host speaks RTCP for this stream
+        srtp = self.path.srtp
+        if srtp is not None:
+            clear = srtp.unprotect_rtcp(data)
+            if clear is None:
+                return
+            data = clear
         if not self.rtcp_mux:
             self.remote_rtcp = (addr[0], addr[1])
         if asks_keyframe(data):

@@ -81,9 +81,18 @@ class SrtpContext:
     def protect(self, packet: bytes) -> bytes:
         return bytes(self._tx.protect(packet))
 
+    def protect_rtcp(self, packet: bytes) -> bytes:
+        return bytes(self._tx.protect_rtcp(packet))
+
     def unprotect(self, packet: bytes) -> bytes | None:
         """The clear packet, or None for one that fails authentication (forged, replayed or damaged)."""
         try:
             return bytes(self._rx.unprotect(packet))
+        except pylibsrtp.Error:
+            return None
+
+    def unprotect_rtcp(self, packet: bytes) -> bytes | None:
+        try:
+            return bytes(self._rx.unprotect_rtcp(packet))
         except pylibsrtp.Error:
             return None

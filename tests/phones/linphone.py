@@ -33,15 +33,16 @@ def account(username: str, password: str, domain: str, server: tuple[str, int], 
     ]
 
 
-def config(udp_port: int, tcp_port: int, video: bool, account_lines: list[str]) -> str:
+def config(udp_port: int, tcp_port: int, video: bool, account_lines: list[str], sip_extra: tuple[str, ...] = ()) -> str:
     """linphonerc: our own ports, no STUN/ICE/upnp, no echo canceller (a file is the microphone); video from the
-    static picture, shown nowhere."""
+    static picture, shown nowhere; `sip_extra` lines in its [sip] section (media encryption, say)."""
     lines = [
         "[sip]",
         f"sip_port={udp_port}",
         f"sip_tcp_port={tcp_port}",
         "sip_tls_port=0",
         "default_proxy=0",
+        *sip_extra,
         "[net]",
         "firewall_policy=0",
         "[rtp]",
@@ -68,12 +69,14 @@ class Linphone(PhoneProcess):
         self.record_file = folder / "heard.wav"
         self.debug_log = folder / "linphone-debug.log"
 
-    async def start(self, account_lines: list[str], picture: Path | None = None) -> None:
+    async def start(
+        self, account_lines: list[str], picture: Path | None = None, sip_extra: tuple[str, ...] = ()
+    ) -> None:
         """Start with one account (`account()`), and wait for its registration. With a `picture`, video calls:
         the 'Static picture' camera shows it."""
         video = picture is not None
         rc = self.folder / "linphonerc"
-        rc.write_text(config(free_port(), free_port(), video, account_lines))
+        rc.write_text(config(free_port(), free_port(), video, account_lines, sip_extra))
         # Its database goes under $XDG_DATA_HOME/linphone (or ~/.local/share/linphone): without that folder the core
         # never starts (no listening, no REGISTER, nothing on the console).
         data = self.folder / ".local" / "share"
