@@ -1,8 +1,30 @@
-"""A self-signed certificate for the tests that serve TLS (HTTPS and WSS, SIP over TLS)."""
+"""A self-signed certificate for the tests that serve TLS (HTTPS and WSS, SIP over TLS), and the settings of a
+server for phones on the internet (SIP over TLS, encrypted media required)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from gateway.config import Settings
+from tests.conftest import make_settings
+
+
+def certificate_in(tmp_path: Path) -> tuple[Path, Path]:
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    return self_signed(folder)
+
+
+def secure_phone_settings(database_url: str, certificate: tuple[Path, Path]) -> Settings:
+    """SIP over TLS on a free port with `certificate`, and plain RTP refused (SDES-SRTP or 488)."""
+    cert, key = certificate
+    return make_settings(
+        database_url,
+        MEETINGS_SIP__TLS_PORT="0",
+        MEETINGS_SIP__TLS_CERT=str(cert),
+        MEETINGS_SIP__TLS_KEY=str(key),
+        MEETINGS_MEDIA__ALLOW_PLAIN_RTP="false",
+    )
 
 
 def self_signed(tmp_path: Path, name: str = "localhost") -> tuple[Path, Path]:

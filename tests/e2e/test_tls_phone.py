@@ -16,8 +16,8 @@ import pytest
 from gateway.app import SIP_STACK
 from signaling.digest import DigestCredentials
 from signaling.stack import CallFailed, SipStack, StackConfig
-from tests.certificates import self_signed
-from tests.conftest import Api, make_settings
+from tests.certificates import certificate_in, secure_phone_settings
+from tests.conftest import Api
 from tests.e2e.conftest import Room, guest_credentials
 from tests.e2e.test_meeting_media import powers, record
 from tests.sfu.clients import RtpPhone, SrtpPhone, tone_power
@@ -26,21 +26,12 @@ from tests.signaling.support import Accounts, Recorder
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    folder = tmp_path / "tls"
-    folder.mkdir()
-    return self_signed(folder)
+    return certificate_in(tmp_path)
 
 
 @pytest.fixture
 def settings(database_url: str, certificate: tuple[Path, Path]) -> Any:
-    cert, key = certificate
-    return make_settings(
-        database_url,
-        MEETINGS_SIP__TLS_PORT="0",
-        MEETINGS_SIP__TLS_CERT=str(cert),
-        MEETINGS_SIP__TLS_KEY=str(key),
-        MEETINGS_MEDIA__ALLOW_PLAIN_RTP="false",
-    )
+    return secure_phone_settings(database_url, certificate)
 
 
 async def test_a_phone_joins_over_tls_hears_the_room_and_is_hung_up(

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.certificates import self_signed
-from tests.conftest import Api, make_settings
+from tests.certificates import certificate_in, secure_phone_settings
+from tests.conftest import Api
 from tests.e2e.conftest import Room, guest_credentials
 from tests.phones.baresip import Baresip, account_line
 from tests.phones.meeting import (
@@ -34,21 +34,12 @@ pytestmark = [
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    folder = tmp_path / "tls"
-    folder.mkdir()
-    return self_signed(folder)
+    return certificate_in(tmp_path)
 
 
 @pytest.fixture
 def settings(database_url: str, certificate: tuple[Path, Path]) -> Any:
-    cert, key = certificate
-    return make_settings(
-        database_url,
-        MEETINGS_SIP__TLS_PORT="0",
-        MEETINGS_SIP__TLS_CERT=str(cert),
-        MEETINGS_SIP__TLS_KEY=str(key),
-        MEETINGS_MEDIA__ALLOW_PLAIN_RTP="false",
-    )
+    return secure_phone_settings(database_url, certificate)
 
 
 async def test_baresip_over_tls_with_srtp(
