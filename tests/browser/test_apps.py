@@ -355,11 +355,17 @@ async def test_meeting_stage_from_room_messages(site: Site, browser: Browser) ->
         assert name in people
     assert "(you)" in people
 
-    # Talking: the tile and the list light up; a slot handed to someone else is renamed.
+    # Talking: the tile and the list light up; a slot handed to someone else is renamed. The tiles stay where they
+    # are (a <video> taken out of the page pauses): a talking change moves nothing.
+    await page.evaluate(
+        "window.__moved = 0; new MutationObserver((records) => { window.__moved += records.length; })"
+        ".observe(document.getElementById('tiles'), {childList: true})"
+    )
     await page.evaluate(
         "__stage.call.applyRoomEvent({type: 'ConfbridgeTalking', channels: [{id: 'c2', talking_status: 'on'}]})"
     )
     await page.wait_for_selector("#tiles .tile.talking[data-participant='Bob']")
+    assert await page.evaluate("window.__moved") == 0
     assert await page.locator("#participants li.talking").count() == 1
     await browser.shot(page, "stage-desktop")
 

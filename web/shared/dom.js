@@ -30,6 +30,14 @@ export function replace(el, ...children) {
   return el;
 }
 
+/** Make `nodes` the children of `el`, in order, touching the DOM only if they are not already: a <video> taken out
+ * of the document pauses, so a stage redrawn on every talking change must not move tiles that stay put. */
+export function arrange(el, nodes) {
+  const current = el.children;
+  if (current.length === nodes.length && nodes.every((node, i) => current[i] === node)) return;
+  el.replaceChildren(...nodes);
+}
+
 export function icon(name, label) {
   const span = h("span", { html: ICONS[name] || "", "aria-hidden": label ? undefined : "true" });
   span.style.display = "contents";

@@ -1,7 +1,7 @@
 // The meeting stage, the same for users and guests: one tile per video slot (name + talking indicator), my own
 // preview, mute and camera toggles, the participant list (plus any extra side panel, e.g. the owner's lobby), leave.
 
-import { h, icon, initials, replace, toast } from "./dom.js";
+import { arrange, h, icon, initials, replace, toast } from "./dom.js";
 import { hasMicrophone, saveToggles, watchLevel } from "./media.js";
 import { gridCapacity, gridFit } from "./stage-layout.js";
 
@@ -416,7 +416,7 @@ export function renderMeeting(root, options) {
     tiles.style.setProperty("--tile-w", `${fit.tileWidth}px`);
     const children = shown.map((entry) => entry.tile);
     if (shown.length < all.length) children.splice(children.length - 1, 0, overflow);
-    tiles.replaceChildren(...children);
+    arrange(tiles, children);
     for (const entry of entries) entry.tile.classList.remove("main");
   }
 
@@ -427,8 +427,8 @@ export function renderMeeting(root, options) {
       entries.find((entry) => entry.slot) ||
       entries[0];
     for (const entry of entries) entry.tile.classList.toggle("main", entry === main);
-    strip.replaceChildren(...entries.filter((entry) => entry !== main).map((entry) => entry.tile), selfView);
-    tiles.replaceChildren(main.tile, strip);
+    arrange(strip, [...entries.filter((entry) => entry !== main).map((entry) => entry.tile), selfView]);
+    arrange(tiles, [main.tile, strip]);
   }
 
   function renderPeople() {
