@@ -479,7 +479,7 @@ export function renderMeeting(root, options) {
     let lastHint = 0;
     const stop = watchLevel(new MediaStream([probe]), (level) => {
       const now = Date.now();
-      loud = loud.filter((when) => now - when < 1500);
+      loud = loud.filter((when) => now - when < 2500);
       if (state.micOn) loud = [];
       else if (level > 0.2) loud.push(now);
       if (loud.length >= 3 && now - lastHint > 15000) {
