@@ -8,8 +8,8 @@ bench/README.md), and SQLite has one writer at a time anyway.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import CursorResult, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -58,6 +59,26 @@ def plain_url(url: str) -> str:
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     raise ValueError(f"unsupported database: {backend} (use sqlite or postgresql)")
+
+
+class DatabaseUnavailable(Exception):
+    """The database server cannot be reached or stopped answering (the API answers 503, not 500)."""
+
+
+@contextmanager
+def _unavailable_as_one_error() -> Iterator[None]:
+    """asyncpg's ways of saying the server is gone (an OSError on connect, a timeout, a connection error wrapped by
+    SQLAlchemy) as one exception; any other database error stays what it is."""
+    try:
+        yield
+    except (OSError, TimeoutError) as exc:
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    except DBAPIError as exc:
+        original = exc.orig
+        lost = isinstance(original, (OSError, TimeoutError)) or "connection" in type(original).__name__.lower()
+        if exc.connection_invalidated or lost:
+            raise DatabaseUnavailable(f"{type(original).__name__}: {original}") from exc
+        raise
 
 
 class Database:
@@ -110,8 +131,9 @@ class Database:
                 yield _LoopConnection(connection)
             return
         assert self._async is not None
-        async with self._async.connect() as async_connection:
-            yield async_connection
+        with _unavailable_as_one_error():
+            async with self._async.connect() as async_connection:
+                yield async_connection
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[DbConnection]:
@@ -122,8 +144,9 @@ class Database:
                     yield _LoopConnection(connection)
             return
         assert self._async is not None
-        async with self._async.begin() as async_connection:
-            yield async_connection
+        with _unavailable_as_one_error():
+            async with self._async.begin() as async_connection:
+                yield async_connection
 
     async def close(self) -> None:
         if self._sync is not None:

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError
+
+from gateway.db.engine import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -133,18 +134,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except (DBAPIError, OSError, TimeoutError) as exc:
-        if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not _unreachable(exc):
-            logger.exception("unexpected database error on %s %s", request.method, request.path)
-            return error_response(ApiError("Unexpected error"))
-        logger.warning("backend unreachable on %s %s: %s", request.method, request.path, type(exc).__name__)
+    except DatabaseUnavailable as exc:
+        logger.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
         return error_response(ServiceUnavailable("Service unavailable: the database did not answer in time; try again"))
     except Exception:
         logger.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(ApiError("Unexpected error"))
-
-
-def _unreachable(exc: DBAPIError) -> bool:
-    """A driver error that means the server is gone or not answering (asyncpg raises OSError-like ones)."""
-    original = exc.orig
-    return isinstance(original, (OSError, TimeoutError)) or "connection" in type(original).__name__.lower()
