@@ -194,6 +194,9 @@ class IceSrtpPath:
             return None
         return transport, pair.remote_addr, session
 
+    def connected(self) -> bool:
+        return self._route() is not None
+
     def send_rtp(self, data: bytes) -> bool:
         route = self._route()
         if route is None:

@@ -4,7 +4,9 @@ A `VideoSource` is one publisher's video: the RTP packets its leg receives (neve
 each parsed once into a `MediaPacket`. A `VideoSlot` is one video stream sent to a subscriber; it forwards its
 source's packets through its `SlotSender` (sfu/rtpsender.py: header rewrite, history, one send). A slot switches
 source without a broken picture: it keeps forwarding the previous source until the new one's keyframe starts
-(asked for at once), and the rewrite keeps sequence numbers, timestamps and VP8 picture IDs continuous.
+(asked for at once) and the previous source's frame in progress has ended (a receiver given the first half of a
+frame followed by another stream's keyframe may try to decode the half), then replays the new source's packets from
+that keyframe; the rewrite keeps sequence numbers, timestamps and VP8 picture IDs continuous.
 """
 
 from __future__ import annotations
@@ -27,12 +29,20 @@ PENDING_RETRY = 1.0
 #: starts at once from them instead of asking for a keyframe and waiting for it
 RECENT_KEYFRAME_AGE = 1.5
 RECENT_PACKETS_LIMIT = 600
+#: a switch whose keyframe has come waits at most this long for the current source's frame to end
+FRAME_END_WAIT = 0.2
 
 
 class PacketSink(Protocol):
     """Where a slot's packets go: a `SlotSender`."""
 
-    def forward(self, source: object, packet: MediaPacket) -> None: ...
+    def forward(self, source: object, packet: MediaPacket) -> bool:
+        """False when the receiver has had nothing yet and this packet did not reach it either."""
+        ...
+
+    def connected(self) -> bool:
+        """Whether packets can reach the receiver now."""
+        ...
 
     def restart(self) -> None: ...
 
@@ -162,6 +172,12 @@ class VideoSlot:
         self._waiting_keyframe = True
         self._restart = False
         self._pending_since = 0.0
+        #: the pending source's keyframe has come (its packets since are in its recent packets), since when
+        self._pending_ready_at: float | None = None
+        #: the last packet sent did not end its frame
+        self._frame_open = False
+        #: nothing reached the subscriber yet, its path not being connected: the pending source waits for it
+        self._await_connection = False
 
     @property
     def target(self) -> VideoSource | None:
@@ -178,6 +194,7 @@ class VideoSlot:
         if self.pending is not None:
             self.pending.slots.discard(self)
             self.pending = None
+            self._pending_ready_at = None
         if source is None:
             if self.current is not None:
                 self.current.slots.discard(self)
@@ -186,33 +203,64 @@ class VideoSlot:
         if source is self.current:
             return
         source.slots.add(self)
-        recent = source.recent_packets()
-        if recent:
-            # a keyframe came moments ago: start from it now
-            self._switch_to(source)
-            for packet in recent:
-                self._send(source, packet)
-            return
         self.pending = source
         self._pending_since = time.monotonic()
+        if source.recent_packets():
+            # a keyframe came moments ago: start from it as soon as the current frame has ended
+            self._pending_ready_at = self._pending_since
+            self._switch_when_frame_ended()
+            return
         source.request_keyframe()
 
-    def _switch_to(self, source: VideoSource) -> None:
+    def _switch_when_frame_ended(self, keyframe: MediaPacket | None = None) -> None:
+        """Switch to the pending source, whose keyframe has come, unless the current source is in the middle of a
+        frame (and has not been for too long): then at the end of that frame. `keyframe`: the packet that just
+        came, when it starts a keyframe (the start whatever the source kept)."""
+        source, ready_at = self.pending, self._pending_ready_at
+        assert source is not None and ready_at is not None
+        if self._frame_open and self.current is not None and time.monotonic() - ready_at < FRAME_END_WAIT:
+            return
+        recent = source.recent_packets() or ([keyframe] if keyframe is not None else [])
+        if not recent:  # its keyframe is gone from memory (lost packets since, or too old): ask for another
+            self._pending_ready_at = None
+            self._pending_since = time.monotonic()
+            source.request_keyframe()
+            return
         if self.current is not None and self.current is not source:
             self.current.slots.discard(self)
-        self.current, self.pending = source, None
+        self.current, self.pending, self._pending_ready_at = source, None, None
         self.switches += 1
         self._waiting_keyframe = False
+        for packet in recent:
+            self._send(source, packet)
+            if self.current is not source:  # it could not be sent
+                return
 
     def on_packet(self, source: VideoSource, packet: MediaPacket) -> None:
         if source is self.pending:
-            if not packet.keyframe:
-                if time.monotonic() - self._pending_since > PENDING_RETRY:
-                    self._pending_since = time.monotonic()
-                    source.request_keyframe()
+            if self._await_connection:
+                if self.sender is None or not self.sender.connected():
+                    return
+                self._await_connection = False
+                self.sender.restart()
+                if source.recent_packets():
+                    self._pending_ready_at = time.monotonic()
+                    self._switch_when_frame_ended()
+                    return
+                self._pending_since = -PENDING_RETRY  # ask for a keyframe now
+            if self._pending_ready_at is None:
+                if not packet.keyframe:
+                    if time.monotonic() - self._pending_since > PENDING_RETRY:
+                        self._pending_since = time.monotonic()
+                        source.request_keyframe()
+                    return
+                self._pending_ready_at = time.monotonic()
+                # the packet is among the source's recent packets, replayed at the switch
+                self._switch_when_frame_ended(packet)
                 return
-            self._switch_to(source)
-        elif source is not self.current:
+            self._switch_when_frame_ended()
+            return
+        if source is not self.current:
             source.slots.discard(self)
             return
         elif self._waiting_keyframe:
@@ -224,12 +272,22 @@ class VideoSlot:
                 self.sender.restart()
             self._restart = False
         self._send(source, packet)
+        if packet.marker and self.pending is not None and self._pending_ready_at is not None:
+            self._switch_when_frame_ended()
 
     def _send(self, source: VideoSource, packet: MediaPacket) -> None:
         sender = self.sender
-        if sender is not None:
-            sender.forward(source, packet)
-            self.forwarded += 1
+        if sender is None:
+            return
+        if not sender.forward(source, packet):
+            # the subscriber's path is not connected yet: once it is, start again from a keyframe (what follows one
+            # is of no use to a decoder that never had it); no keyframe is asked for until then
+            self.current, self.pending = None, source
+            self._pending_ready_at = None
+            self._await_connection = True
+            return
+        self.forwarded += 1
+        self._frame_open = not packet.marker
 
     def on_keyframe_request(self) -> None:
         """The subscriber sent PLI or FIR: pass it on to the publisher being shown (or switched to)."""
@@ -246,8 +304,10 @@ class VideoSlot:
         # the last picture stays on screen until another source's keyframe arrives
         if source is self.pending:
             self.pending = None
+            self._pending_ready_at = None
         if source is self.current:
             self.current = None
+            self._frame_open = False
             self._waiting_keyframe = True
 
     def close(self) -> None:

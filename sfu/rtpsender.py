@@ -63,6 +63,10 @@ class PacketPath(Protocol):
 
     def send_rtcp(self, data: bytes) -> bool: ...
 
+    def connected(self) -> bool:
+        """Whether the path has somewhere to send to now."""
+        ...
+
 
 class PlainRtpPath:
     """RTP and RTCP on a leg's UDP sockets (the RTCP port, or the RTP one with rtcp-mux): plain, or protected with
@@ -77,6 +81,9 @@ class PlainRtpPath:
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
         self.srtp: SrtpContext | None = None
+
+    def connected(self) -> bool:
+        return self.rtp is not None and self.remote is not None and not self.rtp.is_closing()
 
     def send_rtp(self, data: bytes) -> bool:
         transport, remote = self.rtp, self.remote
@@ -159,10 +166,12 @@ class SlotSender:
 
     # RTP
 
-    def forward(self, source: object, packet: MediaPacket) -> None:
+    def forward(self, source: object, packet: MediaPacket) -> bool:
+        """False when the packet could not leave and the receiver has had nothing yet (the path is not connected):
+        what follows would be of no use to it until the next keyframe."""
         rewritten = self.rewriter.rewrite(source, packet, abs_send_time())
         if rewritten is None:
-            return
+            return True
         data, header_length = rewritten
         self._source = source
         sequence = (data[2] << 8) | data[3]
@@ -170,8 +179,12 @@ class SlotSender:
         if self.path.send_rtp(data):
             self.packets_sent += 1
             self.octets_sent += len(data) - header_length
-        else:
-            self.packets_dropped += 1
+            return True
+        self.packets_dropped += 1
+        return self.packets_sent > 0
+
+    def connected(self) -> bool:
+        return self.path.connected()
 
     def restart(self) -> None:
         """The next packet follows the last one sent as after a switch (sequence, timestamp and picture ID

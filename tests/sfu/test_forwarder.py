@@ -10,6 +10,7 @@ from aiortc.rtp import RtpPacket
 
 from sfu import forwarder
 from sfu.forwarder import VideoSlot, VideoSource
+from sfu.rtprewriter import Vp8Descriptor
 from sfu.rtpsender import SlotSender
 
 from .test_rtprewriter import _Path, rtp, vp8_payload
@@ -70,3 +71,53 @@ def test_an_h264_keyframe_s_idr_after_its_sps_does_not_restart_the_replay() -> N
         assert packet is not None
         a.on_packet(packet)
     assert a.keyframes == 1 and [p.sequence for p in a.recent_packets()] == [1, 2, 3, 4]
+
+
+def test_a_switch_waits_for_the_end_of_the_frame_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = VideoSource("a", "VP8", lambda: None)
+    b = VideoSource("b", "VP8", lambda: None)
+    slot, path = slot_with_path()
+    now = time.monotonic()
+    a.on_packet(rtp(vp8_payload(1, key=True), 1, 0, arrival=now))
+    slot.assign(a)
+    a.on_packet(rtp(vp8_payload(2), 2, 3000, marker=0, arrival=now))  # the first half of a frame is sent
+    slot.assign(b)
+    b.on_packet(rtp(vp8_payload(7, key=True), 40, 0, ssrc=5, marker=0, arrival=now))
+    b.on_packet(rtp(vp8_payload(7, start=False), 41, 0, ssrc=5, arrival=now))
+    assert len(path.rtp) == 2 and slot.current is a  # b's keyframe waits for the end of a's frame
+    a.on_packet(rtp(vp8_payload(2, start=False), 3, 3000, arrival=now))
+    assert slot.current is b and len(path.rtp) == 5
+    sent = [RtpPacket.parse(d) for d in path.rtp]
+    assert [p.marker for p in sent] == [1, 0, 1, 0, 1]
+    assert [(p.sequence_number - sent[0].sequence_number) & 0xFFFF for p in sent] == [0, 1, 2, 3, 4]
+    a.on_packet(rtp(vp8_payload(3), 4, 6000, arrival=now))
+    assert len(path.rtp) == 5
+
+    # a source that stops in the middle of a frame holds the switch back only for a moment
+    c = VideoSource("c", "VP8", lambda: None)
+    b.on_packet(rtp(vp8_payload(8), 42, 3000, ssrc=5, marker=0, arrival=now))
+    slot.assign(c)
+    c.on_packet(rtp(vp8_payload(1, key=True), 9, 0, ssrc=6, arrival=now))
+    assert slot.current is b
+    monkeypatch.setattr(forwarder, "FRAME_END_WAIT", 0.0)
+    c.on_packet(rtp(vp8_payload(2), 10, 3000, ssrc=6, arrival=now))
+    assert slot.current is c and len(path.rtp) == 8
+
+
+def test_a_slot_whose_path_is_not_connected_yet_starts_from_a_keyframe_once_it_is() -> None:
+    requests: list[int] = []
+    a = VideoSource("a", "VP8", lambda: requests.append(1))
+    slot, path = slot_with_path()
+    path.up = False
+    now = time.monotonic()
+    a.on_packet(rtp(vp8_payload(1, key=True), 1, 0, arrival=now))
+    slot.assign(a)  # the replay of a's keyframe reaches nobody
+    for seq in (2, 3, 4):
+        a.on_packet(rtp(vp8_payload(seq), seq, 3000 * seq, arrival=now))
+    assert path.rtp == [] and requests == []  # and no keyframe is asked for meanwhile
+    path.up = True
+    a.on_packet(rtp(vp8_payload(5), 5, 15000, arrival=now))
+    sent = [RtpPacket.parse(d) for d in path.rtp]
+    assert len(sent) == 5 and Vp8Descriptor(sent[0].payload).keyframe  # from the keyframe on
+    assert [(p.sequence_number - sent[0].sequence_number) & 0xFFFF for p in sent] == [0, 1, 2, 3, 4]
+    assert slot.current is a and requests == []

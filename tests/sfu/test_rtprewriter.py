@@ -123,10 +123,15 @@ class _Path:
     def __init__(self) -> None:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
+        self.up = True
+
+    def connected(self) -> bool:
+        return self.up
 
     def send_rtp(self, data: bytes) -> bool:
-        self.rtp.append(data)
-        return True
+        if self.up:
+            self.rtp.append(data)
+        return self.up
 
     def send_rtcp(self, data: bytes) -> bool:
         self.rtcp.append(data)
