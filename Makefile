@@ -11,8 +11,11 @@ CONFIG ?= config.yaml
 run: deps web-deps
 	$(BIN)/meetings serve --config $(CONFIG)
 
+# Two workers: the tests marked `waits` (long waits on shaped links and timers) run beside all the others, which keep
+# one worker and their order (see tests/conftest.py). PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
 test: test-deps
-	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: test-deps
 	$(BIN)/ruff check .
@@ -34,23 +37,27 @@ $(VENV)/.test-deps-stamp: pyproject.toml $(VENV)/.deps-stamp
 deps: $(VENV)/.deps-stamp
 
 SIPJS_BUNDLE := web/node_modules/.cache/meetings-web/sip-bundle.js
+# Wazo's SDK (a devDependency) in one module, for tests/browser/test_wazo_sdk.py; never served by the gateway.
+WAZO_SDK_BUNDLE := web/node_modules/.cache/meetings-web/wazo-sdk.js
 
-web-deps: $(SIPJS_BUNDLE)
+web-deps: $(SIPJS_BUNDLE) $(WAZO_SDK_BUNDLE)
 
 web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 
 # sip.js in one ES module (esbuild), and its .gz for browsers that accept gzip: served by gateway/webapps.py.
-$(SIPJS_BUNDLE): web/node_modules/.package-lock.json web/sip-bundle.js
+$(SIPJS_BUNDLE) $(WAZO_SDK_BUNDLE) &: web/node_modules/.package-lock.json web/sip-bundle.js web/wazo-sdk-bundle.js
 	cd web && npm run --silent build
 
 # Debian's chromium (driven by Playwright through its system executable, never a browser download), sipp, and
-# the real softphones of tests/phones: baresip (baresip-core) and Linphone's console client (linphone-cli).
+# the real softphones of tests/phones: baresip (baresip-core) and Linphone's console client (linphone-cli); for the
+# weak-network tests, iptables (random loss, blocked UDP; tc comes with iproute2) and coturn (the TURN server).
 system-test-deps:
 	@if ! command -v chromium >/dev/null || ! command -v sipp >/dev/null || ! command -v baresip >/dev/null \
-		|| ! command -v linphonec >/dev/null; then \
+		|| ! command -v linphonec >/dev/null || ! command -v iptables >/dev/null \
+		|| ! command -v turnserver >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium sip-tester \
-			baresip-core linphone-cli >/dev/null; \
+			baresip-core linphone-cli iptables coturn >/dev/null; \
 	fi
 
 test-deps: $(VENV)/.test-deps-stamp web-deps system-test-deps

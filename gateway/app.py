@@ -21,6 +21,7 @@ from gateway.auth.tenants import TenantService
 from gateway.auth.throttle import LoginThrottle, SipLoginThrottle
 from gateway.auth.tokens import TokenService
 from gateway.bootstrap import bootstrap, default_ingress, has_admin, is_loopback_uri
+from gateway.broker import BrokerLink
 from gateway.calld import resource as calld_resource
 from gateway.calld.conferences import Conferences
 from gateway.calls.accounts import AccountDirectory
@@ -53,7 +54,12 @@ from gateway.http.protocol_log import log_parse_errors_as_one_line
 from gateway.http.redaction import redact_access_log
 from gateway.live import LiveView
 from gateway.live import routes as live_routes
-from gateway.metrics import Metrics, api_latency_middleware, metrics_handler, start_listener
+from gateway.logs import make_records_printable
+from gateway.media.interface import MediaRooms
+from gateway.media.local import LocalMedia
+from gateway.media.processes import WorkerProcesses
+from gateway.media.remote import RemoteMedia
+from gateway.metrics import Metrics, api_latency_middleware, media_collector, metrics_handler, start_listener
 from gateway.openapi import resource as openapi_resource
 from gateway.services import SERVICES, Services
 from gateway.tls import asterisk_client_context, sip_context
@@ -69,6 +75,8 @@ METRICS_PORT = web.AppKey("metrics_port", int)
 SIP_STACK = web.AppKey("sip_stack", SipStack)
 CALL_CONTROL = web.AppKey("call_control", CallControl)
 ASTERISK_BRIDGE = web.AppKey("asterisk_bridge", AsteriskBridge)
+BROKER = web.AppKey("broker", BrokerLink)
+MEDIA_WORKERS = web.AppKey("media_workers", WorkerProcesses)
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
 
@@ -178,6 +186,7 @@ def _hang_up_on_delete(services: Services) -> Callable[[Event], None]:
 def create_app(settings: Settings, services: Services | None = None, auto_bootstrap: bool = False) -> web.Application:
     services = services or build_services(settings)
     redact_access_log()
+    make_records_printable()
     log_parse_errors_as_one_line()
     metrics = services.metrics
     middlewares = [webapps.vendor_cache, api_latency_middleware(metrics), error_middleware]
@@ -222,6 +231,11 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await start_services(services)
+        broker = None
+        if settings.bus.enabled:
+            broker = BrokerLink(services.bus, settings.bus.url, settings.bus.exchange, settings.bus.cluster)
+            broker.start()
+            app[BROKER] = broker
         loop_monitor.start()
         live.start()
         metrics_runner = None
@@ -240,8 +254,9 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
             if meeting is not None and not meeting.persistent:
                 # Hang up first, so participants hear why; the deletion then finds the room empty.
                 await services.conferences.hang_up_all(meeting.uuid, "meeting expired")
-                await services.meetings.delete(meeting)
-                metrics.expiries.inc()
+                # every instance's timer fires; the database lets one delete it (and say so on the bus)
+                if await services.meetings.delete(meeting):
+                    metrics.expiries.inc()
 
         expiry = ExpiryScheduler(services.bus, expire)
         app[EXPIRY] = expiry
@@ -255,6 +270,9 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         if sip_tls is not None and settings.sip.tls_port is not None:
             await stack.start_tls(settings.sip.host, settings.sip.tls_port, sip_tls)
         await trunk.resolve()
+        if workers is not None:
+            await workers.start()
+        await media.start()
         if bridge is not None:
             await bridge.start()
         yield
@@ -262,8 +280,12 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         if bridge is not None:
             await bridge.close()
         await control.close()
+        if workers is not None:
+            await workers.stop()
         await stack.close()
         await expiry.close()
+        if broker is not None:
+            await broker.close()
         await live.close()
         await loop_monitor.close()
         if metrics_runner is not None:
@@ -271,9 +293,23 @@ def create_app(settings: Settings, services: Services | None = None, auto_bootst
         await services.db.close()
         services.hashing.close()
 
+    media: MediaRooms
+    workers = None
+    if settings.media.remote:
+        # rooms in media worker processes, over RabbitMQ; those of this machine started (and ended) here
+        media = RemoteMedia(
+            settings.bus.url,
+            settings.media.workers_exchange,
+            request_timeout=settings.media.worker_request_timeout_seconds,
+        )
+        if settings.media.workers:
+            workers = app[MEDIA_WORKERS] = WorkerProcesses(settings)
+    else:
+        media = LocalMedia(SFU(media_settings(settings)))
+    metrics.add_collector(media_collector(media.media_counters))
     control = CallControl(
         settings,
-        SFU(media_settings(settings)),
+        media,
         DialPlan(services.meetings),
         services.conferences,
         services.confbridge,

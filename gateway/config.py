@@ -89,6 +89,10 @@ class SipSettings(_Section):
         return self
 
 
+#: the fewest RTP ports a local media worker may be given (a WebRTC participant takes one, a phone two or four)
+MIN_WORKER_PORTS = 20
+
+
 class MediaSettings(_Section):
     host_addresses: list[str] = Field(default_factory=list)
     public_address: str | None = None
@@ -97,6 +101,12 @@ class MediaSettings(_Section):
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
     mixed_speakers: int = Field(3, ge=1, le=16)
     allow_plain_rtp: bool = True
+    #: media worker processes `meetings serve` starts on this machine (0: the rooms live in the server's process)
+    workers: int = Field(0, ge=0, le=256)
+    #: place rooms on media workers started elsewhere too (`meetings media-worker`), over bus.url
+    external_workers: bool = False
+    workers_exchange: str = Field("meetings-media", min_length=1)
+    worker_request_timeout_seconds: float = Field(10.0, gt=0)
 
     @field_validator("host_addresses")
     @classmethod
@@ -109,6 +119,44 @@ class MediaSettings(_Section):
     def _port_range(self) -> MediaSettings:
         if self.rtp_port_min > self.rtp_port_max:
             raise ValueError("rtp_port_min must not exceed rtp_port_max")
+        if self.workers and (self.rtp_port_max - self.rtp_port_min + 1) // self.workers < MIN_WORKER_PORTS:
+            raise ValueError(
+                f"each of the {self.workers} workers gets a slice of rtp_port_min..rtp_port_max: "
+                f"the range must hold at least {MIN_WORKER_PORTS} ports per worker"
+            )
+        return self
+
+    @property
+    def remote(self) -> bool:
+        """Rooms go to media workers (over the broker at bus.url) rather than staying in this process."""
+        return self.workers > 0 or self.external_workers
+
+    def worker_port_ranges(self) -> list[tuple[int, int]]:
+        """Each local worker's slice of the RTP port range (contiguous, the last one takes the rest)."""
+        size = (self.rtp_port_max - self.rtp_port_min + 1) // self.workers
+        starts = [self.rtp_port_min + index * size for index in range(self.workers)]
+        return [(start, start + size - 1) for start in starts[:-1]] + [(starts[-1], self.rtp_port_max)]
+
+
+class TurnSettings(_Section):
+    """A TURN server (coturn) for guests whose network blocks UDP, with its REST API's short-lived credentials."""
+
+    urls: list[str] = Field(default_factory=list)
+    shared_secret: str | None = Field(None, min_length=16)
+    credential_ttl_seconds: int = Field(86400, ge=60)
+
+    @field_validator("urls")
+    @classmethod
+    def _turn_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("turn:", "turns:")) or len(url.split(":")) < 2 or not url.split(":")[1]:
+                raise ValueError(f"{url!r}: a TURN URL is turn:host[:port][?transport=udp|tcp] or turns:host[:port]")
+        return urls
+
+    @model_validator(mode="after")
+    def _secret_with_urls(self) -> TurnSettings:
+        if self.urls and not self.shared_secret:
+            raise ValueError("urls need shared_secret (coturn's static-auth-secret)")
         return self
 
 
@@ -194,10 +242,20 @@ class LoggingSettings(_Section):
     format: Literal["text", "json"] = "text"
 
 
+class BusSettings(_Section):
+    """RabbitMQ, so that several control instances share their events (off: events stay in the process)."""
+
+    enabled: bool = False
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    exchange: str = Field("wazo-headers", min_length=1)
+    cluster: str = Field("meetings", min_length=1)
+
+
 class Settings(_Section):
     http: HttpSettings = HttpSettings()
     sip: SipSettings = SipSettings()
     media: MediaSettings = MediaSettings()
+    turn: TurnSettings = TurnSettings()
     database: DatabaseSettings = DatabaseSettings()
     meetings: MeetingSettings = MeetingSettings()
     auth: AuthSettings = AuthSettings()
@@ -206,6 +264,7 @@ class Settings(_Section):
     health: HealthSettings = HealthSettings()
     drain: DrainSettings = DrainSettings()
     logging: LoggingSettings = LoggingSettings()
+    bus: BusSettings = BusSettings()
 
     @model_validator(mode="after")
     def _sip_tls_certificate(self) -> Settings:
@@ -237,7 +296,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             raise ConfigError(f"{name}: not a valid YAML value: {exc}") from exc
 
 
-def _describe(error: ValidationError) -> str:
+def describe_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
@@ -265,4 +324,4 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe_error(exc)) from None

@@ -40,6 +40,8 @@ class Event:
 
 
 Listener = Callable[[Event], None]
+#: takes an event for another carrier (the broker), which delivers it back to every instance; False: not taken
+Relay = Callable[[Event], bool]
 
 
 class EventBus:
@@ -47,6 +49,12 @@ class EventBus:
 
     def __init__(self) -> None:
         self._listeners: list[tuple[str | None, Listener]] = []
+        self._relay: Relay | None = None
+
+    def relay_through(self, relay: Relay | None) -> None:
+        """Publish through `relay` (gateway.broker: RabbitMQ, so every instance receives every instance's events);
+        what it does not take is delivered here only. None: back to this process alone."""
+        self._relay = relay
 
     def subscribe(self, listener: Listener, name: str | None = None) -> Callable[[], None]:
         entry = (name, listener)
@@ -59,6 +67,13 @@ class EventBus:
         return unsubscribe
 
     def publish(self, event: Event) -> None:
+        relay = self._relay
+        if relay is not None and relay(event):
+            return
+        self.deliver(event)
+
+    def deliver(self, event: Event) -> None:
+        """To this process's listeners."""
         for name, listener in list(self._listeners):
             if name is not None and name != event.name:
                 continue

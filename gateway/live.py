@@ -93,7 +93,7 @@ class LiveView:
         rooms = []
         for meeting_uuid, participants in sorted(self._conferences.rooms().items(), key=lambda item: str(item[0])):
             people = [
-                {**participant.to_json(), "kind": participant.kind, "talking": participant.talking,
+                {**participant.to_json_with_quality(), "kind": participant.kind, "talking": participant.talking,
                  "muted": participant.muted}
                 for participant in participants
             ]  # fmt: skip

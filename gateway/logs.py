@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -54,8 +54,41 @@ class _CallJsonFormatter(JsonFormatter):
         log_record.pop("call_tags", None)  # the text suffix: the JSON line has the fields themselves
 
 
+def printable(text: str) -> str:
+    """SIP text keeps bytes that are not UTF-8 as lone surrogates (signaling.message); in a log line they become
+    `\\udcff` escapes, so that every line can be written, sent or stored as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _printable_arguments(record: logging.LogRecord) -> logging.LogRecord:
+    args = record.args
+    if isinstance(args, tuple) and any(isinstance(arg, str) for arg in args):
+        record.args = tuple(printable(arg) if isinstance(arg, str) else arg for arg in args)
+    if isinstance(record.msg, str):
+        record.msg = printable(record.msg)
+    return record
+
+
+def make_records_printable() -> None:
+    """From now on every log record's text arguments are printable (whatever handler takes them: ours, pytest's)."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "printable", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        return _printable_arguments(current(*args, **kwargs))
+
+    factory.printable = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
 def configure(level: str, style: Literal["text", "json"]) -> None:
     """The root handler, on standard error, in the chosen style."""
+    make_records_printable()
     handler = logging.StreamHandler()
     handler.addFilter(CallTagsFilter())
     if style == "json":

@@ -17,11 +17,14 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+from sfu.quality import KINDS, MediaCounters
 
 #: the latency buckets of request-like things (seconds): a few ms to several seconds
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -106,6 +109,63 @@ class _CallbackCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         # no fixed description: the families are known only once collected
         return ()
+
+
+def media_collector(counters: Callable[[], MediaCounters]) -> Callable[[], Iterable[Metric]]:
+    """The SFU's media counters (`counters()`: the process's totals since it started), read at scrape time."""
+
+    def collect() -> Iterable[Metric]:
+        totals = counters()
+        packets = CounterMetricFamily(
+            "meetings_media_packets", "RTP packets received (in) and sent (out), by kind", labels=["kind", "direction"]
+        )
+        octets = CounterMetricFamily(
+            "meetings_media_bytes",
+            "RTP payload bytes received (in) and sent (out), by kind",
+            labels=["kind", "direction"],
+        )
+        lost = CounterMetricFamily(
+            "meetings_media_packets_lost",
+            "RTP packets lost: on the way to the server (in, its count) and to participants (out, their reports)",
+            labels=["kind", "direction"],
+        )
+        for kind in KINDS:
+            for direction in ("in", "out"):
+                packets.add_metric([kind, direction], totals.get(kind, "packets", direction))
+                octets.add_metric([kind, direction], totals.get(kind, "bytes", direction))
+                lost.add_metric([kind, direction], totals.get(kind, "lost", direction))
+        yield packets
+        yield octets
+        yield lost
+        nacks = CounterMetricFamily(
+            "meetings_media_nacks", "NACKs received from subscribers and sent to publishers", labels=["direction"]
+        )
+        nacks.add_metric(["received"], totals.nacks_received)
+        nacks.add_metric(["sent"], totals.nacks_sent)
+        yield nacks
+        yield CounterMetricFamily(
+            "meetings_media_retransmissions", "Video packets sent again to answer NACKs", value=totals.retransmissions
+        )
+        keyframes = CounterMetricFamily(
+            "meetings_media_keyframe_requests",
+            "Keyframe requests (PLI, FIR, SIP INFO) received from subscribers and sent to publishers (rate-limited)",
+            labels=["direction"],
+        )
+        keyframes.add_metric(["received"], totals.keyframe_requests_received)
+        keyframes.add_metric(["sent"], totals.keyframe_requests_sent)
+        yield keyframes
+        yield CounterMetricFamily(
+            "meetings_media_forwarding_seconds",
+            "Event-loop time spent taking in and forwarding video packets (the loop thread's CPU)",
+            value=totals.forwarding_seconds,
+        )
+        yield CounterMetricFamily(
+            "meetings_media_mixing_seconds",
+            "Event-loop time spent mixing audio (the loop thread's CPU)",
+            value=totals.mixing_seconds,
+        )
+
+    return collect
 
 
 def api_latency_middleware(metrics: Metrics) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.http.errors import Handler, json_response
 from gateway.services import SERVICES
+from gateway.turn import turn_ice_server
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 SIPJS_ROOT = WEB_ROOT / "node_modules" / "sip.js" / "lib"
@@ -84,12 +85,16 @@ def has_sip_websocket(app: web.Application) -> bool:
 
 def web_config(app: web.Application) -> dict[str, Any]:
     settings = app[SERVICES].settings
+    ice_servers = list(settings.media.ice_servers)
+    turn = turn_ice_server(settings.turn)  # minted for each answer (no-store), valid turn.credential_ttl_seconds
+    if turn:
+        ice_servers.append(turn)
     return {
         "sip_domain": settings.sip.domain,
         "sip_websocket_path": SIP_WEBSOCKET_PATH,
         "sip_websocket_available": has_sip_websocket(app),
         # Always explicit, even empty: sip.js would otherwise ask Google's STUN servers.
-        "ice_servers": settings.media.ice_servers,
+        "ice_servers": ice_servers,
         "last_n": settings.meetings.last_n,
     }
 

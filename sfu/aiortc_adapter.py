@@ -22,8 +22,9 @@ loudly when an upgrade changes one. What is borrowed, and why:
   own) and hands the receiver's RTCP (NACK, PLI/FIR, REMB, reports) to ours.
 - ``RTCRtpSender._send_keyframe``: called when a peer sends PLI or FIR to a sender aiortc runs itself (a test or
   benchmark publisher with pre-encoded video); `on_keyframe_request` redirects it.
-- ``RTCRtpSender._stream_id``: aiortc gives every sender of a peer connection the same msid stream; each video slot
-  gets its own.
+- ``RTCRtpSender._stream_id`` / ``_track_id`` (the ``a=msid`` aiortc writes): aiortc gives every sender of a peer
+  connection the same msid stream; each video slot gets its own, and a new one when it is announced for another
+  participant (browsers then fire a new ``track`` event, with the new stream).
 - ``RTCRtpTransceiver._codecs`` / ``._headerExtensions`` and the ``CODECS`` / ``HEADER_EXTENSIONS`` tables that
   ``aiortc.rtcpeerconnection`` reads: ``createOffer`` renumbers every m-line with aiortc's own payload types and
   extension IDs, which a re-offer must not do (Chrome refuses a changed extension ID, and a started sender or
@@ -32,18 +33,25 @@ loudly when an upgrade changes one. What is borrowed, and why:
 - ``RTCIceGatherer._connection`` / aioice ``Connection._protocols``, ``Connection.get_component_candidates`` and
   ``aioice.ice.StunProtocol``: aioice never gathers 127.0.0.1 and binds ephemeral ports; host candidates are gathered
   here from the configured addresses, on ports from the configured range.
+- aioice ``Connection.query_consent`` (the task ``connect()`` starts), ``_nominated``, ``build_request``,
+  ``remote_password``, ``_query_consent_task`` and ``StunProtocol.request``: aioice sends each consent check once and
+  closes the connection after 6 unanswered in a row, so a lossy or congested link ends the call in about 30 s with
+  answers still coming; `keep_consent_through_loss` puts RFC 7675's own rule in its place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
+import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import aioice.ice
+import aioice.stun
 import aiortc.clock
 import aiortc.rtcpeerconnection
 import pylibsrtp
@@ -58,12 +66,15 @@ from aiortc.rtp import AnyRtcpPacket, RtpPacket
 from .ports import PortAllocator
 from .rtpsender import write_buffer_size
 
+logger = logging.getLogger(__name__)
+
 EncodedFrameHandler = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 RtpPacketHandler = Callable[[RtpPacket], None]
 
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _PATCHED = "_sfu_host_candidates"
+_CONSENT_PATCHED = "_sfu_consent"
 _ORIGINAL_RTP_DATA = "_sfu_original_handle_rtp_data"
 RECEIVE_BUFFER_SIZE = 1 << 20
 
@@ -228,9 +239,10 @@ def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> No
     sender._send_keyframe = handler  # type: ignore[method-assign]
 
 
-def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
-    """Give `sender` its own msid stream id (call before the offer or answer is created)."""
+def set_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
+    """Give `sender` its own msid, stream and track ids (call before the offer or answer is created)."""
     sender._stream_id = stream_id
+    sender._track_id = track_id
 
 
 def _gatherers(pc: RTCPeerConnection) -> list[Any]:
@@ -293,6 +305,62 @@ def _host_candidates_gatherer(
         return candidates
 
     return get_component_candidates
+
+
+#: RFC 7675: a consent check every 5 s (randomised by +-20 %), consent lost 30 s after the last answer
+CONSENT_INTERVAL = 5.0
+CONSENT_TIMEOUT = 30.0
+#: each check is sent again (the same transaction) 0.5 and 1.5 s after the first try while it has no answer (RFC
+#: 8489's RTO of 500 ms, doubling); it gives up 3.5 s after the first try, before the next check is due
+CONSENT_RETRANSMISSIONS = 2
+#: after a check without an answer the next starts this soon, so a link that comes back is seen within seconds
+#: (a check every 5 s could let consent expire moments after the link is back)
+CONSENT_RETRY_INTERVAL = 1.0
+
+
+def keep_consent_through_loss(pc: RTCPeerConnection) -> None:
+    """Make `pc`'s ICE keep consent as RFC 7675 says: checks retransmitted, the connection closed only when no check
+    has been answered for `CONSENT_TIMEOUT` seconds. Call before ICE starts (with `gather_host_candidates`)."""
+    for gatherer in _gatherers(pc):
+        connection: aioice.Connection = gatherer._connection
+        if getattr(connection, _CONSENT_PATCHED, False):
+            continue
+        setattr(connection, _CONSENT_PATCHED, True)
+        connection.query_consent = _consent_keeper(connection)  # type: ignore[method-assign]
+
+
+def _consent_keeper(connection: aioice.Connection) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def check(pair: Any) -> bool:
+        assert connection.remote_password is not None
+        try:
+            await pair.protocol.request(
+                connection.build_request(pair, nominate=False),
+                pair.remote_addr,
+                integrity_key=connection.remote_password.encode("utf8"),
+                retransmissions=CONSENT_RETRANSMISSIONS,
+            )
+        except aioice.stun.TransactionError:
+            return False
+        return True
+
+    async def query_consent() -> None:
+        answered = time.monotonic()
+        interval = CONSENT_INTERVAL
+        while True:
+            left = answered + CONSENT_TIMEOUT - time.monotonic()
+            await asyncio.sleep(max(0.0, min(left, interval * (0.8 + 0.4 * random.random()))))
+            if time.monotonic() - answered >= CONSENT_TIMEOUT:
+                logger.info("ICE consent expired: no check answered for %.0f s", time.monotonic() - answered)
+                connection._query_consent_task = None
+                await connection.close()
+                return
+            pairs = list(connection._nominated.values())
+            if pairs and all(await asyncio.gather(*(check(pair) for pair in pairs))):
+                answered, interval = time.monotonic(), CONSENT_INTERVAL
+            else:
+                interval = CONSENT_RETRY_INTERVAL
+
+    return query_consent
 
 
 def _negotiated(pc: RTCPeerConnection, kind: str) -> tuple[list[Any], list[Any]] | None:

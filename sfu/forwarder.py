@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .rtprewriter import MediaPacket, seq_newer
+from .rtprewriter import MediaPacket, seq_newer, vp8_resolution
 
 logger = logging.getLogger(__name__)
 
 #: a keyframe request is sent upstream at most this often per source, whatever the number of subscribers asking
+#: (requests meanwhile are merged into one, sent when the interval ends unless a keyframe came first); each
+#: subscriber's own requests are held to one a second before they get here (sfu/keyframerequests.py)
 KEYFRAME_REQUEST_INTERVAL = 0.5
 #: a pending switch asks again for a keyframe after this long
 PENDING_RETRY = 1.0
@@ -46,25 +48,40 @@ class PacketSink(Protocol):
 
     def restart(self) -> None: ...
 
+    def request_keyframe(self) -> None:
+        """Ask the source for a keyframe on the receiver's behalf (through its keyframe-request gate)."""
+        ...
+
 
 class VideoSource:
     """One publisher's video, fanned out packet by packet to the slots currently showing it (or waiting to)."""
 
-    def __init__(self, owner_id: str, codec_name: str, request_keyframe: Callable[[], None]) -> None:
+    def __init__(
+        self, owner_id: str, codec_name: str, request_keyframe: Callable[[], None], content: str = "main"
+    ) -> None:
         self.owner_id = owner_id
         self.codec_name = codec_name.upper()
+        #: RFC 4796's content of the stream: "main" (a camera) or "slides" (a shared screen, shown to everyone first)
+        self.content = content
         self.slots: set[VideoSlot] = set()
         self.packets = 0
+        #: payload bytes received
+        self.octets = 0
         self.frames = 0
         self.keyframes = 0
         self.keyframe_requests = 0
+        #: payload bytes of the latest keyframe (a slot that shows the source must have room for that burst)
+        self.keyframe_octets = 0
         self.closed = False
+        #: (width, height) of the latest keyframe, when its header says (VP8)
+        self.resolution: tuple[int, int] | None = None
         #: the publisher's latest sender report: (local monotonic time it arrived, its RTP timestamp)
         self.sender_report: tuple[float, int] | None = None
         #: called once, after the first frame: the room shows a source only once it has something to show
         self.on_first_frame: Callable[[], None] | None = None
         self._request_keyframe = request_keyframe
         self._last_request = -1e9
+        self._request_waiting = False  # asked within the interval: sent when it ends
         self._recent: list[MediaPacket] = []  # the latest keyframe's packets and those after it
         self._recent_at = 0.0
         self._picture_id7: int | None = None  # a 7-bit picture ID source, unwrapped to 15 bits
@@ -75,6 +92,7 @@ class VideoSource:
     def on_packet(self, packet: MediaPacket) -> None:
         """A video packet from the publisher (payload type already that of the source's codec)."""
         self.packets += 1
+        self.octets += packet.payload_end - packet.payload_start
         if packet.ssrc != self._ssrc:  # a new sender (a restarted phone): its numbering starts afresh
             self._ssrc, self._highest, self._picture_id7 = packet.ssrc, None, None
         vp8 = packet.vp8
@@ -88,9 +106,20 @@ class VideoSource:
             and (self._highest is None or not seq_newer(self._highest, packet.sequence))
         ):
             self.keyframes += 1
+            if vp8 is not None:
+                self.resolution = (
+                    vp8_resolution(packet.data, packet.payload_start + vp8.length, packet.payload_end)
+                    or self.resolution
+                )
             self._recent = [packet]
             self._recent_at = packet.arrival
+            self._request_waiting = False
+            self.keyframe_octets = packet.payload_end - packet.payload_start
+        elif self._request_waiting and time.monotonic() - self._last_request >= KEYFRAME_REQUEST_INTERVAL:
+            self._send_keyframe_request()
         elif recent:
+            if packet.timestamp == recent[0].timestamp:
+                self.keyframe_octets += packet.payload_end - packet.payload_start
             if len(self._recent) < RECENT_PACKETS_LIMIT and packet.arrival - self._recent_at < RECENT_KEYFRAME_AGE:
                 self._recent.append(packet)
             else:
@@ -139,11 +168,18 @@ class VideoSource:
         return []
 
     def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per `KEYFRAME_REQUEST_INTERVAL`."""
-        now = time.monotonic()
-        if now - self._last_request < KEYFRAME_REQUEST_INTERVAL or self.closed:
+        """Ask the publisher for a keyframe, at most once per `KEYFRAME_REQUEST_INTERVAL` (asked again sooner: when
+        it ends, with the first packet after it, unless a keyframe came meanwhile)."""
+        if self.closed:
             return
-        self._last_request = now
+        if time.monotonic() - self._last_request < KEYFRAME_REQUEST_INTERVAL:
+            self._request_waiting = True
+            return
+        self._send_keyframe_request()
+
+    def _send_keyframe_request(self) -> None:
+        self._last_request = time.monotonic()
+        self._request_waiting = False
         self.keyframe_requests += 1
         self._request_keyframe()
 
@@ -167,8 +203,16 @@ class VideoSlot:
         self.current: VideoSource | None = None
         self.pending: VideoSource | None = None
         self.active = False
+        #: the participant whose video the slot was announced with (its m-line's `a=label`, as Asterisk's ConfBridge
+        #: labels each stream with its source's channel): the room shows that participant in it when it can
+        self.label: str | None = None
+        #: how many times it was announced (its msid changes each time, so that the receiver sees a new stream)
+        self.announcements = 0
         self.forwarded = 0
         self.switches = 0
+        #: forwarding stopped because the subscriber's bandwidth does not fit it (sfu/allocation.py), since when
+        self.paused = False
+        self.paused_at = 0.0
         self._waiting_keyframe = True
         self._restart = False
         self._pending_since = 0.0
@@ -205,6 +249,8 @@ class VideoSlot:
         source.slots.add(self)
         self.pending = source
         self._pending_since = time.monotonic()
+        if self.paused:
+            return  # shown once it resumes (from a keyframe then)
         if source.recent_packets():
             # a keyframe came moments ago: start from it as soon as the current frame has ended
             self._pending_ready_at = self._pending_since
@@ -237,6 +283,9 @@ class VideoSlot:
                 return
 
     def on_packet(self, source: VideoSource, packet: MediaPacket) -> None:
+        if self.paused:
+            self._follow_while_paused(source)
+            return
         if source is self.pending:
             if self._await_connection:
                 if self.sender is None or not self.sender.connected():
@@ -277,7 +326,7 @@ class VideoSlot:
 
     def _send(self, source: VideoSource, packet: MediaPacket) -> None:
         sender = self.sender
-        if sender is None:
+        if sender is None or self.paused:
             return
         if not sender.forward(source, packet):
             # the subscriber's path is not connected yet: once it is, start again from a keyframe (what follows one
@@ -288,6 +337,44 @@ class VideoSlot:
             return
         self.forwarded += 1
         self._frame_open = not packet.marker
+
+    def _follow_while_paused(self, source: VideoSource) -> None:
+        """Nothing is sent, nor any keyframe asked for: a switch completes at once (resuming starts from a keyframe
+        anyway)."""
+        if source is self.pending:
+            if self.current is not None:
+                self.current.slots.discard(self)
+            self.current, self.pending, self._pending_ready_at = source, None, None
+            self.switches += 1
+        elif source is not self.current:
+            source.slots.discard(self)
+
+    def set_paused(self, paused: bool) -> bool:
+        """Stop forwarding (the subscriber's link has no room for it), or start again: from a keyframe, the one the
+        source is sending now if nothing followed it yet (a keyframe and what followed would come as one burst, most
+        of which the subscriber's pacer would drop), else one asked for through the subscriber's keyframe-request
+        gate; the stream goes on without a gap in its numbering. True when that changed something."""
+        if paused == self.paused:
+            return False
+        self.paused = paused
+        if paused:
+            self.paused_at = time.monotonic()
+            return True
+        source = self.current
+        if source is None or self.sender is None:
+            return True
+        self._waiting_keyframe = True
+        self._restart = True
+        recent = source.recent_packets()
+        if recent and all(packet.timestamp == recent[0].timestamp for packet in recent):
+            self.sender.restart()
+            self._waiting_keyframe = self._restart = False
+            self._frame_open = False
+            for packet in recent:
+                self._send(source, packet)
+        else:
+            self.sender.request_keyframe()
+        return True
 
     def on_keyframe_request(self) -> None:
         """The subscriber sent PLI or FIR: pass it on to the publisher being shown (or switched to)."""

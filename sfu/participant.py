@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -11,9 +12,13 @@ from .errors import ParticipantClosed, SdpError
 from .events import EventEmitter
 from .forwarder import VideoSlot, VideoSource
 from .mixer import AudioInbox
+from .pacer import Pacer
+from .quality import CallQuality, LinkState, MediaCounters
 
 if TYPE_CHECKING:
     from .room import Room
+
+logger = logging.getLogger(__name__)
 
 
 class Leg(Protocol):
@@ -21,6 +26,8 @@ class Leg(Protocol):
 
     kind: str
     inbox: AudioInbox
+    #: the participant's bandwidth estimate and the pacer his video goes through
+    pacer: Pacer
 
     @property
     def video_source(self) -> VideoSource | None: ...
@@ -39,6 +46,14 @@ class Leg(Protocol):
     def on(self, event: str, listener: Any = None) -> Any: ...
 
     async def handle_offer(self, offer: str) -> str: ...
+
+    def media_counters(self) -> MediaCounters:
+        """What the leg counted so far (cheap: read at every /metrics scrape)."""
+        ...
+
+    async def link_state(self) -> LinkState:
+        """The counters with the receiver reports, round trip and resolutions (for the call quality)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -63,6 +78,8 @@ class Participant(EventEmitter):
         self.pinned: str | None = None
         self.closed = False
         self.close_reason: str | None = None
+        #: his media quality over the call (the room samples it; sampled a last time as he leaves)
+        self.quality = CallQuality(time.monotonic())
         self._closing: asyncio.Future[None] | None = None
 
     @property
@@ -86,30 +103,63 @@ class Participant(EventEmitter):
     def __repr__(self) -> str:
         return f"Participant({self.id!r}, {self.kind}, room={self.room.id!r})"
 
-    # video slots (WebRTC): one re-offer after the initial answer
+    # video slots (WebRTC): added by re-offers after the initial answer, as other video sources come
 
     @property
     def slot_count(self) -> int:
-        """How many video slots `create_slots_offer` adds (0: nothing to offer)."""
+        """How many video slots this participant should have: one per video source of the others, at most the
+        room's last-N (0: not a WebRTC leg, or an audio-only room)."""
         if self.leg.kind != "webrtc" or not self.room.options.video:
             return 0
-        return max(0, self.room.options.last_n)
+        return min(max(0, self.room.options.last_n), self.room.video_source_count(excluding=self.id))
+
+    @property
+    def missing_slots(self) -> int:
+        """How many slots `create_slots_offer` adds now (0: nothing to offer). A slot the participant refused still
+        counts as one he has."""
+        return max(0, self.slot_count - len(self.slots))
+
+    @property
+    def stale_slots(self) -> list[VideoSlot]:
+        """Slots that show someone other than the participant they were announced for, who has left (or has no
+        video any more): the next offer announces each for whom it shows. (A slot that follows the speakers
+        among people still there keeps its label: relabelling on every switch would renegotiate without end.)"""
+        if self.leg.kind != "webrtc":
+            return []  # a phone's slot comes with its own m-line, in its answer: nothing to announce
+        present = {p.id for p in self.room.participants.values() if p.video_sources}
+        return [
+            slot
+            for slot in self.slots
+            if slot.active
+            and slot.target is not None
+            and slot.label != slot.target.owner_id
+            and slot.label not in present
+        ]
+
+    @property
+    def wants_offer(self) -> bool:
+        """Whether `create_slots_offer` has something to offer: slots to add, or slots to announce afresh."""
+        return self.missing_slots > 0 or bool(self.stale_slots)
 
     async def create_slots_offer(self) -> str:
-        """The SDP offer adding this participant's video slots; send it (re-INVITE) after the ACK of the join."""
+        """The SDP offer adding the missing video slots and announcing the stale ones afresh; send it (re-INVITE)
+        after the ACK of the join. Each slot is labelled with the participant whose video it is meant for."""
         self._check_open()
-        count = self.slot_count
-        if count == 0:
-            raise SdpError("no video slots for this participant (audio only, or not a WebRTC leg)")
+        count = self.missing_slots
+        stale = self.stale_slots
+        if count == 0 and not stale:
+            raise SdpError("no video slots to add or announce for this participant")
         create = getattr(self.leg, "create_slots_offer", None)
         assert create is not None
+        planned = self.room.plan_slots(self, count)
         # Ask the sources these slots will show for a keyframe now: it arrives while the offer and its answer travel,
         # and the slots start from it (VideoSource keeps it) as soon as they are accepted, instead of asking then.
-        others = (self.room.participants.get(p) for p in self.room.recent_speakers if p != self.id)
-        sources = [other.video_source for other in others if other is not None and other.video_source is not None]
-        for source in sources[:count]:
-            source.request_keyframe()
-        offer: str = await create(count)
+        for source in planned:
+            if source is not None:
+                source.request_keyframe()
+        labels = [source.owner_id if source is not None else None for source in planned]
+        relabels = [(slot, slot.target.owner_id) for slot in stale if slot.target is not None]
+        offer: str = await create(labels, relabels)
         return offer
 
     async def accept_slots_answer(self, answer: str) -> None:
@@ -167,6 +217,17 @@ class Participant(EventEmitter):
         self.emit("dtmf", digit)
         self.room.emit("dtmf", self, digit)
 
+    # call quality
+
+    async def sample_quality(self) -> None:
+        """Read the leg's figures into `quality`."""
+        try:
+            state = await self.leg.link_state()
+        except Exception:
+            logger.exception("%s: call quality not read", self.id)
+            return
+        self.quality.sample(state, time.monotonic())
+
     # lifecycle
 
     def _check_open(self) -> None:
@@ -182,6 +243,7 @@ class Participant(EventEmitter):
         self.closed = True
         self.close_reason = reason
         try:
+            await self.sample_quality()  # the last figures, while the leg is still up
             self.room._detach(self)
             await self.leg.close()
         finally:

@@ -1,12 +1,13 @@
 """A plain-RTP leg (RTP/AVP, or RTP/SAVP with SDES-SRTP keys) for SIP phones and Asterisk: symmetric RTP, RFC 4733
 digits, and video streams.
 
-Audio: the first usable audio m-line, one UDP socket, to and from the mixer. Video (rooms with video): every usable
-``m=video`` is an `RtpVideoStream` with its own port pair. The leg sends the current speaker's video on one of them
-(the one it already sends on, else the first the peer can receive on) and receives on those the peer sends on, up to
-`max_received_video` (each becomes a source the room can show); whatever else is offered is refused with port 0 and
-the call goes on. That is what ConfBridge in ``video_mode=sfu`` needs: it re-INVITEs with a stream added or removed
-whenever a video source comes or goes.
+Audio: the first usable audio m-line, to and from the mixer, on a UDP port pair: RTP, and RTCP on the port above
+(sender and receiver reports both ways, `sfu/audiortcp.py`: the phone's loss, jitter and round trip). Video (rooms
+with video): every usable ``m=video`` is an `RtpVideoStream` with its own port pair. The leg sends the current
+speaker's video on one of them (the one it already sends on, else the first the peer can receive on) and receives on
+those the peer sends on, up to `max_received_video` (each becomes a source the room can show); whatever else is
+offered is refused with port 0 and the call goes on. That is what ConfBridge in ``video_mode=sfu`` needs: it
+re-INVITEs with a stream added or removed whenever a video source comes or goes.
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from aiortc.sdp import MediaDescription, SessionDescription
 
 from . import sdes, sdp
+from .audiortcp import AudioRtcp, OutboundAudio
+from .bandwidth import BandwidthEstimate
 from .codecs import AUDIO_CODECS, STATIC_AUDIO_PAYLOAD_TYPES, AudioCodec, is_supported_audio
 from .dtmf import DtmfReceiver
 from .errors import ParticipantClosed, SdpError
 from .events import EventEmitter
 from .forwarder import VideoSlot, VideoSource
 from .mixer import AudioInbox, InboundAudio
-from .ports import PortAllocator
+from .pacer import Pacer
+from .ports import PortAllocator, bind_rtp_pair
+from .quality import InboundStream, LinkState, MediaCounters
+from .rtpsender import add_video_figures
 from .rtpvideo import OFFER_PAYLOAD_TYPES as VIDEO_PAYLOAD_TYPES
-from .rtpvideo import RtpVideoStream, VideoCodec, offered_video_codecs
+from .rtpvideo import RtcpSocket, RtpVideoStream, VideoCodec, offered_video_codecs
 from .sdes import SrtpContext
 from .settings import MediaSettings
 
@@ -40,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 #: RTP fixed header (RFC 3550 section 5.1): V=2, no padding, extension or CSRC; marker off
 _HEADER = struct.Struct("!BBHII")
-_TIMESTAMP = struct.Struct("!I")
 
 #: codecs in order of preference when answering, and the payload types used when offering
 AUDIO_PREFERENCE = ("opus", "G722", "PCMU", "PCMA")
@@ -57,6 +62,8 @@ class _Negotiated:
     telephone_event: int | None
     remote: tuple[str, int] | None
     direction: str
+    #: where the peer takes RTCP when it says (a=rtcp, a=rtcp-mux); else the port above its RTP port
+    remote_rtcp: tuple[str, int] | None = None
 
 
 def _media_codecs(media: MediaDescription) -> list[AudioCodec]:
@@ -122,15 +129,27 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         self.remote: tuple[str, int] | None = None
         self.direction = "sendrecv"
         self.latched = False
-        self.packets_received = 0
         #: time.monotonic() of the last RTP packet on the audio socket (None: none yet), for whoever watches for a
         #: peer that went silent; a timestamp per packet rather than a timer, which would be rearmed 50 times a second
         self.last_received_at: float | None = None
-        self.packets_sent = 0
+        #: the audio the peer sends (packets, loss, jitter) and the mix we send it, for RTCP and the call quality
+        self.inbound = InboundStream(8000)
+        self.outbound = OutboundAudio()
+        #: what the peer's link takes (its receiver reports tell), and the pacer its video goes through
+        self.pacer = Pacer(BandwidthEstimate())
+        self.pacer.estimate.throughput_bound = False  # no RTX to probe with: loss alone tells
         self._transport: asyncio.DatagramTransport | None = None
+        self._rtcp_transport: asyncio.DatagramTransport | None = None
+        #: where the peer's RTCP came from, and whether on the RTP port (multiplexed): our reports go back there
+        self._rtcp_latched: tuple[tuple[str, int], bool] | None = None
+        self._remote_rtcp: tuple[str, int] | None = None
+        self._rtcp_task: asyncio.Task[None] | None = None
         self._dtmf = DtmfReceiver()
         self._extensions = HeaderExtensionsMap()
         self._ssrc = random.getrandbits(32)
+        self.rtcp = AudioRtcp(self._ssrc, self.inbound, self.outbound)
+        #: what the video streams closed so far counted
+        self._closed_video = MediaCounters()
         self._sequence = random.getrandbits(15)
         self._timestamp = random.getrandbits(32)
         self._session_id = int(time.time() * 1000)
@@ -138,6 +157,14 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         self._closed = False
         #: SDES-SRTP of the audio stream when the peer offered RTP/SAVP (None: plain RTP)
         self._srtp: SrtpContext | None = None
+
+    @property
+    def packets_received(self) -> int:
+        return self.inbound.packets
+
+    @property
+    def packets_sent(self) -> int:
+        return self.outbound.packets
 
     @property
     def receives_audio(self) -> bool:
@@ -167,11 +194,11 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         if self._transport is not None:
             return
         loop = asyncio.get_running_loop()
-        if self.ports is not None:
-            sock = self.ports.bind(self.address, even=True)
-            await loop.create_datagram_endpoint(lambda: self, sock=sock)
-        else:
-            await loop.create_datagram_endpoint(lambda: self, local_addr=(self.address, 0))
+        rtp, rtcp = self.ports.bind_pair(self.address) if self.ports is not None else bind_rtp_pair(self.address)
+        await loop.create_datagram_endpoint(lambda: self, sock=rtp)
+        transport, _ = await loop.create_datagram_endpoint(lambda: RtcpSocket(self._on_rtcp_port), sock=rtcp)
+        self._rtcp_transport = cast(asyncio.DatagramTransport, transport)
+        self._rtcp_task = loop.create_task(self.rtcp.run(self._send_rtcp))
 
     @property
     def local_port(self) -> int:
@@ -182,8 +209,11 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) < 12 or data[0] >> 6 != 2 or 192 <= data[1] <= 223:
-            return  # not RTP, or RTCP: ignored
+        if len(data) < 12 or data[0] >> 6 != 2:
+            return  # not RTP
+        if 192 <= data[1] <= 223:
+            self._rtcp_received(data, addr, multiplexed=True)  # RFC 5761
+            return
         if self._srtp is not None:
             clear = self._srtp.unprotect(data)
             if clear is None:
@@ -192,8 +222,8 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         level: int | None = None
         if data[0] == 0x80:
             # the usual phone packet (no padding, extension or CSRC): read the header directly, 5 times cheaper
-            payload_type = data[1] & 0x7F
-            timestamp = _TIMESTAMP.unpack_from(data, 4)[0]
+            _, second, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+            payload_type = second & 0x7F
             payload = data[12:]
         else:
             try:
@@ -201,10 +231,11 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
             except ValueError:
                 return
             payload_type, timestamp, payload = packet.payload_type, packet.timestamp, packet.payload
+            sequence, ssrc = packet.sequence_number, packet.ssrc
             audio_level = packet.extensions.audio_level
             level = None if audio_level is None else audio_level[1]
-        self.packets_received += 1
-        self.last_received_at = time.monotonic()
+        arrival = self.last_received_at = time.monotonic()
+        self.inbound.add(ssrc, sequence, timestamp, arrival, len(payload))
         if not self.latched or self.remote != addr:
             # symmetric RTP: answer where the media comes from
             self.remote = (addr[0], addr[1])
@@ -227,13 +258,52 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         ):
             return
         srtp = self._srtp
+        outbound = self.outbound
         for payload in payloads:
             header = _HEADER.pack(0x80, codec.payload_type, self._sequence, self._timestamp, self._ssrc)
             packet = header + payload
             self._transport.sendto(srtp.protect(packet) if srtp is not None else packet, self.remote)
-            self.packets_sent += 1
+            self.pacer.charge(len(packet))
+            outbound.packets += 1
+            outbound.octets += len(payload)
+            outbound.timestamp = self._timestamp
             self._sequence = (self._sequence + 1) & 0xFFFF
             self._timestamp = (self._timestamp + codec.samples_per_packet) & 0xFFFFFFFF
+        if payloads:
+            outbound.sent_at = time.monotonic()
+
+    # RTCP (sfu/audiortcp.py)
+
+    def _on_rtcp_port(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._rtcp_received(data, addr, multiplexed=False)
+
+    def _rtcp_received(self, data: bytes, addr: tuple[str, int], *, multiplexed: bool) -> None:
+        if len(data) < 8 or data[0] >> 6 != 2:
+            return
+        if self.remote is not None and addr[0] != self.remote[0]:
+            return  # only the peer's host speaks RTCP for this stream
+        if self._srtp is not None:
+            clear = self._srtp.unprotect_rtcp(data)
+            if clear is None:
+                return
+            data = clear
+        self._rtcp_latched = ((addr[0], addr[1]), multiplexed)
+        self.rtcp.received(data, time.time(), time.monotonic())
+
+    def _send_rtcp(self, data: bytes) -> None:
+        latched = self._rtcp_latched
+        if latched is not None:
+            destination, multiplexed = latched
+        elif self._remote_rtcp is not None:
+            destination, multiplexed = self._remote_rtcp, self._remote_rtcp == self.remote
+        elif self.remote is not None:
+            destination, multiplexed = (self.remote[0], self.remote[1] + 1), False
+        else:
+            return
+        transport = self._transport if multiplexed else self._rtcp_transport
+        if transport is None or transport.is_closing() or self.direction == "inactive":
+            return
+        transport.sendto(self._srtp.protect_rtcp(data) if self._srtp is not None else data, destination)
 
     # negotiation
 
@@ -352,16 +422,27 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         self, description: SessionDescription, media: MediaDescription, codecs: list[AudioCodec]
     ) -> _Negotiated:
         direction = DIRECTION_REVERSE.get(media.direction or "sendrecv", "sendrecv")
-        return _Negotiated(_choose(codecs), _telephone_event(codecs), _remote_of(description, media), direction)
+        remote = _remote_of(description, media)
+        remote_rtcp = remote if media.rtcp_mux else None
+        if media.rtcp_port:
+            remote_rtcp = sdp.media_destination(media.rtcp_host or media.host or description.host, media.rtcp_port)
+        return _Negotiated(_choose(codecs), _telephone_event(codecs), remote, direction, remote_rtcp)
 
     def _apply(self, negotiated: _Negotiated) -> None:
         self.audio_codec = negotiated.codec
         self.telephone_event = negotiated.telephone_event
         self.direction = negotiated.direction
+        codec = negotiated.codec
+        if codec is not None:
+            self.outbound.clock_rate = codec.clock_rate
+            if codec.clock_rate != self.inbound.clock_rate:
+                self.inbound.restart(codec.clock_rate)
         if negotiated.remote is not None:
             if negotiated.remote != self.remote:
                 self.remote = negotiated.remote
                 self.latched = False
+                self._rtcp_latched = None
+            self._remote_rtcp = negotiated.remote_rtcp
 
     # video
 
@@ -394,7 +475,11 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         stream = self.video_streams.get(index)
         if stream is None:
             stream = RtpVideoStream(
-                self.participant_id, self.address, self.ports, lambda: self.emit("picture_fast_update")
+                self.participant_id,
+                self.address,
+                self.ports,
+                lambda: self.emit("picture_fast_update"),
+                pacer=self.pacer,
             )
             self.video_streams[index] = stream
             try:
@@ -453,6 +538,7 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
     async def _close_video(self, index: int) -> None:
         stream = self.video_streams.pop(index, None)
         if stream is not None:
+            stream.count_into(self._closed_video)
             await stream.close()
 
     def _audio_profile_ok(self, profile: str) -> bool:
@@ -484,6 +570,36 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         ]
         return "\r\n".join(head + media_lines) + "\r\n"
 
+    # call quality
+
+    def media_counters(self) -> MediaCounters:
+        counters = MediaCounters(
+            audio_packets_in=self.inbound.packets,
+            audio_bytes_in=self.inbound.octets,
+            audio_lost_in=self.inbound.lost,
+            audio_packets_out=self.outbound.packets,
+            audio_bytes_out=self.outbound.octets,
+        )
+        if self.rtcp.report is not None:
+            counters.audio_lost_out = self.rtcp.report.packets_lost
+        counters.add(self._closed_video)
+        for stream in self.video_streams.values():
+            stream.count_into(counters)
+        return counters
+
+    async def link_state(self) -> LinkState:
+        """The figures of `media_counters`, with what the peer's RTCP reported and the video resolutions."""
+        state = LinkState(self.media_counters(), round_trip_time=self.rtcp.round_trip_time)
+        if self.rtcp.report is not None:
+            state.reports["audio"] = self.rtcp.report
+        if (jitter := self.inbound.jitter) is not None:
+            state.jitter_in["audio"] = jitter
+        jitters = [j for stream in self.video_streams.values() if (j := stream.inbound.jitter) is not None]
+        if jitters:
+            state.jitter_in["video"] = max(jitters)
+        add_video_figures(state, self.video_sources, self.slots)
+        return state
+
     # lifecycle
 
     def _check_open(self) -> None:
@@ -494,9 +610,14 @@ class RtpLeg(EventEmitter, asyncio.DatagramProtocol):
         if self._closed:
             return
         self._closed = True
+        self.pacer.close()
         for index in list(self.video_streams):
             await self._close_video(index)
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
+            await asyncio.gather(self._rtcp_task, return_exceptions=True)
+        for transport in (self._transport, self._rtcp_transport):
+            if transport is not None:
+                transport.close()
+        self._transport = self._rtcp_transport = None
         self.remove_all_listeners()

@@ -80,6 +80,16 @@ class Vp8Descriptor:
         self.keyframe = self.start and size > offset and not payload[offset] & 0x01
 
 
+def vp8_resolution(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """The width and height a VP8 key frame's header gives (RFC 6386 section 9.1), from the payload of the packet
+    that starts it, past the RTP payload descriptor (`data[start:end]`); None when it is no key frame header."""
+    if end - start < 10 or data[start] & 0x01 or data[start + 3 : start + 6] != b"\x9d\x01\x2a":
+        return None
+    width = (data[start + 6] | (data[start + 7] << 8)) & 0x3FFF
+    height = (data[start + 8] | (data[start + 9] << 8)) & 0x3FFF
+    return width, height
+
+
 def h264_keyframe(payload: bytes | memoryview) -> bool:
     """Whether an RFC 6184 packet starts an IDR picture or carries an SPS (single NAL, STAP-A, FU-A start)."""
     if not payload:
@@ -196,6 +206,11 @@ def unwrap_rtx(data: bytes, payload_type: int, ssrc: int) -> bytes | None:
     return bytes(header) + data[start + 2 : packet.payload_end]
 
 
+#: padding-only packets carry this much padding (the most one byte can count)
+PADDING_SIZE = 255
+_PADDING = bytes(PADDING_SIZE - 1) + bytes((PADDING_SIZE,))
+
+
 def abs_send_time(now: float | None = None) -> int:
     """The abs-send-time extension's value: seconds in 6.18 fixed point, 24 bits."""
     return int((time.time() if now is None else now) * (1 << 18)) & 0xFFFFFF
@@ -253,6 +268,18 @@ class SlotRewriter:
         else:
             self._extension_head = b""
             self._extension_tail = head + padding
+
+    @property
+    def abs_send_time_offset(self) -> int:
+        """Where the abs-send-time value is in the packets written (0: they carry none)."""
+        return 12 + len(self._extension_head) if self._abs_send_time else 0
+
+    def padding_packet(self, payload_type: int, sequence: int, ssrc: int, send_time: int) -> bytes:
+        """A padding-only packet (RFC 3550: the P bit, `PADDING_SIZE` bytes of padding, the last its count) with
+        this slot's extensions and its latest timestamp, on another stream (RTX)."""
+        extensions = self._extension_block(send_time)
+        header = _HEADER.pack(0xB0 if extensions else 0xA0, payload_type, sequence, self.last_timestamp, ssrc)
+        return header + extensions + _PADDING
 
     def _extension_block(self, send_time: int) -> bytes:
         if self._abs_send_time:

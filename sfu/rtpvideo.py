@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -23,8 +24,10 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.sdp import MediaDescription
 
 from .forwarder import VideoSlot, VideoSource
+from .pacer import Pacer
 from .ports import PortAllocator, bind_rtp_pair
-from .rtprewriter import MediaPacket, seq_newer
+from .quality import InboundStream, MediaCounters
+from .rtprewriter import MediaPacket
 from .rtpsender import PlainRtpPath, SlotSender, send_reports
 from .sdp import media_destination
 
@@ -90,25 +93,40 @@ def keyframe_request(sender_ssrc: int, media_ssrc: int, fir_sequence: int) -> by
     return report + _psfb(PSFB_PLI, sender_ssrc, media_ssrc) + _psfb(PSFB_FIR, sender_ssrc, 0, fir)
 
 
-def asks_keyframe(data: bytes) -> bool:
-    """Whether a (compound) RTCP packet holds a PLI, a FIR (RFC 5104) or an RFC 2032 FIR. Malformed: False."""
+def _rtcp_kinds(data: bytes) -> list[tuple[int, int]]:
+    """(packet type, format/count field) of each packet of a compound RTCP packet, up to a malformed one."""
+    kinds = []
     offset = 0
     while offset + 4 <= len(data):
         first, packet_type, length = _RTCP_HEADER.unpack_from(data, offset)
         if first >> 6 != 2:
-            return False
-        if packet_type == RTCP_FIR_RFC2032 or (packet_type == RTCP_PSFB and first & 0x1F in (PSFB_PLI, PSFB_FIR)):
-            return True
+            break
+        kinds.append((packet_type, first & 0x1F))
         offset += (length + 1) * 4
-    return False
+    return kinds
 
 
-class _RtcpSocket(asyncio.DatagramProtocol):
-    def __init__(self, stream: RtpVideoStream) -> None:
-        self.stream = stream
+def asks_keyframe(data: bytes) -> bool:
+    """Whether a (compound) RTCP packet holds a PLI, a FIR (RFC 5104) or an RFC 2032 FIR. Malformed: False."""
+    return any(
+        kind == RTCP_FIR_RFC2032 or (kind == RTCP_PSFB and fmt in (PSFB_PLI, PSFB_FIR))
+        for kind, fmt in _rtcp_kinds(data)
+    )
+
+
+def has_rfc2032_fir(data: bytes) -> bool:
+    """Whether a (compound) RTCP packet holds RFC 2032's FIR (which RTCP parsers that know RFC 5104 skip)."""
+    return any(kind == RTCP_FIR_RFC2032 for kind, _ in _rtcp_kinds(data))
+
+
+class RtcpSocket(asyncio.DatagramProtocol):
+    """The RTCP port of a stream: what comes in goes to `handler(data, address)`."""
+
+    def __init__(self, handler: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self.handler = handler
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.stream.rtcp_received(data, addr)
+        self.handler(data, addr)
 
 
 #: packets in sequence (one SSRC) an address must send before it is taken as the stream's sender, and how long the
@@ -139,8 +157,12 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         address: str,
         ports: PortAllocator | None,
         picture_fast_update: Callable[[], None] | None = None,
+        *,
+        pacer: Pacer | None = None,
     ) -> None:
         self.owner_id = owner_id
+        #: the leg's pacer, which the slot's packets go through
+        self.pacer = pacer
         self.address = address
         self.ports = ports
         self.codec: VideoCodec | None = None
@@ -152,13 +174,18 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         #: gaps seen in the sender's sequence numbers (each asks it for a keyframe)
         self.losses = 0
         self.keyframe_requests_received = 0
+        #: event-loop time spent on the packets received (take in, fan out to the slots showing them)
+        self.forwarding_seconds = 0.0
         self._picture_fast_update = picture_fast_update
         self._transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.DatagramTransport | None = None
         self._reports: asyncio.Task[None] | None = None
         self._ssrc = random.getrandbits(32)
         self._remote_ssrc = 0
-        self._highest: int | None = None
+        #: what the sender sent: packets, loss, jitter
+        self.inbound = InboundStream(VIDEO_CLOCK_RATE)
+        #: what the stream's earlier senders sent and sources asked for (a codec change replaces them)
+        self._retired = MediaCounters()
         self._sender_address: tuple[str, int] | None = None
         self._last_received = 0.0
         self._probation: _Probation | None = None
@@ -212,7 +239,7 @@ class RtpVideoStream(asyncio.DatagramProtocol):
             rtp, rtcp = bind_rtp_pair(self.address)
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: self, sock=rtp)
-        transport, _ = await loop.create_datagram_endpoint(lambda: _RtcpSocket(self), sock=rtcp)
+        transport, _ = await loop.create_datagram_endpoint(lambda: RtcpSocket(self.rtcp_received), sock=rtcp)
         self._rtcp_transport = cast(asyncio.DatagramTransport, transport)
         self._update_path()
 
@@ -244,8 +271,9 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         """Apply what the offer/answer settled for this stream (again on every re-offer)."""
         if codec != self.codec:
             self.codec = codec
-            self._highest = None
+            self.inbound.restart()
             if self.slot is not None:
+                self._retire_sender()
                 self.slot.codec_name = codec.name
                 self.slot.sender = self._slot_sender(self.slot, codec)
                 self.slot.assign(None)  # the room points it again at a source in the new codec
@@ -265,12 +293,12 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         if receive and self.source is None:
             self.source = VideoSource(self.owner_id, codec.name, self.request_keyframe)
         elif not receive and self.source is not None:
-            self.source.close()
-            self.source = None
+            self._retire_source()
 
     def _slot_sender(self, slot: VideoSlot, codec: VideoCodec) -> SlotSender:
-        # keyframe requests are read by `rtcp_received` (RFC 2032's FIR too), not by the sender
-        return SlotSender(self.path, self._ssrc, codec.payload_type)
+        return SlotSender(
+            self.path, self._ssrc, codec.payload_type, on_keyframe_request=slot.on_keyframe_request, pacer=self.pacer
+        )
 
     # receiving
 
@@ -280,6 +308,11 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         if 192 <= data[1] <= 223:
             self.rtcp_received(data, addr)  # RTCP multiplexed on the RTP port (RFC 5761)
             return
+        started = time.perf_counter()
+        self._take(data, addr)
+        self.forwarding_seconds += time.perf_counter() - started
+
+    def _take(self, data: bytes, addr: tuple[str, int]) -> None:
         srtp = self.path.srtp
         if srtp is not None:
             clear = srtp.unprotect(data)
@@ -313,14 +346,11 @@ class RtpVideoStream(asyncio.DatagramProtocol):
     def _receive(self, source: VideoSource, packet: MediaPacket) -> None:
         self.packets_received += 1
         self._last_received = packet.arrival
-        if packet.ssrc != self._remote_ssrc:
-            self._remote_ssrc, self._highest = packet.ssrc, None
-        highest = self._highest
-        if highest is None or seq_newer(packet.sequence, highest):
-            if highest is not None and packet.sequence != (highest + 1) & 0xFFFF:
-                self.losses += 1
-                source.lost_packets()
-            self._highest = packet.sequence
+        self._remote_ssrc = packet.ssrc
+        size = packet.payload_end - packet.payload_start
+        if self.inbound.add(packet.ssrc, packet.sequence, packet.timestamp, packet.arrival, size) > 1:
+            self.losses += 1
+            source.lost_packets()
         source.on_packet(packet)
 
     def rtcp_received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -336,11 +366,12 @@ class RtpVideoStream(asyncio.DatagramProtocol):
             self.remote_rtcp = (addr[0], addr[1])
         if asks_keyframe(data):
             self.keyframe_requests_received += 1
-            if self.slot is not None:
-                self.slot.on_keyframe_request()
         sender = self.slot.sender if self.slot is not None else None
         if isinstance(sender, SlotSender):
-            sender.handle_rtcp_data(data)  # NACKs, receiver reports
+            # NACKs, receiver reports, PLI and FIR (through the sender's keyframe gate, to the slot)
+            sender.handle_rtcp_data(data)
+            if has_rfc2032_fir(data):
+                sender.keyframe_requested()
 
     def request_keyframe(self) -> None:
         """Ask the sender of this stream for a keyframe (the source's keyframe requests come here): by RTCP, and
@@ -356,11 +387,39 @@ class RtpVideoStream(asyncio.DatagramProtocol):
 
     def _stop_sending(self) -> None:
         if self.slot is not None:
+            self._retire_sender()
             self.slot.close()
             self.slot = None
         if self._reports is not None:
             self._reports.cancel()
             self._reports = None
+
+    # call quality
+
+    def count_into(self, counters: MediaCounters) -> None:
+        """Add what this stream received, sent and was asked for, since it opened, to `counters`."""
+        counters.add(self._retired)
+        counters.video_packets_in += self.inbound.packets
+        counters.video_bytes_in += self.inbound.octets
+        counters.video_lost_in += self.inbound.lost
+        counters.keyframe_requests_received += self.keyframe_requests_received
+        counters.forwarding_seconds += self.forwarding_seconds
+        if self.source is not None:
+            counters.keyframe_requests_sent += self.source.keyframe_requests
+        sender = self.slot.sender if self.slot is not None else None
+        if isinstance(sender, SlotSender):
+            sender.count_into(counters)
+
+    def _retire_sender(self) -> None:
+        sender = self.slot.sender if self.slot is not None else None
+        if isinstance(sender, SlotSender):
+            sender.count_into(self._retired)
+
+    def _retire_source(self) -> None:
+        if self.source is not None:
+            self._retired.keyframe_requests_sent += self.source.keyframe_requests
+            self.source.close()
+            self.source = None
 
     # lifecycle
 
@@ -371,8 +430,7 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         reports = self._reports
         self._stop_sending()
         if self.source is not None:
-            self.source.close()
-            self.source = None
+            self._retire_source()
         for transport in (self._transport, self._rtcp_transport):
             if transport is not None:
                 transport.close()

@@ -117,3 +117,47 @@ def align_bundled_setup(text: str) -> str:
             if lines[index].startswith("a=setup:"):
                 lines[index] = role
     return "\r\n".join(lines)
+
+
+def slides_mids(text: str) -> set[str]:
+    """The mids of the m-sections marked ``a=content:slides`` (RFC 4796): a participant's shared screen."""
+    mids: set[str] = set()
+    for section in text.split("\nm=")[1:]:
+        lines = [line.strip() for line in section.split("\n")]
+        mid = next((line[len("a=mid:") :] for line in lines if line.startswith("a=mid:")), None)
+        if mid is not None and "a=content:slides" in lines:
+            mids.add(mid)
+    return mids
+
+
+def rtx_ssrc(media: aiortc_sdp.MediaDescription) -> int | None:
+    """The retransmission SSRC of a sending m-section (the second of `a=ssrc-group:FID`), or None."""
+    for group in media.ssrc_group:
+        if group.semantic == "FID" and len(group.items) > 1:
+            return int(group.items[1])
+    return None
+
+
+def set_labels(text: str, labels: dict[str, str]) -> str:
+    """Give the m-sections whose mid is in `labels` an ``a=label`` (RFC 4574) with that value, in place of any they had.
+
+    Wazo's SDK maps each received video to a participant by the label of its m-line (Asterisk's ConfBridge labels
+    each stream with the channel it comes from)."""
+    if not labels:
+        return text
+    lines = text.split("\r\n")
+    out: list[str] = []
+    section_mid: str | None = None
+    for line in lines:
+        if line.startswith("m="):
+            section_mid = None
+        elif line.startswith("a=mid:"):
+            section_mid = line[len("a=mid:") :].strip()
+            out.append(line)
+            if section_mid in labels:
+                out.append(f"a=label:{labels[section_mid]}")
+            continue
+        elif line.startswith("a=label:") and section_mid in labels:
+            continue  # replaced by the one written after a=mid
+        out.append(line)
+    return "\r\n".join(out)

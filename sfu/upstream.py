@@ -25,75 +25,47 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
+from .quality import ReceptionStatistics
 from .rtprewriter import VIDEO_CLOCK_RATE, MediaPacket, find_extension, seq_newer
 
 #: missing sequence numbers tracked per stream for NACKs
 NACK_WINDOW = 128
 
 
-class _StreamStatistics:
-    """RFC 3550 appendix A.3 and A.8 for one received SSRC."""
+class _StreamStatistics(ReceptionStatistics):
+    """RFC 3550's reception statistics of one received SSRC, and the sequence numbers missing (for NACKs)."""
+
+    __slots__ = ("missing",)
 
     def __init__(self, sequence: int) -> None:
-        self.base = sequence
-        self.highest = sequence
-        self.cycles = 0
-        self.received = 0
-        self.expected_prior = 0
-        self.received_prior = 0
-        self.jitter_q4 = 0
-        self.last_transit: int | None = None
+        super().__init__(sequence, VIDEO_CLOCK_RATE)
         self.missing: set[int] = set()
-        self.report: tuple[int, float] | None = None  # (middle 32 bits of the SR's NTP time, when it came)
 
-    def add(self, packet: MediaPacket) -> bool:
+    def add_packet(self, packet: MediaPacket) -> bool:
         """Count the packet; True when it revealed a gap."""
-        self.received += 1
-        sequence = packet.sequence
-        gap = False
-        if seq_newer(sequence, self.highest):
-            step = (sequence - self.highest) & 0xFFFF
-            if step <= NACK_WINDOW:
-                for missing in range(1, step):
-                    self.missing.add((self.highest + missing) & 0xFFFF)
-                    gap = True
-            else:
-                self.missing.clear()
-            if sequence < self.highest:
-                self.cycles += 1 << 16
-            self.highest = sequence
-            if len(self.missing) > NACK_WINDOW:
-                floor = (self.highest - NACK_WINDOW) & 0xFFFF
-                self.missing = {s for s in self.missing if seq_newer(s, floor)}
-        else:
-            self.missing.discard(sequence)
-        arrival = int(packet.arrival * VIDEO_CLOCK_RATE)
-        transit = arrival - packet.timestamp
-        if self.last_transit is not None:
-            delta = abs(transit - self.last_transit)
-            if delta < VIDEO_CLOCK_RATE * 10:
-                self.jitter_q4 += delta - ((self.jitter_q4 + 8) >> 4)
-        self.last_transit = transit
-        return gap
+        previous = self.highest
+        step = self.add(packet.sequence, packet.timestamp, packet.arrival)
+        if step == 0:
+            self.missing.discard(packet.sequence)
+            return False
+        if step > NACK_WINDOW:
+            self.missing.clear()
+            return False
+        for missing in range(1, step):
+            self.missing.add((previous + missing) & 0xFFFF)
+        if len(self.missing) > NACK_WINDOW:
+            floor = (self.highest - NACK_WINDOW) & 0xFFFF
+            self.missing = {s for s in self.missing if seq_newer(s, floor)}
+        return step > 1
 
     def receiver_info(self, ssrc: int) -> RtcpReceiverInfo:
-        extended = self.cycles + self.highest
-        expected = extended - self.base + 1
-        lost = max(0, expected - self.received)
-        interval_expected = expected - self.expected_prior
-        interval_lost = interval_expected - (self.received - self.received_prior)
-        self.expected_prior, self.received_prior = expected, self.received
-        fraction = (interval_lost << 8) // interval_expected if interval_expected > 0 and interval_lost > 0 else 0
-        lsr = dlsr = 0
-        if self.report is not None:
-            lsr = self.report[0]
-            dlsr = int((time.monotonic() - self.report[1]) * 65536)
+        fraction, lost, highest, jitter, lsr, dlsr = self.report_block(time.monotonic())
         return RtcpReceiverInfo(
             ssrc=ssrc,
-            fraction_lost=min(fraction, 255),
-            packets_lost=min(lost, 0x7FFFFF),
-            highest_sequence=extended & 0xFFFFFFFF,
-            jitter=self.jitter_q4 >> 4,
+            fraction_lost=fraction,
+            packets_lost=lost,
+            highest_sequence=highest,
+            jitter=jitter,
             lsr=lsr,
             dlsr=dlsr,
         )
@@ -116,7 +88,7 @@ class UpstreamFeedback:
             stream = self._streams[packet.ssrc] = _StreamStatistics(packet.sequence)
             if len(self._streams) > 8:  # senders come and go (a restarted publisher): keep the latest
                 del self._streams[next(iter(self._streams))]
-        if stream.add(packet) and stream.missing:
+        if stream.add_packet(packet) and stream.missing:
             self._send(
                 bytes(
                     RtcpRtpfbPacket(
@@ -138,10 +110,21 @@ class UpstreamFeedback:
                     fci = pack_remb_fci(*remb)
                     self._send(bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self.rtcp_ssrc, media_ssrc=0, fci=fci)))
 
+    @property
+    def packets_lost(self) -> int:
+        """Packets of the publisher's video that never came (its retransmissions fill the gaps they answer)."""
+        return sum(stream.lost for stream in self._streams.values())
+
+    @property
+    def jitter(self) -> float | None:
+        """The interarrival jitter of its current stream, in seconds."""
+        current = next(reversed(self._streams.values()), None)
+        return current.jitter if current is not None else None
+
     def on_sender_report(self, ssrc: int, ntp_timestamp: int) -> None:
         stream = self._streams.get(ssrc)
         if stream is not None:
-            stream.report = ((ntp_timestamp >> 16) & 0xFFFFFFFF, time.monotonic())
+            stream.sender_report(ntp_timestamp, time.monotonic())
 
     def _send(self, data: bytes) -> None:
         self.send_rtcp(data)

@@ -48,6 +48,11 @@ class RequestFailed(DialogError):
         self.response = response
 
 
+class OfferPending(Exception):
+    """Raised by a handler's on_offer while an offer of its own is outstanding: the request is answered 491 Request
+    Pending (RFC 3261 section 14.2), and the peer tries again later."""
+
+
 class DialogHandler(Protocol):
     """What the application hears from a dialog. Subclass `BaseDialogHandler` to get defaults."""
 
@@ -55,7 +60,8 @@ class DialogHandler(Protocol):
         """The ACK of the initial INVITE arrived: the application may now send re-INVITEs."""
 
     async def on_offer(self, dialog: Dialog, offer: bytes, request: SipRequest) -> bytes | None:
-        """A re-INVITE or UPDATE brought an SDP offer: return the answer, or None to refuse it (488)."""
+        """A re-INVITE or UPDATE brought an SDP offer: return the answer, or None to refuse it (488); raise
+        OfferPending while an offer of the application's own is being made (491)."""
 
     async def on_info(self, dialog: Dialog, request: SipRequest) -> int:
         """INFO (e.g. DTMF): return the status to answer with."""
@@ -401,6 +407,9 @@ class Dialog:
         try:
             try:
                 answer = await self.handler.on_offer(self, request.body, request)
+            except OfferPending:
+                tx.respond(request.create_response(491))
+                return
             except Exception:
                 log.exception("on_offer failed")
                 tx.respond(request.create_response(500))

@@ -6,14 +6,15 @@ import asyncio
 import base64
 import os
 import socket
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientResponse, TCPConnector
+from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import build_services, create_app
 from gateway.bootstrap import bootstrap
@@ -34,6 +35,16 @@ def _postgres_answers() -> bool:
 
 
 POSTGRES_UP = _postgres_answers()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs two pytest-xdist workers (`--dist loadgroup`): one takes every test as one group, in order,
+    the other the tests marked `waits`, which spend most of their time on a shaped link or a timer. Running more of
+    the suite side by side on this machine's two cores would starve the media tests' clients and Chromium."""
+    for item in items:
+        if item.get_closest_marker("waits") is None:
+            item.add_marker(pytest.mark.xdist_group("serial"))
 
 
 def pytest_report_header() -> str:
@@ -146,11 +157,29 @@ class Api:
 
 
 @pytest.fixture
-async def api(settings: Settings, aiohttp_client: Any) -> AsyncIterator[Api]:
+def server_host() -> str:
+    """Where the test server listens (a weak-link test puts it on its veth's address, for the namespace to reach)."""
+    return "127.0.0.1"
+
+
+async def start_api(
+    settings: Settings, aiohttp_client: Any, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+) -> Api:
+    """The server on a real socket (over TLS with `tls`: HTTPS and WSS), bootstrapped, its admin signed in."""
     services = build_services(settings)
     app = create_app(settings, services)
-    client = await aiohttp_client(app)
+    if tls is None:
+        client = await aiohttp_client(app, server_kwargs={"host": host})
+    else:
+        server = TestServer(app, host=host)
+        await server.start_server(ssl=tls)
+        client = await aiohttp_client(server, connector=TCPConnector(ssl=False))
     await bootstrap(services, "admin", ADMIN_PASSWORD)
     handle = Api(client, services)
     handle.admin_token = await handle.login("admin", ADMIN_PASSWORD)
-    yield handle
+    return handle
+
+
+@pytest.fixture
+async def api(settings: Settings, aiohttp_client: Any, server_host: str) -> AsyncIterator[Api]:
+    yield await start_api(settings, aiohttp_client, host=server_host)

@@ -210,11 +210,15 @@ class WebRtcPeer(Receiver):
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response["answer"], type="answer"))
         self._tap()
         if slots:
-            offer = (await control.call(op="slots_offer", id=self.id))["offer"]
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-            self._tap()
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-            await control.call(op="slots_answer", id=self.id, answer=self.pc.localDescription.sdp)
+            await self.take_slots(control)
+
+    async def take_slots(self, control: Control) -> None:
+        """Take the video slots the server adds now (one per other publisher, up to last-N), as after an ACK."""
+        offer = (await control.call(op="slots_offer", id=self.id))["offer"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        self._tap()
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await control.call(op="slots_answer", id=self.id, answer=self.pc.localDescription.sdp)
 
     async def publish_to_janus(self, api: JanusApi) -> int:
         """Publish this peer's offer in Janus's VideoRoom; returns its feed id."""
@@ -507,7 +511,11 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     feed = None
     if janus is None:
         for peer in publishers:
-            await peer.join(control, slots=args.scenario == "full")
+            await peer.join(control, slots=False)
+        if args.scenario == "full":
+            # once all are in: a publisher's slots are as many as the other publishers (up to last-N)
+            for peer in publishers:
+                await peer.take_slots(control)
         for receiver in subscribers:
             await receiver.join(control, slots=True)
     else:

@@ -22,13 +22,16 @@ def _taken_networks() -> list[ipaddress.IPv4Network]:
     return [ipaddress.IPv4Interface(line.split()[3]).network for line in out.splitlines()]
 
 
-def _free_network() -> ipaddress.IPv4Network:
+def _free_network(first_octets: str) -> ipaddress.IPv4Network:
+    """A /30 in `first_octets`.x.0 (e.g. "10.213") that no interface of this namespace uses."""
     taken = _taken_networks()
-    for third in range(os.getpid() % 200, 256):
-        network = ipaddress.IPv4Network(f"10.213.{third}.0/30")
-        if not any(network.overlaps(other) for other in taken):
-            return network
-    raise RuntimeError("no free 10.213.x.0/30 network for the benchmark's veth pair")
+    start = os.getpid() % 200
+    for third in [*range(start, 256), *range(start)]:
+        for fourth in range(0, 256, 4):
+            network = ipaddress.IPv4Network(f"{first_octets}.{third}.{fourth}/30")
+            if not any(network.overlaps(other) for other in taken):
+                return network
+    raise RuntimeError(f"no free {first_octets}.x.y/30 network for a veth pair")
 
 
 @dataclass
@@ -42,9 +45,10 @@ class VethNamespace:
     outside_address: str
 
     @classmethod
-    def create(cls) -> VethNamespace:
-        tag = f"sb{os.getpid() % 100000}"  # interface names are limited to 15 characters
-        network = _free_network()
+    def create(cls, prefix: str = "sb", first_octets: str = "10.213", tag: str | None = None) -> VethNamespace:
+        """Names start with `prefix` (then the process id, or `tag`); addresses are a free /30 of `first_octets`."""
+        tag = prefix + (tag if tag is not None else str(os.getpid() % 100000))  # interface names: 15 characters
+        network = _free_network(first_octets)
         inside_address, outside_address = (str(host) for host in network.hosts())
         space = cls(f"{tag}ns", f"{tag}i", f"{tag}o", inside_address, outside_address)
         try:

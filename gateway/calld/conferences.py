@@ -6,6 +6,7 @@ ends; the calld endpoints read and kick through here.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ class Participant:
     kind: str = "webrtc"
     #: mutes or unmutes him in the room (his audio no longer mixed; everyone is told), where the call allows it
     mute: Callable[[bool], None] | None = field(default=None, repr=False)
+    #: his call quality now, as the API shows it (sfu.quality.CallQuality.to_json)
+    quality: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,11 @@ class Participant:
             "call_id": self.call_id,
             "user_uuid": str(self.user_uuid) if self.user_uuid else None,
         }
+
+    def to_json_with_quality(self) -> dict[str, Any]:
+        """With `call_quality` (beyond Wazo: its clients ignore the field), for the participants API and the live
+        view; events go without it."""
+        return {**self.to_json(), "call_quality": self.quality() if self.quality is not None else None}
 
 
 class Conferences:
@@ -99,9 +107,15 @@ class Conferences:
         return True
 
     async def hang_up_all(self, meeting_uuid: UUID, reason: str) -> None:
-        for participant in self.participants(meeting_uuid):
-            await participant.hangup(reason)
-            self.remove(participant)
+        """Everyone at once: one unreachable phone must not hold up the others' BYE."""
+
+        async def hang_up(participant: Participant) -> None:
+            try:
+                await participant.hangup(reason)
+            finally:
+                self.remove(participant)
+
+        await asyncio.gather(*(hang_up(p) for p in self.participants(meeting_uuid)), return_exceptions=True)
 
     def _publish(self, action: str, participant: Participant) -> None:
         meeting = participant.meeting_uuid

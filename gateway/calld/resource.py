@@ -19,7 +19,7 @@ PARTICIPANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 def _participants_response(request: web.Request, meeting: MeetingRecord) -> web.Response:
-    items = [p.to_json() for p in request.app[SERVICES].conferences.participants(meeting.uuid)]
+    items = [p.to_json_with_quality() for p in request.app[SERVICES].conferences.participants(meeting.uuid)]
     return json_response({"items": items, "total": len(items)})
 
 

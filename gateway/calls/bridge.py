@@ -27,7 +27,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 from gateway.auth.tenants import TenantService
@@ -37,9 +37,8 @@ from gateway.confd.meetings.service import MeetingRecord, MeetingService
 from gateway.config import AsteriskSettings
 from gateway.events import Event, EventBus
 from gateway.http.lists import ListParams
-from sfu.errors import ParticipantClosed, RoomClosed, RoomFull, SdpError
-from sfu.participant import Participant
-from sfu.rtpleg import RtpLeg
+from gateway.media.interface import MediaParticipant
+from sfu.errors import ParticipantClosed, RoomClosed, RoomFull, SdpError, SfuError
 from signaling.dialog import BaseDialogHandler, Dialog, DialogError
 from signaling.digest import DigestCredentials
 from signaling.message import SipRequest
@@ -89,7 +88,7 @@ class BridgeCall(MeetingCall):
 
     bridged = True
 
-    def __init__(self, room: MeetingRoom, participant: Participant, dialog: Dialog, seat: Seat) -> None:
+    def __init__(self, room: MeetingRoom, participant: MediaParticipant, dialog: Dialog, seat: Seat) -> None:
         super().__init__(room, participant, dialog, seat)
         self.ended = asyncio.Event()
         self.end_reason = ""
@@ -187,7 +186,7 @@ class BridgeLink:
     def _carried_audio(call: BridgeCall) -> bool:
         """A leg Asterisk answered and then dropped before sending any audio (say Answer() then a ConfBridge that
         fails) counts as a failed attempt, so that such a dialplan is not called again every second."""
-        return cast(RtpLeg, call.participant.leg).last_received_at is not None
+        return call.participant.last_received_at is not None
 
     async def _connect(self, meeting: MeetingRecord) -> BridgeCall:
         bridge = self.bridge
@@ -196,14 +195,16 @@ class BridgeLink:
         if control.conferences.count(meeting.uuid) >= control.capacity():
             raise BridgeFailure("the room is full")
         extension = settings.extension_pattern.format(uuid=meeting.uuid, exten=meeting.exten)
-        room = control.room_for(meeting.uuid, meeting.name)
         info = {"name": BRIDGE_NAME, "number": extension, "bridge": True}
         try:
-            participant, offer = await room.sfu_room.join_rtp_outbound(info, max_participants=control.capacity())
+            room = await control.room_for(meeting.uuid, meeting.name)
+            participant, offer = await room.media_room.join_rtp_outbound(info, max_participants=control.capacity())
         except RoomFull:
             raise BridgeFailure("the room is full") from None
         except RoomClosed:
             raise BridgeFailure("the room closed") from None
+        except SfuError as exc:
+            raise BridgeFailure(f"no room: {exc}") from None
         early = _Early()
         try:
             dialog = await asyncio.wait_for(
@@ -228,7 +229,7 @@ class BridgeLink:
             raise
         try:
             answer = dialog.initial_response.body.decode() if dialog.initial_response else ""
-            await cast(RtpLeg, participant.leg).accept_answer(answer)
+            await participant.accept_answer(answer)
             if early.ended is not None or participant.closed:
                 raise ParticipantClosed(f"the call or the room ended meanwhile ({early.ended or 'room closed'})")
         except BaseException as exc:
@@ -249,6 +250,7 @@ class BridgeLink:
             user_uuid=None,
             hangup=control.hangup_for(participant.id, meeting.uuid),
             kind="bridge",
+            quality=lambda: participant.quality.to_json(),
         )
         call = BridgeCall(room, participant, dialog, seat)
         dialog.handler = call
@@ -271,7 +273,7 @@ class BridgeLink:
         The leg's receive path only stamps each packet's time; this loop sleeps until the stamp would be that old.
         """
         settings = self.bridge.settings
-        leg = cast(RtpLeg, call.participant.leg)
+        leg = call.participant
         keepalive = settings.keepalive_seconds
         silence = settings.rtp_silence_seconds
         next_keepalive = time.monotonic() + keepalive if keepalive > 0 else math.inf
@@ -428,7 +430,7 @@ class AsteriskBridge:
     async def close_room_if_empty(self, meeting_uuid: UUID) -> None:
         """A room kept open only for a leg that never came up (connect: always) closes with the link."""
         room = self.control.rooms.get(meeting_uuid)
-        if room is not None and not room.calls and not room.sfu_room.participants:
+        if room is not None and not room.calls and not room.media_room.participant_count:
             await self.control.close_room(meeting_uuid)
 
     def spawn(self, work: Any) -> None:

@@ -14,7 +14,6 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -26,26 +25,28 @@ from gateway.confd.confbridge.service import ConfbridgeService
 from gateway.confd.meetings.service import MeetingRecord
 from gateway.config import Settings
 from gateway.logs import tag_call
+from gateway.media.interface import MediaParticipant, MediaRoom, MediaRooms, MediaUnavailable
 from gateway.metrics import Metrics
-from sfu.errors import RoomClosed, RoomFull, SdpError
-from sfu.participant import Participant
-from sfu.room import Room
-from sfu.server import SFU
+from sfu.errors import RoomClosed, RoomFull, SdpError, SfuError
 from sfu.settings import RoomOptions
 from signaling.call import CallCancelled, IncomingCall
-from signaling.dialog import BaseDialogHandler, Dialog, DialogError, RequestFailed
+from signaling.dialog import BaseDialogHandler, Dialog, DialogError, OfferPending, RequestFailed
 from signaling.message import SipRequest
 
 logger = logging.getLogger(__name__)
 
 FULL = "meeting is full"
 DRAINING = "server is restarting: call again in a moment"
+NO_MEDIA = "no media server available: call again in a moment"
 DTMF_SIGNAL = re.compile(rb"Signal\s*=\s*([0-9*#A-Da-d])")
 #: RFC 5168's keyframe request, in the form Asterisk sends (and video phones expect)
 PICTURE_FAST_UPDATE = (
     b'<?xml version="1.0" encoding="utf-8" ?>\r\n<media_control>\r\n <vc_primitive>\r\n  <to_encoder>\r\n'
     b"   <picture_fast_update/>\r\n  </to_encoder>\r\n </vc_primitive>\r\n</media_control>\r\n"
 )
+#: how long a hang-up waits for the answer to its BYE before the call leaves the room anyway (a live peer answers at
+#: once; a UDP peer gone silent would keep the transaction going for Timer F's 32 s)
+BYE_ANSWER_WAIT = 2.0
 SINGLE_SLOT_MODES = {"follow_talker", "last_marked", "first_marked"}
 #: A client answering a room update with one of these cannot take them (baresip answers 415): no more are sent.
 MESSAGES_REFUSED = {405, 415, 501}
@@ -81,7 +82,7 @@ class MeetingCall(BaseDialogHandler):
     #: a leg to another conference (the Asterisk bridge) rather than a person
     bridged = False
 
-    def __init__(self, room: MeetingRoom, participant: Participant, dialog: Dialog, seat: Seat) -> None:
+    def __init__(self, room: MeetingRoom, participant: MediaParticipant, dialog: Dialog, seat: Seat) -> None:
         self.room = room
         self.participant = participant
         self.dialog = dialog
@@ -91,12 +92,21 @@ class MeetingCall(BaseDialogHandler):
         self.video_muted = False
         self.hand_raised = False
         self.slots_shown: dict[str, str | None] | None = None
+        self.screens_shown: list[str] = []
+        self.slots_paused: list[str] = []
         #: room updates go out while this holds: the caller allows MESSAGE and has not refused one
         self.takes_messages = takes_messages(dialog.initial_request if dialog.is_uas else None)
         #: a client that refuses our JSON updates (a phone) may still show text: the room's chat goes to it as such
         self.takes_text = self.takes_messages
         self._outbox: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: the ACK came: re-INVITEs may go out (sip.js drops one sent before)
+        self.confirmed = False
+        #: one SDP negotiation at a time, ours (adding slots) or the caller's (his re-INVITE)
+        self._negotiation = asyncio.Lock()
+        self._adding_slots: asyncio.Task[None] | None = None
+        #: an offer of slots failed (refused, or the media side could not make one): none is tried again
+        self._slots_failed = False
         self._sender = asyncio.get_running_loop().create_task(self._send_messages())
         participant.on("closed", self._participant_closed)
         participant.on("picture_fast_update", lambda: _spawn(self._tasks, self._ask_keyframe()))
@@ -135,22 +145,57 @@ class MeetingCall(BaseDialogHandler):
         _spawn(self._tasks, self._after_ack())
 
     async def _after_ack(self) -> None:
-        """After the ACK (sip.js drops a re-INVITE before it): add the video slots, then say welcome."""
-        try:
-            if self.participant.slot_count > 0:
-                offer = await self.participant.create_slots_offer()
-                answer = await self.dialog.reinvite(offer.encode())
-                await self.participant.accept_slots_answer(answer.decode())
-        except (DialogError, SdpError, RoomClosed) as exc:
-            logger.info("%s: no video slots (%s)", self.participant_id, exc)
-        except Exception:
-            logger.exception("%s: video slots failed", self.participant_id)
+        """After the ACK (sip.js drops a re-INVITE before it): add the video slots there is video for, then say
+        welcome (more slots follow, if more video came meanwhile)."""
+        self.confirmed = True
+        if self.participant.wants_offer:
+            await self._offer_slots()
         if not self.left:
             self.send(roomstate.welcome(self.room.bridge, self, self.room.members()))
             self.room.refresh_slots()
+        self.ensure_slots()
+
+    def ensure_slots(self) -> None:
+        """Offer the video slots the participant lacks (one per other video source, up to last-N) and announce
+        afresh those now showing someone new in place of someone gone, by re-INVITE, unless that is under way
+        already (it looks again when done)."""
+        if not self.confirmed or self.left or self._slots_failed or not self.participant.wants_offer:
+            return
+        if self._adding_slots is None or self._adding_slots.done():
+            self._adding_slots = asyncio.get_running_loop().create_task(self._add_slots())
+
+    async def _add_slots(self) -> None:
+        while not self.left and self.participant.wants_offer:
+            if not await self._offer_slots():
+                return
+
+    async def _offer_slots(self) -> bool:
+        """One offer of slots (re-INVITE) and its answer; False if it failed (nothing more is tried then)."""
+        async with self._negotiation:
+            if self.left or self._slots_failed or not self.participant.wants_offer:
+                return not self._slots_failed
+            try:
+                offer = await self.participant.create_slots_offer()
+                if offer is None:
+                    return True  # nothing to offer after all (the room changed meanwhile)
+                answer = await self.dialog.reinvite(offer.encode())
+                await self.participant.accept_slots_answer(answer.decode())
+            except (DialogError, SfuError) as exc:
+                logger.info("%s: no more video slots (%s)", self.participant_id, exc)
+                self._slots_failed = True
+                return False
+            except Exception:
+                logger.exception("%s: video slots failed", self.participant_id)
+                self._slots_failed = True
+                return False
+        self.room.refresh_slots()
+        return True
 
     async def on_offer(self, dialog: Dialog, offer: bytes, request: SipRequest) -> bytes | None:
-        answer = await self.participant.handle_offer(offer.decode())
+        if self._negotiation.locked():
+            raise OfferPending  # our re-INVITE adding slots is being made: the caller tries again (491)
+        async with self._negotiation:
+            answer = await self.participant.handle_offer(offer.decode())
         self.room.refresh_slots()
         return answer.encode()
 
@@ -240,10 +285,14 @@ class MeetingCall(BaseDialogHandler):
 
     # -- ending
     async def hangup(self, reason: str) -> None:
-        """We end the call (kick, meeting deleted or expired, media lost): BYE, then leave."""
+        """We end the call (kick, meeting deleted or expired, media lost): BYE, then leave. The BYE's answer is
+        awaited for `BYE_ANSWER_WAIT` at most: a phone gone silent must not stay in the room (nor hold up a
+        shutdown) for Timer F's 32 s."""
         if not self.left:
-            with contextlib.suppress(DialogError, OSError):
-                await self.dialog.bye([("Reason", f'Q.850;cause=16;text="{reason}"')])
+            with contextlib.suppress(DialogError, OSError, TimeoutError):
+                await asyncio.wait_for(
+                    self.dialog.bye([("Reason", f'Q.850;cause=16;text="{reason}"')]), BYE_ANSWER_WAIT
+                )
         await self.leave(reason)
 
     async def leave(self, reason: str) -> None:
@@ -254,26 +303,34 @@ class MeetingCall(BaseDialogHandler):
         logger.info("left the meeting: %s", reason)
         self._sender.cancel()
         await self.participant.close(reason)
+        quality = self.participant.quality
+        logger.info("call quality: %s", quality.describe(), extra={"call_quality": quality.summary()})
         await self.room.remove(self)
 
 
 class MeetingRoom:
     """The gateway's side of one meeting's room: its calls, its updates, and closing when empty."""
 
-    def __init__(self, control: CallControl, meeting_uuid: UUID, name: str, sfu_room: Room) -> None:
+    def __init__(self, control: CallControl, meeting_uuid: UUID, name: str, media_room: MediaRoom) -> None:
         self.control = control
         self.meeting_uuid = meeting_uuid
         self.bridge = roomstate.bridge(meeting_uuid, name)
-        self.sfu_room = sfu_room
+        self.media_room = media_room
         self.calls: dict[str, MeetingCall] = {}
         self._refresh_pending = False
-        sfu_room.on("talking_started", lambda p: self._talking(p, True))
-        sfu_room.on("talking_stopped", lambda p: self._talking(p, False))
-        sfu_room.on("participant_muted", lambda p, _muted: self._muted(p))
-        sfu_room.on("video_changed", self.refresh_slots)
+        media_room.on("talking", self._talking)
+        media_room.on("muted", lambda participant_id, _muted: self._muted(participant_id))
+        media_room.on("video_changed", self._video_changed)
 
     def members(self) -> list[MeetingCall]:
         return list(self.calls.values())
+
+    def _video_changed(self) -> None:
+        """Someone's video came or went, or a slot shows someone else: the apps are told who is in which slot, and
+        whoever now lacks slots (or has one to announce afresh) gets an offer."""
+        self.refresh_slots()
+        for call in self.calls.values():
+            call.ensure_slots()
 
     def add(self, call: MeetingCall) -> None:
         for other in self.calls.values():
@@ -294,16 +351,16 @@ class MeetingRoom:
         if not self.calls:
             await self.control.close_room(self.meeting_uuid)
 
-    def _talking(self, participant: Participant, talking: bool) -> None:
-        call = self.calls.get(participant.id)
+    def _talking(self, participant_id: str, talking: bool) -> None:
+        call = self.calls.get(participant_id)
         if call is None:
             return
         call.seat.talking = talking
         self.tell(roomstate.talking, call)
         self.refresh_slots()
 
-    def _muted(self, participant: Participant) -> None:
-        call = self.calls.get(participant.id)
+    def _muted(self, participant_id: str) -> None:
+        call = self.calls.get(participant_id)
         if call is not None:
             self.tell(roomstate.muted, call)
 
@@ -326,7 +383,8 @@ class MeetingRoom:
             member.send(update(self.bridge, call))
 
     def refresh_slots(self) -> None:
-        """Tell each subscriber which participant his video slots show, when that changed (after the SFU moved)."""
+        """Tell each subscriber which participant his video slots show and which are paused, when that changed
+        (after the SFU moved)."""
         if self._refresh_pending:
             return
         self._refresh_pending = True
@@ -335,14 +393,15 @@ class MeetingRoom:
     def _send_slots(self) -> None:
         self._refresh_pending = False
         for call in self.calls.values():
-            shown = {
-                str(slot.mid): (slot.target.owner_id if slot.target else None)
-                for slot in call.participant.slots
-                if slot.active and slot.mid is not None
-            }
-            if shown != call.slots_shown and (shown or call.slots_shown):
-                call.slots_shown = shown
-                call.send(roomstate.video_slots(self.bridge, shown))
+            active = call.participant.video_slots()
+            shown = {slot.mid: slot.owner_id for slot in active}
+            # a slot may go from someone's camera to his screen: the same participant, but another picture
+            screens = [slot.mid for slot in active if slot.owner_id is not None and slot.content == "slides"]
+            paused = sorted(slot.mid for slot in active if slot.paused)
+            state = (shown, screens, paused)
+            if state != (call.slots_shown, call.screens_shown, call.slots_paused) and (shown or call.slots_shown):
+                call.slots_shown, call.screens_shown, call.slots_paused = state
+                call.send(roomstate.video_slots(self.bridge, shown, screens, paused))
 
 
 class CallControl:
@@ -351,7 +410,7 @@ class CallControl:
     def __init__(
         self,
         settings: Settings,
-        sfu: SFU,
+        media: MediaRooms,
         dialplan: DialPlan,
         conferences: Conferences,
         confbridge: ConfbridgeService,
@@ -362,7 +421,8 @@ class CallControl:
         self.metrics = metrics
         #: set while the server drains: new calls are refused, calls in progress go on
         self.draining = False
-        self.sfu = sfu
+        #: where the rooms are (this process, or media workers): call control cannot tell
+        self.media = media
         self.dialplan = dialplan
         self.conferences = conferences
         self.confbridge = confbridge
@@ -413,20 +473,27 @@ class CallControl:
         offer = call.offer.decode(errors="replace")
         if not offer.strip():
             return self._refuse(call, 488, "an SDP offer is required", "bad_offer")
-        room = self.room_for(meeting.uuid, meeting.name)
+        try:
+            room = await self.room_for(meeting.uuid, meeting.name)
+        except SfuError as exc:
+            logger.warning("no room for %s: %s", meeting.uuid, exc)
+            return self._refuse(call, 503, NO_MEDIA, "no_media", [("Retry-After", "10")])
         info = {"name": destination.caller_name, "number": destination.caller_number, "call_id": call.call_id}
         webrtc = "RTP/SAVPF" in offer or "UDP/TLS" in offer
         try:
             if webrtc:
-                participant, answer = await room.sfu_room.join_webrtc(offer, info, max_participants=self.capacity())
+                participant, answer = await room.media_room.join_webrtc(offer, info, max_participants=self.capacity())
             else:
-                participant, answer = await room.sfu_room.join_rtp(offer, info, max_participants=self.capacity())
+                participant, answer = await room.media_room.join_rtp(offer, info, max_participants=self.capacity())
         except RoomFull:
             return self._refuse(call, 486, FULL, "full")
         except SdpError as exc:
             return self._refuse(call, 488, str(exc) or "no common codec", "bad_offer")
         except RoomClosed:
             return self._refuse(call, 410, "meeting ended", "meeting_ended")
+        except MediaUnavailable as exc:
+            logger.warning("no media for %s: %s", meeting.uuid, exc)
+            return self._refuse(call, 503, NO_MEDIA, "no_media", [("Retry-After", "10")])
         tag_call(participant=participant.id)
         if call.cancelled.is_set():
             await participant.close("cancelled")
@@ -442,6 +509,7 @@ class CallControl:
             hangup=self.hangup_for(participant.id, meeting.uuid),
             kind="webrtc" if webrtc else "phone",
             mute=participant.set_muted,
+            quality=lambda: participant.quality.to_json(),
         )
         try:
             dialog = call.answer(answer.encode())
@@ -470,21 +538,25 @@ class CallControl:
 
         return hangup
 
-    def room_for(self, meeting_uuid: UUID, name: str) -> MeetingRoom:
+    async def room_for(self, meeting_uuid: UUID, name: str) -> MeetingRoom:
+        """The meeting's room, opened (placed on a media worker, when there are workers) if it is not open."""
         room = self.rooms.get(meeting_uuid)
         options = self.room_options()
-        if room is None or room.sfu_room.closed:
-            room = MeetingRoom(self, meeting_uuid, name, self.sfu.room(str(meeting_uuid), options))
-            self.rooms[meeting_uuid] = room
+        if room is None or room.media_room.closed:
+            media_room = await self.media.room(str(meeting_uuid), options)
+            room = self.rooms.get(meeting_uuid)  # another join may have opened it meanwhile
+            if room is None or room.media_room.closed:
+                room = MeetingRoom(self, meeting_uuid, name, media_room)
+                self.rooms[meeting_uuid] = room
         else:
             # The bridge options apply from the next join on.
-            room.sfu_room.options = replace(options)
+            room.media_room.set_options(options)
         return room
 
     async def close_room(self, meeting_uuid: UUID) -> None:
         room = self.rooms.pop(meeting_uuid, None)
         if room is not None:
-            await room.sfu_room.close("empty")
+            await room.media_room.close("empty")
 
     async def hang_up_everyone(self, reason: str) -> None:
         """At once (an unreachable peer must not hold the others' BYE)."""
@@ -494,4 +566,4 @@ class CallControl:
     async def close(self) -> None:
         """Hang everyone up, then stop the media."""
         await self.hang_up_everyone("server shutting down")
-        await self.sfu.close()
+        await self.media.close()

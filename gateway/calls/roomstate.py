@@ -2,7 +2,8 @@
 
 Wazo's SDK reads `type` (ConfbridgeWelcome, ConfbridgeJoin, ConfbridgeLeave, ConfbridgeTalking) and matches a
 channel to its call with `channelvars.WAZO_SIP_CALL_ID`. Ours, which the SDK ignores: ConfbridgeVideoSlots (which
-participant each of a subscriber's video slots, by SDP mid, shows, so an app can put names on tiles),
+participant each of a subscriber's video slots, by SDP mid, shows, so an app can put names on tiles, and
+`video_slots_paused`, the mids of those paused because his link has no room for them),
 ConfbridgeVideoMute/Unmute and a channel's `video_muted` (a camera turned off), ConfbridgeHandRaised/Lowered and a
 channel's `hand_raised`, ConfbridgeChat (a chat line), and, from the apps, the
 ParticipantState MESSAGE in which an app tells its own microphone and camera state, the Pin MESSAGE in which it
@@ -63,12 +64,15 @@ def bridge(meeting_uuid: UUID, name: str) -> dict[str, str]:
 
 
 def welcome(bridge_info: dict[str, str], me: Member, members: Sequence[Member]) -> bytes:
+    # `me` first in `channels`: Wazo's SDK puts a video on a remote participant's tile only once it knows its own
+    # (a remote channel listed before it is left without video)
+    others = [member for member in members if member.participant_id != me.participant_id]
     return _encode(
         {
             "type": "ConfbridgeWelcome",
             "bridge": bridge_info,
             "channel": channel(me),
-            "channels": [channel(member) for member in members],
+            "channels": [channel(me)] + [channel(member) for member in others],
         }
     )
 
@@ -163,5 +167,18 @@ def app_message(body: bytes) -> AppMessage | None:
     return None
 
 
-def video_slots(bridge_info: dict[str, str], slots: dict[str, str | None]) -> bytes:
-    return _encode({"type": "ConfbridgeVideoSlots", "bridge": bridge_info, "video_slots": slots})
+def video_slots(
+    bridge_info: dict[str, str], slots: dict[str, str | None], screens: Sequence[str] = (), paused: Sequence[str] = ()
+) -> bytes:
+    """Who each of a subscriber's slots (by mid) shows, which of them show a shared screen (`screen_slots`), and which
+    are paused because the subscriber's link has no room for them now (the app shows those tiles as paused, not
+    frozen)."""
+    return _encode(
+        {
+            "type": "ConfbridgeVideoSlots",
+            "bridge": bridge_info,
+            "video_slots": slots,
+            "screen_slots": list(screens),
+            "video_slots_paused": list(paused),
+        }
+    )

@@ -41,7 +41,11 @@ async def test_participants_and_kick(api: Api) -> None:
     listed = await api.call("GET", f"{CALLD}/users/me/meetings/{meeting['uuid']}/participants", alice)
     assert listed["total"] == 2
     assert {item["caller_id_name"] for item in listed["items"]} == {"Guest", "Alice"}
-    assert {"id", "caller_id_name", "caller_id_number", "call_id", "user_uuid"} == set(listed["items"][0])
+    # Wazo's fields, and ours beyond them: the call quality (none for a seat the SFU does not carry)
+    assert {"id", "caller_id_name", "caller_id_number", "call_id", "user_uuid", "call_quality"} == set(
+        listed["items"][0]
+    )
+    assert listed["items"][0]["call_quality"] is None
     as_admin = await api.call("GET", f"{CALLD}/meetings/{meeting['uuid']}/participants", api.admin_token)
     assert as_admin["total"] == 2
     # Bob is neither owner nor present.

@@ -25,6 +25,7 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
     assert settings.database.url.startswith("sqlite:///var/")
     assert settings.asterisk.extension_pattern == "wazo-meeting-{uuid}"
     assert settings.sip.digest_algorithms == ["MD5"]
+    assert settings.turn.urls == [] and settings.turn.credential_ttl_seconds == 86400
 
 
 @pytest.mark.parametrize(
@@ -43,6 +44,10 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
         ({"MEETINGS_SIP__DIGEST_ALGORITHMS": "[MD5, SHA-256]"}, "sip.digest_algorithms"),
         ({"MEETINGS_SIP__DIGEST_ALGORITHMS": "[MD5, md5]"}, "sip.digest_algorithms"),
         ({"MEETINGS_SIP__DIGEST_ALGORITHMS": "[]"}, "sip.digest_algorithms"),
+        ({"MEETINGS_TURN__URLS": "['turn:turn.example.com:3478']"}, "turn"),
+        ({"MEETINGS_TURN__URLS": "['stun:turn.example.com']", "MEETINGS_TURN__SHARED_SECRET": "x" * 16}, "turn.urls"),
+        ({"MEETINGS_TURN__SHARED_SECRET": "short"}, "turn.shared_secret"),
+        ({"MEETINGS_TURN__CREDENTIAL_TTL_SECONDS": "5"}, "turn.credential_ttl_seconds"),
     ],
 )
 def test_bad_settings_are_named(environ: dict[str, str], named: str) -> None:
@@ -56,7 +61,8 @@ def test_environment_overrides_file() -> None:
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "MEETINGS_DATABASE__URL": f"sqlite:///{tmp_path}/cli.db"}
+    # PYTHONPATH: this checkout's code, whichever checkout the environment has installed
+    environ = {**os.environ, "MEETINGS_DATABASE__URL": f"sqlite:///{tmp_path}/cli.db", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60
     )
@@ -222,6 +228,17 @@ async def test_https_and_wss_on_one_port(tmp_path: Path) -> None:
         ({"MEETINGS_AUTH__LOGIN_FAILURES_PER_SOURCE": "0"}, "auth.login_failures_per_source"),
         ({"MEETINGS_AUTH__LOGIN_FAILURE_WINDOW_SECONDS": "-1"}, "auth.login_failure_window_seconds"),
         ({"MEETINGS_AUTH__PASSWORD_HASH_THREADS": "0"}, "auth.password_hash_threads"),
+        ({"MEETINGS_MEDIA__WORKERS": "-1"}, "media.workers"),
+        # each worker needs its own slice of the RTP ports
+        (
+            {
+                "MEETINGS_MEDIA__WORKERS": "4",
+                "MEETINGS_MEDIA__RTP_PORT_MIN": "10000",
+                "MEETINGS_MEDIA__RTP_PORT_MAX": "10050",
+            },
+            "media",
+        ),
+        ({"MEETINGS_MEDIA__WORKERS_EXCHANGE": ""}, "media.workers_exchange"),
     ],
 )
 def test_connection_and_login_limits_are_validated(environ: dict[str, str], named: str) -> None:
@@ -254,3 +271,20 @@ async def test_unfinished_http_requests_are_closed_after_the_idle_timeout(tmp_pa
             writer.close()
     finally:
         await asyncio.to_thread(_stop, process)
+
+
+def test_media_workers_get_disjoint_slices_of_the_rtp_ports() -> None:
+    settings = load_settings(None, {"MEETINGS_MEDIA__WORKERS": "3"})
+    assert not load_settings(ROOT / "config.yaml", {}).media.remote  # the embedded default: rooms in the process
+    assert settings.media.remote
+    slices = settings.media.worker_port_ranges()
+    assert slices == [(10000, 13332), (13333, 16665), (16666, 20000)]
+
+
+def test_cli_media_worker_options_are_validated(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", "--media-workers", "-2")
+    assert result.returncode == 2 and "media.workers" in result.stderr
+    result = run(tmp_path, "media-worker", "--rtp-ports", "many")
+    assert result.returncode == 2 and "--rtp-ports" in result.stderr
+    result = run(tmp_path, "media-worker", "--rtp-ports", "30010-30000")
+    assert result.returncode == 2 and "rtp_port_min" in result.stderr

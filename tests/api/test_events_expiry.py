@@ -167,10 +167,11 @@ async def test_old_meeting_made_non_persistent_gets_the_whole_delay(api: Api) ->
     await _backdate(api.services, meeting["uuid"], hours=1)
     made_non_persistent = time.time()
     await api.call("PUT", path, alice, {"persistent": False}, expect=204)
+    answered = time.time()  # the change happened in between (a loaded machine may take a while to answer)
     read = await api.call("GET", path, alice)
     expire_time = datetime.fromisoformat(read["expire_time"]).timestamp()
     # The 2 s run from the change (stored to the second), not from the creation an hour ago.
-    assert made_non_persistent + 1 <= expire_time <= made_non_persistent + 2
+    assert made_non_persistent + 1 <= expire_time <= answered + 2
     gone = await _deleted_at(deleted, meeting["uuid"])
     assert gone >= made_non_persistent + 1
     assert abs(gone - expire_time) < 0.5

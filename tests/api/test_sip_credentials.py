@@ -40,6 +40,9 @@ async def fresh_nonce(sip: SipPeer) -> str:
 def no_traceback(caplog: pytest.LogCaptureFixture) -> None:
     bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert not bad, [r.getMessage() for r in bad]
+    # every line can be written as UTF-8: bytes that were not text show as escapes
+    for record in caplog.records:
+        record.getMessage().encode("utf-8")
 
 
 @pytest.mark.parametrize(
@@ -122,3 +125,5 @@ async def test_an_undecodable_extension_dialled_is_a_404(
     answer = await sip.ask(invite(2, [f"Authorization: {value}"]))
     assert 400 <= answer.status < 500, answer.status
     no_traceback(caplog)
+    if extension == b"\xff\xfe":
+        assert any("INVITE \\udcff\\udcfe" in r.getMessage() for r in caplog.records)

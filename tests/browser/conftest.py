@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 # Console lines that are expected: an API answered 4xx on purpose (a wrong password, an unknown meeting), which
 # the page explains; a 5xx or a script error is never expected.
 EXPECTED_CONSOLE = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d")
+#: Chromium cancels what it is loading when the machine's interfaces change, as they do whenever a test (this one
+#: or one beside it) creates or removes a network namespace's veth pair: such a page load is tried again
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+NAVIGATION_ATTEMPTS = 3
 
 pytestmark = pytest.mark.browser
 
@@ -61,29 +66,67 @@ class Browser:
     pages: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     expected: list[re.Pattern[str]] = field(default_factory=lambda: [EXPECTED_CONSOLE])
+    expected_page_errors: list[re.Pattern[str]] = field(default_factory=list)
     shots: int = 0
 
     def expect_console(self, pattern: str) -> None:
         """Console errors matching this are part of what the test does (e.g. it cut the network)."""
         self.expected.append(re.compile(pattern))
 
-    async def page(self, label: str, viewport: tuple[int, int] = (1280, 800), mobile: bool = False) -> Any:
+    def expect_page_error(self, pattern: str) -> None:
+        """Uncaught errors matching this come from code the test runs but the project does not own (say why)."""
+        self.expected_page_errors.append(re.compile(pattern))
+
+    async def page(
+        self, label: str, viewport: tuple[int, int] = (1280, 800), mobile: bool = False, trust_any_tls: bool = False
+    ) -> Any:
+        """`trust_any_tls`: the page reaches a server with a self-signed certificate (HTTPS and WSS)."""
         context = await self.browser.new_context(
             viewport={"width": viewport[0], "height": viewport[1]},
             device_scale_factor=1,
             is_mobile=mobile,
             has_touch=mobile,
             permissions=["camera", "microphone", "clipboard-read", "clipboard-write"],
+            ignore_https_errors=trust_any_tls,
         )
         page = await context.new_page()
         page.set_default_timeout(10_000)
-        page.on("pageerror", lambda error: self.errors.append(f"[{label}] page error: {error}"))
+
+        def on_page_error(error: Any) -> None:
+            if not any(p.search(str(error)) for p in self.expected_page_errors):
+                self.errors.append(f"[{label}] page error: {error}")
+
+        page.on("pageerror", on_page_error)
+
+        interrupted: list[str] = []
 
         def on_console(message: Any) -> None:
-            if message.type == "error" and not any(p.search(message.text) for p in self.expected):
+            if message.type != "error" or any(p.search(message.text) for p in self.expected):
+                return
+            if NETWORK_CHANGED in message.text:
+                interrupted.append(message.text)
+            else:
                 self.errors.append(f"[{label}] console: {message.text}")
 
         page.on("console", on_console)
+        navigate = page.goto
+
+        async def goto(url: str, **options: Any) -> Any:
+            for attempt in range(NAVIGATION_ATTEMPTS):
+                interrupted.clear()
+                try:
+                    response = await navigate(url, **options)
+                    await page.wait_for_load_state("load")
+                except Exception as error:
+                    if NETWORK_CHANGED not in str(error) or attempt == NAVIGATION_ATTEMPTS - 1:
+                        raise
+                    continue
+                if not interrupted:
+                    return response
+            self.errors.extend(f"[{label}] console: {text}" for text in interrupted)
+            return response
+
+        page.goto = goto
         self.pages.append(page)
         return page
 
@@ -94,23 +137,40 @@ class Browser:
         return path
 
 
-@pytest.fixture
-async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
+def artifacts(request: pytest.FixtureRequest, part: str = "") -> Path:
+    """The test's screenshot folder (emptied), or a part of it."""
+    folder = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    if not part:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder = folder / part if part else folder
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@asynccontextmanager
+async def chromium(folder: Path, args: Sequence[str] = (), executable: str = CHROMIUM) -> AsyncIterator[Browser]:
+    """One chromium (`executable`: a wrapper may start it elsewhere, e.g. in a network namespace); fails the test
+    after it closes if a page logged an error it did not expect."""
     if not HAVE_CHROMIUM:
         pytest.skip(f"no chromium at {CHROMIUM} (make system-test-deps installs Debian's)")
     from playwright.async_api import async_playwright
 
-    folder = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        handle = Browser(chromium, folder)
+        launched = await playwright.chromium.launch(
+            executable_path=executable, headless=True, args=[*CHROMIUM_ARGS, *args]
+        )
+        handle = Browser(launched, folder)
         try:
             yield handle
         finally:
-            await chromium.close()
+            await launched.close()
     assert not handle.errors, "errors in the pages:\n" + "\n".join(handle.errors)
+
+
+@pytest.fixture
+async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
+    async with chromium(artifacts(request)) as handle:
+        yield handle
 
 
 @dataclass

@@ -376,6 +376,27 @@ async def test_meeting_stage_from_room_messages(site: Site, browser: Browser) ->
     await page.wait_for_selector("#tiles .tile[data-participant='Carol']")
     assert "Alice Owner" not in await page.inner_text("#participants")
 
+    # A slot the server paused for want of bandwidth: an overlay on that tile, not a frozen picture; gone on resume.
+    await page.evaluate(
+        "__stage.call.applyRoomEvent({type: 'ConfbridgeVideoSlots', video_slots: {'2': 'c3', '3': 'c2', '4': null},"
+        " video_slots_paused: ['3']})"
+    )
+    await page.wait_for_selector(".tile.paused[data-participant='Bob'] .paused-note:not([hidden])")
+    assert await page.inner_text(".tile[data-participant='Bob'] .paused-note") == "Paused — weak connection"
+    assert (
+        await page.evaluate(
+            "getComputedStyle(document.querySelector(\".tile[data-participant='Bob'] video\")).visibility"
+        )
+        == "hidden"
+    )
+    assert await page.locator(".tile.paused").count() == 1
+    await browser.shot(page, "stage-paused")
+    await page.evaluate(
+        "__stage.call.applyRoomEvent({type: 'ConfbridgeVideoSlots', video_slots: {'2': 'c3', '3': 'c2', '4': null},"
+        " video_slots_paused: []})"
+    )
+    await page.wait_for_selector(".tile[data-participant='Bob']:not(.paused) .paused-note[hidden]", state="attached")
+
     # Mute and camera toggles act on the tracks sent.
     await page.click("#toggle-mic")
     assert await page.evaluate("__stage.call.localStream.getAudioTracks().every(t => !t.enabled)")
@@ -447,16 +468,35 @@ async def test_live_view_for_operators(site: Site, browser: Browser) -> None:
     meeting = await site.api.create_meeting(token, name="Watched")
     async with aiohttp.ClientSession() as session:
         room = Room(site.api, session)
-        member = await room.member(guest_credentials(meeting), 440.0, "red")
+        members = [await room.member(guest_credentials(meeting), 440.0, colour) for colour in ("red", "green")]
         try:
-            await member.join("meeting-guest")
-            row = page.locator(f"[data-meeting='{meeting['uuid']}'] tbody tr")
-            await row.wait_for(timeout=12_000)  # the next poll (every 5 s)
-            assert "webrtc" in await row.inner_text()
+            for member in members:
+                await member.join("meeting-guest")
+            rows = page.locator(f"[data-meeting='{meeting['uuid']}'] tbody tr")
+            await rows.nth(1).wait_for(timeout=12_000)  # the next poll (every 5 s)
+            assert "webrtc" in await rows.nth(0).inner_text()
             assert "Watched" in await page.inner_text(f"[data-meeting='{meeting['uuid']}'] h2")
+            # each one's call quality: the round trip measured, no loss, both sending and receiving audio and video
+            measured = re.compile(r"^\d+\.\d ms$")
+            for index in range(2):
+                row = rows.nth(index)
+                rtt = row.locator("[data-quality=rtt]")
+                for _ in range(40):  # figures come with the room's samples and his receiver reports: a few polls
+                    text = await rtt.inner_text()
+                    receives = await row.locator("[data-quality=receives]").inner_text()
+                    if measured.match(text) and "160x120" in receives:
+                        break
+                    await page.wait_for_timeout(500)
+                assert measured.match(text), text
+                assert await row.locator("[data-quality=loss]").inner_text() == "in 0.0 % · out 0.0 %"
+                sends = await row.locator("[data-quality=sends]").inner_text()
+                audio, video = re.match(r"^(\d+) / (\d+) kbit/s", sends).groups()  # type: ignore[union-attr]
+                assert int(audio) > 0 and int(video) > 0 and "160x120" in sends, sends
+                assert "160x120" in receives, receives
             await browser.shot(page, "live-view")
         finally:
-            await member.close()
+            for member in members:
+                await member.close()
 
     # a user who is not an administrator has no link, and the page says why if he goes there anyway
     user = await browser.page("user")

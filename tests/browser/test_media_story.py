@@ -235,6 +235,8 @@ async def test_mute_and_camera_off_are_seen_by_the_others(media_site: Site, brow
     width, height = await _size(owner, f"{tile} .muted-icon svg")
     assert width >= 10 and height >= 10
     listed = owner.locator("#participants li", has_text="Gina").locator(".muted-icon svg")
+    # the list is drawn again on each change: wait for the drawing that shows her muted
+    await listed.wait_for(state="visible")
     box = await listed.bounding_box()
     assert box and box["width"] >= 10
     # and Gina sees her own muted state

@@ -76,7 +76,7 @@ async def set_microphone(page: Any, on: bool) -> None:
 
 
 def sfu_room(site: Site) -> Any:
-    (room,) = site.api.client.app[CALL_CONTROL].sfu.rooms.values()
+    (room,) = site.api.client.app[CALL_CONTROL].media.sfu.rooms.values()
     return room
 
 

@@ -14,7 +14,7 @@ from gateway.app import CALL_CONTROL
 from tests.conftest import Api, make_settings
 from tests.e2e.conftest import Member, Room, guest_credentials, user_line
 from tests.e2e.sipclient import CallRefused, SipClient
-from tests.sfu.clients import open_sockets
+from tests.sfu.clients import RtpPhone, open_sockets
 from tests.waiting import until
 
 
@@ -113,11 +113,38 @@ async def test_delete_hangs_everyone_up_and_nothing_is_left_running(api: Api, ro
         await member.close()
     room.members.clear()
     control = api.client.app[CALL_CONTROL]
-    await until(lambda: not control.rooms and not control.sfu.rooms, 5, "the room to close")
+    await until(lambda: not control.rooms and not control.media.sfu.rooms, 5, "the room to close")
     await asyncio.sleep(1)
     gc.collect()
     assert len(asyncio.all_tasks()) <= tasks_before + 1, asyncio.all_tasks()
     assert open_sockets() <= sockets_before
+
+
+async def test_a_phone_gone_silent_holds_up_neither_the_others_hang_up_nor_the_participants_list(
+    api: Api, room: Room
+) -> None:
+    """A UDP phone that vanished without a BYE would answer nothing for Timer F's 32 s: deletion must still hang
+    the others up at once and empty the room within seconds."""
+    _, alice_token = await api.create_user("alice")
+    meeting = await api.create_meeting(alice_token)
+    guest = guest_credentials(meeting)
+    silent = SipClient(*guest, api.services.settings.sip.domain)
+    await silent.connect_udp(room.udp_address)
+    media = RtpPhone(None)
+    await media.open()
+    await silent.invite("meeting-guest", media.offer().encode())
+    await media.close()
+    await silent.close()  # gone: the server's BYE goes to a closed port
+    member = await room.member(guest, None, None)
+    await member.join("meeting-guest")
+    participants = f"/api/calld/1.0/users/me/meetings/{meeting['uuid']}/participants"
+    assert len((await api.call("GET", participants, alice_token))["items"]) == 2
+
+    await api.call("DELETE", f"/api/confd/1.1/users/me/meetings/{meeting['uuid']}", alice_token, expect=204)
+    assert member.call is not None
+    await asyncio.wait_for(member.call.ended.wait(), 3)
+    control = api.client.app[CALL_CONTROL]
+    await until(lambda: not control.rooms, 5, "the room to close despite the silent phone")
 
 
 async def test_key_1_toggles_mute_like_wazo_menu(api: Api, room: Room) -> None:
@@ -144,7 +171,7 @@ async def test_a_sip_info_picture_fast_update_asks_the_shown_publisher_for_a_key
     meeting = await api.create_meeting(alice_token)
     red, green = await join_two(api, room, alice_token, meeting)
     assert red.call is not None and green.call is not None
-    sfu_room = api.client.app[CALL_CONTROL].rooms[uuid.UUID(meeting["uuid"])].sfu_room
+    sfu_room = api.client.app[CALL_CONTROL].rooms[uuid.UUID(meeting["uuid"])].media_room.room
     by_call = {p.info["call_id"]: p for p in sfu_room.participants.values()}
     red_source = by_call[red.call.call_id].video_source
     assert red_source is not None
@@ -180,7 +207,7 @@ async def test_an_h264_phone_is_asked_for_keyframes_by_sip_info_too_and_a_vp8_ph
             audio = ["m=audio 40000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000"]
             video = ["m=video 40002 RTP/AVP 97", f"a=rtpmap:97 {codec}/90000", *fmtp, "a=sendrecv"]
             call = await phone.invite(meeting["exten"], "\r\n".join([*head, *audio, *video, ""]).encode())
-            sfu_room = sfu_room_of[uuid.UUID(meeting["uuid"])].sfu_room
+            sfu_room = sfu_room_of[uuid.UUID(meeting["uuid"])].media_room.room
             participant = next(p for p in sfu_room.participants.values() if p.info["call_id"] == call.call_id)
             assert participant.video_source is not None and participant.video_source.codec_name == codec
             participant.video_source.request_keyframe()  # its first: not held back by the rate limit
@@ -232,7 +259,7 @@ async def test_an_app_tells_its_microphone_and_camera_state_and_everyone_is_told
     assert told["channelvars"]["WAZO_SIP_CALL_ID"] == speaker.call.call_id
     assert told["video_muted"] is True and told["muted"] is True
     # muted in the room itself: no longer mixed
-    sfu_room = api.client.app[CALL_CONTROL].rooms[uuid.UUID(meeting["uuid"])].sfu_room
+    sfu_room = api.client.app[CALL_CONTROL].rooms[uuid.UUID(meeting["uuid"])].media_room.room
     assert next(p for p in sfu_room.participants.values() if p.info["call_id"] == speaker.call.call_id).muted
 
     unmute = b'{"type": "ParticipantState", "video_muted": false}'
@@ -256,7 +283,7 @@ async def test_the_organiser_mutes_someone_and_hands_go_up(api: Api, room: Room)
 
     await api.call("PUT", f"{path}/{target}/mute", alice_token, expect=204)
     await until(lambda: bool(listener.messages("ConfbridgeMute")), 5, "the mute to be told")
-    sfu_room = api.client.app[CALL_CONTROL].rooms[uuid.UUID(meeting["uuid"])].sfu_room
+    sfu_room = api.client.app[CALL_CONTROL].rooms[uuid.UUID(meeting["uuid"])].media_room.room
     assert sfu_room.participants[target].muted
     await api.call("PUT", f"{path}/{target}/unmute", alice_token, expect=204)
     await until(lambda: bool(listener.messages("ConfbridgeUnmute")), 5, "the unmute to be told")

@@ -14,7 +14,7 @@ from bench.serving import serving
 from tests.e2e.served import guest, join, make_meeting, ready_status
 from tests.e2e.sipclient import CallRefused
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.waits]
 
 
 async def test_sigterm_lets_the_call_finish_and_refuses_new_ones(tmp_path: Path) -> None:

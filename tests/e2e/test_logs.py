@@ -1,5 +1,6 @@
 """JSON log lines from a real server process: every line parses, and the lines about a guest's call carry the
-meeting, the participant and the Call-ID, so one grep on the meeting's UUID prefix follows him from link to hang-up."""
+meeting, the participant and the Call-ID, so one grep on the meeting's UUID prefix follows him from link to hang-up,
+where one line sums up the call's quality."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from bench.serving import serving
 from tests.e2e.served import guest, join, make_meeting
+from tests.waiting import until
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +33,8 @@ async def test_json_lines_follow_a_guest_from_link_to_hang_up(tmp_path: Path) ->
             await join(member)
             assert member.call is not None
             call_id = member.call.call_id
+            await until(lambda: member.media.pc.connectionState == "connected", 10, "the media connected")
+            await asyncio.sleep(1.0)  # some media both ways, for the quality line
             await member.sip.bye(member.call)
             await asyncio.sleep(1.0)
         finally:
@@ -49,4 +53,12 @@ async def test_json_lines_follow_a_guest_from_link_to_hang_up(tmp_path: Path) ->
         assert record["call_id"] == call_id
         assert record["participant"]
     assert invite["message"].endswith(": joined")
+    # at the call's end, one line sums up its quality, tagged like the others
+    (quality,) = [record for record in followed if record["message"].startswith("call quality: ")]
+    assert records.index(quality) > records.index(left)
+    assert quality["meeting_uuid"] == meeting["uuid"] and quality["call_id"] == call_id and quality["participant"]
+    summary = quality["call_quality"]
+    assert summary["duration"] > 0 and summary["audio_in"]["packets"] > 0 and summary["audio_in"]["packets_lost"] == 0
+    assert summary["audio_out"]["packets"] > 0 and "audio in " in quality["message"]
+    assert summary["video_in"]["packets"] > 0 and summary["video_in"]["resolution"] == "160x120"
     assert meeting["uuid"] not in json.dumps([r for r in records if r["logger"] == "aiohttp.access"])

@@ -11,22 +11,37 @@ from tests.conftest import Api
 from tests.e2e.conftest import Member, Room, guest_credentials, user_line
 from tests.e2e.sipclient import SipClient
 from tests.sfu.clients import RtpPhone, tone_power
+from tests.sfu.clients import record as record_audio
 from tests.waiting import until
 
 
 async def record(members: list[Member], seconds: float) -> None:
-    for member in members:
-        member.media.audio.clear()
-        member.media.recording = True
-    await asyncio.sleep(seconds)
-    for member in members:
-        member.media.recording = False
+    await record_audio(*(member.media for member in members), seconds=seconds)
 
 
 def powers(member: Member) -> tuple[float, float]:
     samples = member.media.recorded().astype(np.float64)
     assert samples.size > 48000 * 0.5, f"{member.sip.username} received too little audio"
     return tone_power(samples, 440), tone_power(samples, 880)
+
+
+async def hear_and_see_each_other(a: Member, b: Member, c: Member) -> None:
+    """A (440 Hz, red), B (880 Hz, green) and C (silent, blue): C hears both tones, A hears 880 and not 440, B 440
+    and not 880; each sees the others' colours and never his own."""
+    await asyncio.sleep(2.0)
+    await record([a, b, c], 2.5)
+    a440, a880 = powers(a)
+    b440, b880 = powers(b)
+    c440, c880 = powers(c)
+    assert c440 > 0.1 and c880 > 0.1, (c440, c880)
+    assert a880 > 0.2 and a440 < 0.02, (a440, a880)
+    assert b440 > 0.2 and b880 < 0.02, (b440, b880)
+    await until(lambda: a.media.colours_seen() >= {"green", "blue"}, 10, "A seeing B and C")
+    await until(lambda: b.media.colours_seen() >= {"red", "blue"}, 10, "B seeing A and C")
+    await until(lambda: c.media.colours_seen() >= {"red", "green"}, 10, "C seeing A and B")
+    assert "red" not in a.media.colours_seen()
+    assert "green" not in b.media.colours_seen()
+    assert "blue" not in c.media.colours_seen()
 
 
 async def test_three_people_hear_and_see_each_other(api: Api, room: Room) -> None:
@@ -49,23 +64,7 @@ async def test_three_people_hear_and_see_each_other(api: Api, room: Room) -> Non
     assert {"id", "caller", "talking_status", "channelvars"} <= set(welcome["channels"][0])
     assert a.messages("ConfbridgeJoin"), "A was told of the others joining"
 
-    # Audio: C hears both tones; A hears 880 and not 440; B hears 440 and not 880.
-    await asyncio.sleep(2.0)
-    await record([a, b, c], 2.5)
-    a440, a880 = powers(a)
-    b440, b880 = powers(b)
-    c440, c880 = powers(c)
-    assert c440 > 0.1 and c880 > 0.1, (c440, c880)
-    assert a880 > 0.2 and a440 < 0.02, (a440, a880)
-    assert b440 > 0.2 and b880 < 0.02, (b440, b880)
-
-    # Video: each sees the others' colours and never his own.
-    await until(lambda: a.media.colours_seen() >= {"green", "blue"}, 10, "A seeing B and C")
-    await until(lambda: b.media.colours_seen() >= {"red", "blue"}, 10, "B seeing A and C")
-    await until(lambda: c.media.colours_seen() >= {"red", "green"}, 10, "C seeing A and B")
-    assert "red" not in a.media.colours_seen()
-    assert "green" not in b.media.colours_seen()
-    assert "blue" not in c.media.colours_seen()
+    await hear_and_see_each_other(a, b, c)
 
     # The names on the tiles: the slot map names participants that exist.
     slots = a.messages("ConfbridgeVideoSlots")

@@ -77,3 +77,33 @@ async def test_a_users_own_line_dials_the_meetings_number(api: Api, room: Room, 
     await until(lambda: bool(baresip.saw("CALL_CLOSED")), 10, "baresip's call closed")
     assert heard(baresip.recording(), ROOM_TONE) > 0.2
     await until(lambda: api.services.conferences.count(UUID(meeting["uuid"])) == 1, 5, "the phone gone from the room")
+
+
+async def test_the_phones_call_quality_from_its_rtcp(api: Api, room: Room, baresip: Baresip) -> None:
+    """baresip's receiver reports about the mix (to the port above the server's RTP port) give its round trip and
+    loss in the participants API; the server counts what baresip sends."""
+    meeting, _, browser = await meeting_with_browser(api, room)
+    domain = api.services.settings.sip.domain
+    await baresip.start()
+    await baresip.add_account(account_line(*guest_credentials(meeting), domain, sip_server(api, "udp"), "udp"))
+    await until(lambda: bool(baresip.saw("REGISTER_OK")), 10, "baresip registered")
+    assert (await baresip.command("dial meeting-guest"))["ok"]
+    await until(lambda: bool(baresip.saw("CALL_ESTABLISHED")), 10, "baresip's call established")
+    assert browser.call is not None
+    path = f"/api/calld/1.0/meetings/{meeting['uuid']}/participants"
+    deadline = asyncio.get_running_loop().time() + 40  # reports every 5 s or so, each way
+    while True:
+        listed = await api.call("GET", path, api.admin_token)
+        (phone,) = [item for item in listed["items"] if item["call_id"] != browser.call.call_id]
+        quality = phone["call_quality"]
+        if quality["round_trip_time"] is not None and quality["audio"]["out"]["fraction_lost"] is not None:
+            break
+        assert asyncio.get_running_loop().time() < deadline, quality
+        await asyncio.sleep(1.0)
+    assert 0 <= quality["round_trip_time"] < 0.5  # loopback
+    audio = quality["audio"]
+    assert audio["in"]["bitrate"] > 32000 and audio["in"]["packets_lost"] == 0  # G.711: 64 kbit/s of payload
+    assert audio["out"]["packets"] > 0 and audio["out"]["fraction_lost"] == 0 and audio["out"]["packets_lost"] == 0
+    assert audio["out"]["jitter"] is not None and audio["out"]["jitter"] < 0.1
+    assert (await baresip.command("hangup"))["ok"]
+    await until(lambda: bool(baresip.saw("CALL_CLOSED")), 10, "baresip's call closed")

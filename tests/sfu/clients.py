@@ -11,6 +11,8 @@ import random
 import socket
 import struct
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import av
@@ -22,6 +24,8 @@ from av.frame import Frame
 
 from sfu import Participant, Room
 from sfu.aiortc_adapter import gather_host_candidates
+from sfu.ports import PortAllocator
+from tests.waiting import until
 
 RATE = 48000
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -125,8 +129,13 @@ class WebRtcClient:
         tone: float | None,
         colour: str | None,
         bundle_policy: RTCBundlePolicy = RTCBundlePolicy.MAX_BUNDLE,
+        address: str = "127.0.0.1",
+        ports: PortAllocator | None = None,
     ) -> None:
+        """`address` is where its ICE host candidate is; `ports` binds its socket (e.g. in a network namespace)."""
         self.name = name
+        self.address = address
+        self.ports = ports
         self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=bundle_policy))
         self.pc.addTrack(ToneTrack(tone))
         if colour is not None:
@@ -136,6 +145,8 @@ class WebRtcClient:
         #: colours seen per received video track id, in arrival order
         self.video: dict[str, list[str]] = {}
         self.participant: Participant | None = None
+        #: the server's offers of slots, as it sent them
+        self.offers: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.pc.on("track", self._on_track)
 
@@ -156,7 +167,7 @@ class WebRtcClient:
             pass
 
     async def join(self, room: Room, **kwargs: Any) -> Participant:
-        gather_host_candidates(self.pc, ["127.0.0.1"], None)
+        gather_host_candidates(self.pc, [self.address], self.ports)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         participant, answer = await room.join_webrtc(self.pc.localDescription.sdp, {"name": self.name}, **kwargs)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
@@ -164,10 +175,15 @@ class WebRtcClient:
         return participant
 
     async def accept_slots(self) -> None:
+        """Take the server's offer of slots (new ones, or ones announced afresh), as the gateway's re-INVITE brings
+        it; nothing when it has none to make."""
         assert self.participant is not None
+        if not self.participant.wants_offer:
+            return
         offer = await self.participant.create_slots_offer()
+        self.offers.append(offer)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-        gather_host_candidates(self.pc, ["127.0.0.1"], None)
+        gather_host_candidates(self.pc, [self.address], self.ports)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self.participant.accept_slots_answer(self.pc.localDescription.sdp)
 
@@ -313,6 +329,26 @@ class RtpPhone(asyncio.DatagramProtocol):
             self.transport.close()
 
 
+@asynccontextmanager
+async def speaker_and_two_viewers(room: Room) -> AsyncIterator[tuple[WebRtcClient, WebRtcClient, WebRtcClient]]:
+    """A, talking (440 Hz) with a red camera, and B (blue) and C (green), silent, in `room`, their slots accepted and
+    C's first slot showing A; all three closed at the end."""
+    a, b, c = WebRtcClient("A", 440, "red"), WebRtcClient("B", None, "blue"), WebRtcClient("C", None, "green")
+    try:
+        for client in (a, b, c):
+            await client.join(room)
+        for client in (a, b, c):
+            await client.accept_slots()
+        deadline = time.monotonic() + 8
+        while c.colours_seen() != {"red"}:
+            assert time.monotonic() < deadline, f"C's slot does not show the speaker: {c.colours_seen()}"
+            await asyncio.sleep(0.05)
+        yield a, b, c
+    finally:
+        for client in (a, b, c):
+            await client.close()
+
+
 def open_sockets() -> int:
     """UDP/TCP sockets this process holds (from /proc/self/fd)."""
     import os
@@ -375,3 +411,17 @@ class SrtpPhone(RtpPhone):
     def _wire(self, packet: bytes) -> bytes:
         assert self._tx is not None, "accept() the answer first"
         return bytes(self._tx.protect(packet))
+
+
+async def record(*clients: WebRtcClient, seconds: float = 1.5) -> None:
+    """Keep what each client hears until each holds `seconds` of audio. A loaded machine decodes slower than real
+    time, so a wall-clock window alone would come back short; fail after four times as long."""
+    for client in clients:
+        client.audio.clear()
+        client.recording = True
+    wanted = int(seconds * RATE)
+    try:
+        await until(lambda: all(len(client.recorded()) >= wanted for client in clients), 4 * seconds, "audio")
+    finally:
+        for client in clients:
+            client.recording = False

@@ -12,6 +12,7 @@ from importlib.metadata import version
 
 import aioice
 import aioice.ice
+import aioice.stun
 from aiortc import (
     RTCPeerConnection,
     RTCRtpReceiver,
@@ -85,7 +86,7 @@ async def test_sender_private_names() -> None:
     pc = RTCPeerConnection()
     try:
         sender = pc.addTransceiver("video").sender
-        assert isinstance(sender._stream_id, str)
+        assert isinstance(sender._stream_id, str) and isinstance(sender._track_id, str)
         assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
         for name in ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited"):
             assert isinstance(getattr(sender, f"_RTCRtpSender__{name}"), asyncio.Event)
@@ -102,6 +103,8 @@ async def test_sender_private_names() -> None:
         assert "transceiver.sender._ssrc" in inspect.getsource(rtcpeerconnection)
         assert "transceiver.sender._rtx_ssrc" in inspect.getsource(rtcpeerconnection)
         assert "_stream_id" in inspect.getsource(rtcrtpsender)
+        msid = 'f"{transceiver.sender._stream_id} {transceiver.sender._track_id}"'
+        assert msid in inspect.getsource(rtcpeerconnection)
     finally:
         await pc.close()
 
@@ -128,6 +131,35 @@ async def test_ice_private_names() -> None:
         assert "self._nominated.get(component)" in sendto and "active_pair.remote_addr" in sendto
         assert "active_pair.protocol.send_data" in sendto
         assert "self.transport.sendto(data, addr)" in inspect.getsource(aioice.ice.StunProtocol.send_data)
+    finally:
+        await pc.close()
+
+
+async def test_consent_private_names() -> None:
+    """keep_consent_through_loss replaces the consent task connect() starts, with checks built and sent as
+    aioice's own, and closes the connection as aioice does when consent expires."""
+    connect = inspect.getsource(aioice.Connection.connect)
+    assert "self._query_consent_task = asyncio.create_task(self.query_consent())" in connect
+    original = inspect.getsource(aioice.Connection.query_consent)
+    assert "self.build_request(pair, nominate=False)" in original and "pair.protocol.request(" in original
+    assert "self._query_consent_task = None" in original and "await self.close()" in original
+    assert "self._query_consent_task.cancel()" in inspect.getsource(aioice.Connection.close)
+    assert list(inspect.signature(aioice.Connection.build_request).parameters) == ["self", "pair", "nominate"]
+    assert list(inspect.signature(aioice.ice.StunProtocol.request).parameters) == [
+        "self",
+        "request",
+        "addr",
+        "integrity_key",
+        "retransmissions",
+    ]
+    assert issubclass(aioice.stun.TransactionTimeout, aioice.stun.TransactionError)
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio")
+        aiortc_adapter.keep_consent_through_loss(pc)
+        connection = pc.getTransceivers()[0].receiver.transport.transport.iceGatherer._connection
+        assert connection.remote_password is None and connection.query_consent.__name__ == "query_consent"
+        assert connection.query_consent.__qualname__.startswith("_consent_keeper")
     finally:
         await pc.close()
 

@@ -10,8 +10,8 @@ from aiortc import RTCBundlePolicy
 from sfu import SFU, RoomOptions, sdp
 from tests.waiting import until
 
-from .clients import RtpPhone, WebRtcClient, tone_power
-from .test_room_media import record, remote_of
+from .clients import RtpPhone, WebRtcClient, record, tone_power
+from .test_room_media import remote_of
 
 
 def sections(text: str) -> dict[str, str]:
@@ -52,11 +52,15 @@ def test_bundled_m_lines_take_the_tagged_m_lines_dtls_role() -> None:
     )
 
 
-async def hears_the_phone(room_options: RoomOptions, sfu: SFU, client: WebRtcClient) -> None:
+async def hears_the_phone(
+    room_options: RoomOptions, sfu: SFU, client: WebRtcClient, publishers: tuple[WebRtcClient, ...] = ()
+) -> None:
     room = sfu.room("audio-only", room_options)
     phone = RtpPhone(880)
     await phone.open()
     try:
+        for publisher in publishers:
+            await publisher.join(room)
         await client.join(room)
         # at once, as the gateway does after the ACK: the DTLS handshake is still running
         await client.accept_slots()
@@ -75,6 +79,8 @@ async def hears_the_phone(room_options: RoomOptions, sfu: SFU, client: WebRtcCli
         assert len(from_client) > 8000 and tone_power(from_client, 440, 8000) > 0.5
     finally:
         await client.close()
+        for publisher in publishers:
+            await publisher.close()
         await phone.close()
 
 
@@ -95,7 +101,9 @@ async def test_audio_only_first_offer_keeps_audio_after_slots(sfu: SFU) -> None:
         assert "a=setup:passive" in local["0"] and "a=setup:active" in local["2"]
 
     client.accept_slots = accept_slots  # type: ignore[method-assign]
-    await hears_the_phone(RoomOptions(video=True), sfu, client)
+    # two cameras in the room already: the re-offer adds two slots (mids 1 and 2)
+    cameras = (WebRtcClient("B", None, "red"), WebRtcClient("C", None, "blue"))
+    await hears_the_phone(RoomOptions(video=True), sfu, client, cameras)
 
 
 @pytest.mark.slow
@@ -106,6 +114,7 @@ async def test_audio_only_participant_hears_and_sees_every_slot(sfu: SFU) -> Non
     try:
         for client in (guest, b, c):
             await client.join(room)
+        for client in (guest, b, c):
             await client.accept_slots()
         assert guest.participant is not None and guest.participant.video_source is None
         await until(lambda: guest.colours_seen() == {"red", "blue"}, 8)

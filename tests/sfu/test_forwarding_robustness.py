@@ -98,6 +98,10 @@ async def test_a_stalled_subscriber_forged_packets_loss_and_a_leaving_publisher_
         _, answer = await room.join_rtp(offer)
         video_port = int(next(line for line in answer.split("\r\n") if line.startswith("m=video")).split()[1])
         camera.start(("127.0.0.1", video_port))
+        # the phone's video is one more source: each gets a third slot for it (the gateway's second re-INVITE)
+        for client in (a, b, c):
+            assert client.participant is not None and client.participant.missing_slots == 1
+            await client.accept_slots()
         await until(lambda: c.colours_seen() == {"red", "blue", "yellow"}, 10, "C to see everyone")
         await until(lambda: a.colours_seen() == {"blue", "green", "yellow"}, 10, "A to see everyone")
 

@@ -12,16 +12,7 @@ from sfu import SFU, RoomFull, RoomOptions
 from sfu.settings import MediaSettings
 from tests.waiting import until
 
-from .clients import RtpPhone, WebRtcClient, open_sockets, tone_power
-
-
-async def record(*clients: WebRtcClient, seconds: float = 1.5) -> None:
-    for client in clients:
-        client.audio.clear()
-        client.recording = True
-    await asyncio.sleep(seconds)
-    for client in clients:
-        client.recording = False
+from .clients import RtpPhone, WebRtcClient, open_sockets, record, tone_power
 
 
 def remote_of(answer: str) -> tuple[str, int]:

@@ -156,7 +156,7 @@ def test_nack_is_answered_from_history_with_rtx_and_reports_match_what_was_sent(
     source = object()
     start = time.monotonic() - 1
     for i in range(10):
-        sender.forward(source, rtp(vp8_payload(i, key=i == 0), 500 + i, 3000 * i, arrival=start + i / 30))
+        sender.forward(source, rtp(vp8_payload(i), 500 + i, 3000 * i, arrival=start + i / 30))
     sent = [RtpPacket.parse(d) for d in path.rtp]
     assert len(sent) == 10 and all(p.ssrc == 1111 for p in sent)
     raw = path.rtp[3]

@@ -195,7 +195,6 @@ async def test_a_video_phone_and_a_browser_see_each_other_and_keyframe_requests_
     await camera.open()
     try:
         await browser.join(room)
-        await browser.accept_slots()
         offer = phone_offer(
             f"m=audio {phone.port} RTP/AVP 0",
             "a=rtpmap:0 PCMU/8000",
@@ -205,6 +204,7 @@ async def test_a_video_phone_and_a_browser_see_each_other_and_keyframe_requests_
             "a=sendrecv",
         )
         participant, answer = await room.join_rtp(offer)
+        await browser.accept_slots()  # a slot for the phone's video
         port, section = media_section(answer, 1)
         assert "a=sendrecv" in section
         camera.start(("127.0.0.1", port))
@@ -247,12 +247,12 @@ async def test_several_streams_from_one_peer_fill_a_browser_s_slots_and_an_idle_
         await peer.open()
     try:
         await browser.join(room)
-        await browser.accept_slots()
         video = []
         for peer, direction in zip(peers, ("sendrecv", "sendonly", "sendonly"), strict=True):
             video += [f"m=video {peer.port} RTP/AVP 96", "a=rtpmap:96 VP8/90000", f"a={direction}"]
         offer = phone_offer(f"m=audio {phone.port} RTP/AVP 0", "a=rtpmap:0 PCMU/8000", *video)
         participant, answer = await room.join_rtp(offer)
+        await browser.accept_slots()  # a slot per stream of the ConfBridge
         for index, peer in enumerate(peers, start=1):
             peer.start(("127.0.0.1", media_section(answer, index)[0]))
         await until(lambda: browser.colours_seen() == {"green", "yellow"}, 8)

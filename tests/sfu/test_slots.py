@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from sfu import SFU, RoomOptions
+from sfu import SFU, RoomOptions, sdp
 from tests.waiting import until
 
-from .clients import ToneTrack, WebRtcClient
+from .clients import RtpPhone, ToneTrack, WebRtcClient, speaker_and_two_viewers
 
 
 def tone_of(client: WebRtcClient) -> ToneTrack:
@@ -25,12 +25,7 @@ async def test_follow_talker_switches_to_the_new_speaker(sfu: SFU, caplog: pytes
     talking: list[tuple[str, str]] = []
     room.on("talking_started", lambda p: talking.append((p.info["name"], "started")))
     room.on("talking_stopped", lambda p: talking.append((p.info["name"], "stopped")))
-    a, b, c = WebRtcClient("A", 440, "red"), WebRtcClient("B", None, "blue"), WebRtcClient("C", None, "green")
-    try:
-        for client in (a, b, c):
-            await client.join(room)
-        for client in (a, b, c):
-            await client.accept_slots()
+    async with speaker_and_two_viewers(room) as (a, b, c):
         assert all(len(p.slots) == 1 and p.slots[0].active for p in room.participants.values())
         await until(lambda: ("A", "started") in talking, 3)
         await until(lambda: c.colours_seen() == {"red"} and b.colours_seen() == {"red"}, 8)
@@ -53,9 +48,6 @@ async def test_follow_talker_switches_to_the_new_speaker(sfu: SFU, caplog: pytes
         await until(lambda: ("A", "stopped") in talking, 3)
         # the subscribers' decoders never saw a frame they could not decode
         assert not [r for r in caplog.records if "failed to decode" in r.getMessage()]
-    finally:
-        for client in (a, b, c):
-            await client.close()
 
 
 def slot_switched_from_recent(client: WebRtcClient) -> bool:
@@ -66,13 +58,7 @@ def slot_switched_from_recent(client: WebRtcClient) -> bool:
 @pytest.mark.slow
 async def test_a_pinned_participant_keeps_a_slot_whoever_speaks(sfu: SFU) -> None:
     room = sfu.room("pin", RoomOptions(last_n=1))
-    a, b, c = WebRtcClient("A", 440, "red"), WebRtcClient("B", None, "blue"), WebRtcClient("C", None, "green")
-    try:
-        for client in (a, b, c):
-            await client.join(room)
-        for client in (a, b, c):
-            await client.accept_slots()
-        await until(lambda: c.colours_seen() == {"red"}, 8)  # A speaks: C's one slot shows A
+    async with speaker_and_two_viewers(room) as (a, b, c):  # A speaks: C's one slot shows A
         assert b.participant is not None and c.participant is not None
         c.participant.pin(b.participant.id)
         await until(lambda: "blue" in c.colours_seen(), 8)
@@ -82,9 +68,6 @@ async def test_a_pinned_participant_keeps_a_slot_whoever_speaks(sfu: SFU) -> Non
         c.participant.pin(None)
         viewer, speaker = c.participant, a.participant
         await until(lambda: viewer.slots[0].target is speaker.video_source, 8)
-    finally:
-        for client in (a, b, c):
-            await client.close()
 
 
 async def test_audio_only_room_offers_no_slots(sfu: SFU) -> None:
@@ -97,3 +80,70 @@ async def test_audio_only_room_offers_no_slots(sfu: SFU) -> None:
         assert "a=inactive" in a.pc.remoteDescription.sdp  # his camera is refused, not received for nothing
     finally:
         await a.close()
+
+
+def labels_and_msids(offer: str) -> dict[str, tuple[str | None, str | None]]:
+    """{mid: (a=label, a=msid)} of the offer's sendonly video m-lines (the slots)."""
+    slots = {}
+    for section in offer.split("\r\nm=")[1:]:
+        lines = section.split("\r\n")
+        if not lines[0].startswith("video ") or "a=sendonly" not in lines:
+            continue
+        values = dict(line.partition(":")[::2] for line in lines if line.startswith("a="))
+        slots[values["a=mid"]] = (values.get("a=label"), values.get("a=msid"))
+    return slots
+
+
+def test_labels_are_written_after_the_mid_in_place_of_any() -> None:
+    text = "v=0\r\nm=audio 9 X 0\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\na=label:old\r\na=sendonly\r\n"
+    labelled = sdp.set_labels(text, {"1": "p-2"})
+    assert labelled == text.replace("a=mid:1\r\na=label:old", "a=mid:1\r\na=label:p-2")
+    assert sdp.set_labels(text, {}) == text
+
+
+@pytest.mark.slow
+async def test_slots_come_with_the_cameras_labelled_and_a_newcomer_s_is_announced_afresh(sfu: SFU) -> None:
+    room = sfu.room("labels", RoomOptions(last_n=2))
+    listener = WebRtcClient("L", None, None)
+    a, b, c = WebRtcClient("A", None, "red"), WebRtcClient("B", None, "blue"), WebRtcClient("C", None, "green")
+    phone = RtpPhone(None)
+    await phone.open()
+    try:
+        pl = await listener.join(room)
+        assert pl.slot_count == 0 and not pl.wants_offer  # nobody's camera to show
+        pa = await a.join(room)
+        assert pl.missing_slots == 1 and pa.missing_slots == 0  # the listener has no camera
+        pb = await b.join(room)
+        assert (pl.missing_slots, pa.missing_slots, pb.missing_slots) == (2, 1, 1)
+        for client in (listener, a, b):
+            await client.accept_slots()
+        first = labels_and_msids(listener.offers[-1])
+        assert sorted(label for label, _ in first.values()) == sorted([pa.id, pb.id])
+        await until(lambda: listener.colours_seen() == {"red", "blue"}, 8)
+        # each slot shows the participant it was labelled for
+        assert {slot.mid: slot.target.owner_id for slot in pl.slots if slot.target} == {
+            mid: label for mid, (label, _) in first.items()
+        }
+
+        # B leaves and C comes: no slot more; B's slot shows C, and is announced afresh for him (new msid)
+        await pb.close("left")
+        pc = await c.join(room)
+        assert pl.missing_slots == 0 and pl.slot_count == 2
+        await until(lambda: pl.wants_offer, 8, "C's first frame to put him in B's slot")
+        await listener.accept_slots()
+        second = labels_and_msids(listener.offers[-1])
+        (mid,) = [m for m, (label, _) in first.items() if label == pb.id]
+        assert second[mid][0] == pc.id and second[mid][1] != first[mid][1]
+        (other,) = [m for m in first if m != mid]
+        assert second[other] == first[other]  # A's slot as it was
+        assert not pl.wants_offer
+        await until(lambda: "green" in listener.colours_seen(), 8)
+
+        # a phone's slot comes in its own answer and is never announced by an offer, whoever it shows
+        phone_participant, _ = await room.join_rtp(phone.offer(video=True))
+        await until(lambda: any(slot.target is not None for slot in phone_participant.slots), 8)
+        assert not phone_participant.wants_offer
+    finally:
+        for client in (listener, a, b, c):
+            await client.close()
+        await phone.close()

@@ -8,6 +8,8 @@
 //   "reconnecting" {why}: the connection dropped; the call is being rejoined by itself (RECONNECT_SECONDS at most)
 //   "reconnected"  the call is back (a new SIP dialog; the room's messages rebuild participants and slots)
 //   "connection"   {state} of the peer connection, for diagnostics
+//   "screen"       my screen share started or stopped (this.screenTrack)
+//   "devices"      my microphone or camera was switched (localStream has the new track)
 //
 // The message formats this expects from the server are written down in web/README.md.
 
@@ -84,6 +86,10 @@ export class MeetingCall extends EventTarget {
     this.chat = []; // {name, text, mine, time}, in the room's order
     this.slots = new Map(); // mid -> {mid, track, stream, channelId}
     this.slotMap = {}; // mid -> channel id, from the server's video_slots
+    this.screenSlots = new Set(); // the mids that show a shared screen, from the server's screen_slots
+    this.screenTrack = null; // the screen I share, while I share it
+    this.screenTransceiver = null; // its m-line (a=content:slides), kept for the next share
+    this.pausedMids = new Set(); // slots the server paused (our link has no room for them), from video_slots_paused
     this.audioElements = new Map(); // track id -> <audio>
     this.audioHost = null;
     this.userAgent = null;
@@ -110,7 +116,23 @@ export class MeetingCall extends EventTarget {
     if (!target) throw new JoinError("failed", "The meeting address is not valid.");
     this.targetUri = target;
     await this.connect();
+    await this.refreshIceServers();
     await this.invite(target);
+  }
+
+  /** TURN credentials (coturn's REST scheme: username "<expiry>:<id>") run out: a page left open for long, or a call
+   * that reconnects, fetches fresh ones before dialling. */
+  async refreshIceServers() {
+    const soon = Date.now() / 1000 + 60;
+    const expiring = this.config.iceServers.some(
+      (server) => typeof server.username === "string" && Number(server.username.split(":")[0]) < soon,
+    );
+    if (!expiring) return;
+    try {
+      this.config = { ...this.config, iceServers: (await this.api.webConfig()).iceServers };
+    } catch {
+      /* keep those held: a network that needs no relay still joins */
+    }
   }
 
   /**
@@ -130,6 +152,7 @@ export class MeetingCall extends EventTarget {
         await this.stopUserAgent({ unregister: false });
         this.connecting = null;
         await this.connect();
+        await this.refreshIceServers();
         await this.invite(this.targetUri);
       } catch (error) {
         if (error instanceof JoinError && FINAL_REFUSALS.has(error.kind)) {
@@ -171,6 +194,9 @@ export class MeetingCall extends EventTarget {
     this.audioElements.clear();
     this.slots.clear();
     this.slotMap = {};
+    this.screenSlots = new Set();
+    this.endScreenShare(); // a new call starts without it: the person shares again if he wants
+    this.screenTransceiver = null;
     this.participants.clear();
     this.emit("slots");
     this.emit("participants");
@@ -224,7 +250,7 @@ export class MeetingCall extends EventTarget {
       userAgentString: "meetings-web (sip.js 0.21)",
       sessionDescriptionHandlerFactory: (session, options) => {
         const logger = session.userAgent.getLogger("sip.SessionDescriptionHandler");
-        return new MultiTrackSessionDescriptionHandler(logger, () => Promise.resolve(this.localStream), {
+        const handler = new MultiTrackSessionDescriptionHandler(logger, () => Promise.resolve(this.localStream), {
           iceGatheringTimeout: ICE_GATHERING_TIMEOUT_MS,
           peerConnectionConfiguration: {
             bundlePolicy: "balanced",
@@ -233,6 +259,8 @@ export class MeetingCall extends EventTarget {
             ...(options && options.peerConnectionConfiguration),
           },
         });
+        handler.slidesTransceiver = () => this.screenTransceiver; // its m-line goes out marked a=content:slides
+        return handler;
       },
       delegate: {
         onDisconnect: (error) => {
@@ -373,6 +401,7 @@ export class MeetingCall extends EventTarget {
       audio.autoplay = true;
       audio.dataset.remoteAudio = "";
       audio.srcObject = new MediaStream([track]);
+      if (this.speakerId && audio.setSinkId) audio.setSinkId(this.speakerId).catch(() => {});
       this.audioHost.append(audio);
       audio.play().catch(() => {});
       this.audioElements.set(track.id, audio);
@@ -423,8 +452,10 @@ export class MeetingCall extends EventTarget {
       let channelId = Object.prototype.hasOwnProperty.call(this.slotMap, slot.mid) ? this.slotMap[slot.mid] : undefined;
       if (channelId === undefined && others.length === 1 && this.slots.size === 1) channelId = others[0].id;
       channelId = channelId === undefined ? null : channelId;
-      if (slot.channelId !== channelId) {
+      const screen = this.screenSlots.has(slot.mid);
+      if (slot.channelId !== channelId || slot.screen !== screen) {
         slot.channelId = channelId;
+        slot.screen = screen;
         changed = true;
       }
     }
@@ -484,14 +515,25 @@ export class MeetingCall extends EventTarget {
       return;
     }
     if (body.video_slots && typeof body.video_slots === "object") {
+      this.applyPausedSlots(body.video_slots_paused);
       this.slotMap = {};
       for (const [mid, channelId] of Object.entries(body.video_slots)) {
         this.slotMap[mid] = channelId === null || channelId === undefined ? null : String(channelId);
       }
+      this.screenSlots = new Set(Array.isArray(body.screen_slots) ? body.screen_slots.map(String) : []);
     }
     this.applySlotMap();
     this.emit("participants");
     this.emit("slots");
+  }
+
+  /** The slots the server paused for want of bandwidth (a list of mids; absent: none). */
+  applyPausedSlots(mids) {
+    this.pausedMids = new Set(Array.isArray(mids) ? mids.map(String) : []);
+  }
+
+  isPaused(slot) {
+    return Boolean(slot && this.pausedMids.has(slot.mid));
   }
 
   upsert(channel) {
@@ -533,6 +575,32 @@ export class MeetingCall extends EventTarget {
     this.tellState({ video_muted: !enabled });
   }
 
+  /**
+   * Another microphone or camera during the call: the sender's track is replaced (RTCRtpSender.replaceTrack: no
+   * renegotiation, the others' picture and sound go on), and the new one keeps the old one's on/off state.
+   */
+  async replaceLocalTrack(track) {
+    const old = track.kind === "audio" ? this.localStream.getAudioTracks()[0] : this.localStream.getVideoTracks()[0];
+    track.enabled = old ? old.enabled : true;
+    const pc = this.peerConnection;
+    const sender = pc && old ? pc.getSenders().find((candidate) => candidate.track === old) : null;
+    if (sender) await sender.replaceTrack(track);
+    if (old) {
+      this.localStream.removeTrack(old);
+      old.stop();
+    }
+    this.localStream.addTrack(track);
+    this.emit("devices");
+  }
+
+  /** Where the others' sound plays (a device id of enumerateDevices' audiooutput; "" for the default). */
+  setSpeaker(deviceId) {
+    this.speakerId = deviceId || "";
+    for (const audio of this.audioElements.values()) {
+      if (audio.setSinkId) audio.setSinkId(this.speakerId).catch(() => {});
+    }
+  }
+
   /** A chat line to everyone in the room (it comes back to us in the room's order, as to the others). */
   sendChat(text) {
     this.sendAppMessage({ type: "Chat", text });
@@ -549,6 +617,83 @@ export class MeetingCall extends EventTarget {
     session
       .message({ requestOptions: { body: { contentDisposition: "render", contentType: "application/json", content } } })
       .catch(() => {});
+  }
+
+  /** Who presents now: [{person, slot}] for each shared screen a slot of mine shows. */
+  presenters() {
+    return [...this.slots.values()]
+      .filter((slot) => slot.screen && slot.channelId)
+      .map((slot) => ({ person: this.participants.get(slot.channelId) || null, slot }))
+      .filter((entry) => entry.person && !entry.person.isMe);
+  }
+
+  /**
+   * Share a screen (the browser asks which): a second video m-line of mine, sendonly, marked a=content:slides,
+   * added by re-INVITE; the room shows it to everyone. Throws the browser's error when the person cancels.
+   */
+  async startScreenShare() {
+    const pc = this.peerConnection;
+    if (!pc || this.screenTrack) return;
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: false });
+    const track = stream.getVideoTracks()[0];
+    if ("contentHint" in track) track.contentHint = "detail"; // text stays sharp rather than motion smooth
+    track.addEventListener("ended", () => this.stopScreenShare()); // the browser's own "Stop sharing"
+    this.screenTrack = track;
+    if (this.screenTransceiver && !this.screenTransceiver.stopped) {
+      await this.screenTransceiver.sender.replaceTrack(track);
+      this.screenTransceiver.direction = "sendonly";
+    } else {
+      this.screenTransceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
+    this.emit("screen");
+    try {
+      await this.renegotiate();
+    } catch (error) {
+      this.endScreenShare();
+      throw error;
+    }
+  }
+
+  /** Stop sharing: the m-line goes inactive (kept for the next share), by re-INVITE; the room stops showing it. */
+  async stopScreenShare() {
+    if (!this.screenTrack) return;
+    this.endScreenShare();
+    await this.renegotiate().catch(() => {}); // the call may be ending: nothing more to tell
+  }
+
+  endScreenShare() {
+    const track = this.screenTrack;
+    if (!track) return;
+    this.screenTrack = null;
+    track.stop();
+    const transceiver = this.screenTransceiver;
+    if (transceiver && !transceiver.stopped) {
+      transceiver.sender.replaceTrack(null).catch(() => {});
+      transceiver.direction = "inactive";
+    }
+    this.emit("screen");
+  }
+
+  /** A re-INVITE with our current m-lines; on 491 (the server's own offer crossed ours) it tries again a little later. */
+  async renegotiate() {
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      const session = this.session;
+      if (!session || session.state !== SessionState.Established) throw new Error("not in a call");
+      const status = await new Promise((resolve) => {
+        session
+          .invite({
+            requestDelegate: {
+              onAccept: () => resolve(200),
+              onReject: (response) => resolve(response.message.statusCode),
+            },
+          })
+          .catch(() => resolve(491)); // one of ours or the server's is still under way
+      });
+      if (status < 300) return;
+      if (status !== 491) throw new Error(`The server refused the change (${status}).`);
+      await new Promise((resolve) => setTimeout(resolve, 300 + Math.random() * 1500));
+    }
+    throw new Error("The server is busy: try again.");
   }
 
   /** Ask the room to keep `channelId`'s video in one of our slots whoever speaks (null: follow the speakers). */
@@ -587,6 +732,7 @@ export class MeetingCall extends EventTarget {
   finish(reason, text) {
     if (this.ended) return;
     this.ended = true;
+    this.endScreenShare();
     for (const audio of this.audioElements.values()) {
       audio.srcObject = null;
       audio.remove();

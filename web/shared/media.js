@@ -59,6 +59,21 @@ export function hasMicrophone(stream) {
   return !missingFrom(stream).audio && stream.getAudioTracks().length > 0;
 }
 
+/** getUserMedia's audio constraints for a microphone (the default one without an id). */
+export function microphoneConstraints(audioId) {
+  return audioId ? { deviceId: { exact: audioId } } : true;
+}
+
+/** getUserMedia's video constraints for a camera (the default one without an id): VGA is what the room forwards. */
+export function cameraConstraints(videoId) {
+  return {
+    width: { ideal: 640 },
+    height: { ideal: 480 },
+    frameRate: { ideal: 24, max: 30 },
+    ...(videoId ? { deviceId: { exact: videoId } } : {}),
+  };
+}
+
 /**
  * Open whatever the person has and allows: camera and microphone, one of them, or neither (listen-only).
  * Never fails for a refused or missing device: the stream says what is missing (missingFrom), and a person without
@@ -72,13 +87,8 @@ export async function openLocalMedia({ audioId, videoId } = {}) {
       "This page must be opened over HTTPS (or on localhost) for the browser to allow a camera and a microphone.",
     );
   }
-  const audio = audioId ? { deviceId: { exact: audioId } } : true;
-  const video = {
-    width: { ideal: 640 },
-    height: { ideal: 480 },
-    frameRate: { ideal: 24, max: 30 },
-    ...(videoId ? { deviceId: { exact: videoId } } : {}),
-  };
+  const audio = microphoneConstraints(audioId);
+  const video = cameraConstraints(videoId);
   const errors = { both: null, audio: null, video: null };
   let stream = null;
   for (const [kind, constraints] of [
@@ -144,7 +154,13 @@ export async function listDevices() {
   return {
     audio: devices.filter((d) => d.kind === "audioinput"),
     video: devices.filter((d) => d.kind === "videoinput"),
+    speakers: devices.filter((d) => d.kind === "audiooutput"),
   };
+}
+
+/** Whether this browser lets a page choose where sound plays (Chrome, Edge; not Safari or Firefox on phones). */
+export function canChooseSpeaker() {
+  return typeof HTMLMediaElement !== "undefined" && "setSinkId" in HTMLMediaElement.prototype;
 }
 
 export function stopStream(stream) {
@@ -158,7 +174,9 @@ export function watchLevel(stream, onLevel) {
   const context = new AudioContext();
   const source = context.createMediaStreamSource(new MediaStream([track]));
   const analyser = context.createAnalyser();
-  analyser.fftSize = 512;
+  // A window longer than the 100 ms between reads, so a short sound (a syllable, the fake microphone's 20 ms beep)
+  // is never missed between two reads.
+  analyser.fftSize = 8192;
   source.connect(analyser);
   const data = new Uint8Array(analyser.fftSize);
   let running = true;

@@ -4,6 +4,7 @@
 import { arrange, h, icon, initials, replace, toast } from "./dom.js";
 import { hasMicrophone, saveToggles, watchLevel } from "./media.js";
 import { gridCapacity, gridFit } from "./stage-layout.js";
+import { deviceSettings } from "./device-settings.js";
 
 /**
  * @param {HTMLElement} root
@@ -30,6 +31,7 @@ export function renderMeeting(root, options) {
     speaker: null, // the last one who talked
     hand: false,
     chatOpen: false,
+    settingsOpen: false,
     unread: 0,
   };
   document.body.classList.add("in-meeting");
@@ -80,6 +82,18 @@ export function renderMeeting(root, options) {
   );
 
   const handButton = h("button.round", { type: "button", id: "toggle-hand" }, icon("hand"));
+  // phones' browsers cannot share a screen: no button there
+  const canShare =
+    Boolean(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia) && !window.matchMedia("(pointer: coarse)").matches;
+  const shareButton = canShare ? h("button.round", { type: "button", id: "toggle-share" }, icon("screen")) : null;
+  const stopShare = h("button.btn.small.danger", { type: "button", id: "stop-share" }, "Stop presenting");
+  const presentingBar = h(
+    "div.presenting-bar",
+    { id: "presenting-bar", role: "status", hidden: true },
+    icon("screen"),
+    h("span", {}, "You are presenting to everyone"),
+    stopShare,
+  );
   const chatBadge = h("span.count", { "aria-hidden": "true", hidden: true }, "");
   const chatButton = h(
     "button.round",
@@ -91,6 +105,13 @@ export function renderMeeting(root, options) {
     ? h("button.btn.small.ghost", { type: "button", id: "invite", title: "Copy the link guests open" }, icon("link"), "Invite")
     : null;
 
+  const settings = deviceSettings(call);
+  const settingsButton = h(
+    "button.btn.small.ghost",
+    { type: "button", id: "open-settings", "aria-controls": "settings", title: "Microphone, camera and speaker" },
+    icon("settings"),
+    h("span.label", {}, "Devices"),
+  );
   const chatLog = h("ol.chat-log", { id: "chat-log", "aria-live": "polite" });
   const chatInput = h("input", { type: "text", id: "chat-input", maxlength: "2000", placeholder: "Message everyone", autocomplete: "off" });
   const chatForm = h("form.chat-form", {}, chatInput, h("button.btn.small.primary", { type: "submit", id: "chat-send" }, "Send"));
@@ -110,12 +131,13 @@ export function renderMeeting(root, options) {
     "aside.side",
     { id: "side", "aria-label": "Participants and lobby" },
     h("section", {}, h("h2", {}, peopleHeading, closeSide), peopleList, endForAll),
+    settings.element,
     chatSection,
     options.panels || [],
   );
   const clock = h("span.clock", { "aria-label": "Time in the meeting" }, "00:00");
 
-  const stage = h("main.stage", { id: "stage" }, reconnecting, tiles, emptyState);
+  const stage = h("main.stage", { id: "stage" }, reconnecting, presentingBar, tiles, emptyState);
   const layoutButton = h("button.round", { type: "button", id: "toggle-layout" });
   layoutButton.addEventListener("click", () => {
     state.layout = state.layout === "speaker" ? "grid" : "speaker";
@@ -126,7 +148,7 @@ export function renderMeeting(root, options) {
   const meeting = h(
     "div.meeting",
     { id: "meeting", "data-call-id": call.callId || "" },
-    h("header.meeting-top", {}, h("span.brand-mark", {}, icon("logo")), h("h1", { id: "meeting-title" }, options.title), h("span.spacer", { style: "flex:1" }), inviteButton, clock),
+    h("header.meeting-top", {}, h("span.brand-mark", {}, icon("logo")), h("h1", { id: "meeting-title" }, options.title), h("span.spacer", { style: "flex:1" }), settingsButton, inviteButton, clock),
     h("div.meeting-body", {}, stage, side),
     h(
       "nav.controls",
@@ -134,6 +156,7 @@ export function renderMeeting(root, options) {
       micButton,
       camButton,
       handButton,
+      shareButton,
       layoutButton,
       chatButton,
       peopleButton,
@@ -165,7 +188,18 @@ export function renderMeeting(root, options) {
     handButton.setAttribute("aria-label", state.hand ? "Lower your hand" : "Raise your hand");
     handButton.title = state.hand ? "Lower hand" : "Raise hand";
     handButton.classList.toggle("active", state.hand);
+    const sharing = Boolean(call.screenTrack);
+    presentingBar.hidden = !sharing;
+    stage.classList.toggle("sharing", sharing); // the bar keeps clear of the tiles
+    if (shareButton) {
+      shareButton.setAttribute("aria-pressed", String(sharing));
+      shareButton.setAttribute("aria-label", sharing ? "Stop presenting" : "Present your screen");
+      shareButton.title = sharing ? "Stop presenting" : "Present";
+      shareButton.classList.toggle("active", sharing);
+    }
     chatSection.hidden = !state.chatOpen;
+    settings.element.hidden = !state.settingsOpen;
+    settingsButton.setAttribute("aria-expanded", String(state.settingsOpen));
     chatButton.setAttribute("aria-expanded", String(state.chatOpen));
     chatBadge.hidden = !state.unread;
     chatBadge.textContent = String(state.unread);
@@ -202,6 +236,25 @@ export function renderMeeting(root, options) {
     call.setHandRaised(state.hand);
     updateControls();
     renderPeople();
+  });
+  const toggleShare = async () => {
+    if (call.screenTrack) return call.stopScreenShare();
+    try {
+      await call.startScreenShare();
+    } catch (error) {
+      if (error && error.name === "NotAllowedError") return; // the person closed the browser's picker
+      toast(`Your screen cannot be shared: ${error.message || error}`);
+    }
+  };
+  if (shareButton) shareButton.addEventListener("click", toggleShare);
+  stopShare.addEventListener("click", () => call.stopScreenShare());
+  settingsButton.addEventListener("click", () => {
+    state.settingsOpen = !state.settingsOpen;
+    if (state.settingsOpen) {
+      toggleSide(true);
+      settings.refresh().catch(() => {});
+    }
+    updateControls();
   });
   chatButton.addEventListener("click", () => {
     state.chatOpen = !state.chatOpen;
@@ -290,7 +343,8 @@ export function renderMeeting(root, options) {
     // a camera turned off (told by the room) shows the avatar even while black frames still arrive
     entry.showVideo = () => {
       const slot = entry.slot;
-      const on = Boolean(slot && !slot.track.muted && video.videoWidth > 0 && !(entry.person && entry.person.videoMuted));
+      const cameraOff = !entry.screen && entry.person && entry.person.videoMuted;
+      const on = Boolean(slot && !slot.track.muted && video.videoWidth > 0 && !cameraOff);
       tile.classList.toggle("has-video", on);
     };
     video.addEventListener("resize", entry.showVideo);
@@ -316,12 +370,14 @@ export function renderMeeting(root, options) {
     }
   }
 
-  /** Everyone but me, each once: those a slot shows (by slot order), then the others by name. */
+  /** The screens others present (one tile each, first), then everyone but me, each once: those a slot shows (by
+   * slot order), then the others by name. */
   function remoteEntries() {
     const shown = [...call.slots.values()]
       .filter((slot) => !(slot.mid in call.slotMap) || call.slotMap[slot.mid] !== null)
-      .sort((a, b) => a.mid.localeCompare(b.mid, undefined, { numeric: true }));
-    const wanted = [];
+      .sort((a, b) => a.mid.localeCompare(b.mid, undefined, { numeric: true }))
+      .filter((slot) => !slot.screen);
+    const wanted = call.presenters().map(({ person, slot }) => ({ key: `s:${slot.mid}`, person, slot, screen: true }));
     const slotOf = new Map();
     for (const slot of shown) {
       const person = call.participantFor(slot);
@@ -336,17 +392,20 @@ export function renderMeeting(root, options) {
     return wanted;
   }
 
-  function updateEntry(entry, person, slot) {
+  function updateEntry(entry, person, slot, screen = false) {
     entry.person = person;
     entry.personId = person ? person.id : null;
+    entry.screen = screen;
     attachSlot(entry, slot);
+    if (screen) return updateScreenEntry(entry, person);
     const label = person ? person.name : "Participant";
     entry.name.textContent = label;
     entry.avatar.firstChild.textContent = initials(label);
     entry.tile.dataset.participant = label;
     entry.tile.dataset.channel = person ? person.id : "";
-    entry.tile.setAttribute("aria-label", `${label}${person && person.talking ? ", talking" : ""}`);
-    entry.tile.classList.toggle("talking", Boolean(person && person.talking));
+    const talking = Boolean(person && person.talking && !person.muted);
+    entry.tile.setAttribute("aria-label", `${label}${talking ? ", talking" : ""}`);
+    entry.tile.classList.toggle("talking", talking);
     entry.tile.classList.toggle("camera-off", Boolean(person && person.videoMuted));
     entry.tile.classList.toggle("pinned", Boolean(person && state.pinned === person.id));
     entry.mutedIcon.hidden = !(person && person.muted);
@@ -354,6 +413,31 @@ export function renderMeeting(root, options) {
     entry.pin.hidden = !person;
     entry.pin.setAttribute("aria-pressed", String(Boolean(person && state.pinned === person.id)));
     entry.pin.setAttribute("aria-label", person && state.pinned === person.id ? `Unpin ${label}` : `Pin ${label}`);
+    entry.showVideo();
+    showPaused(entry, call.isPaused(slot));
+  }
+
+  /** A slot the server paused (the link has no room for it): an overlay says so, instead of a frozen picture. */
+  function showPaused(entry, paused) {
+    if (paused && !entry.pausedNote) {
+      entry.pausedNote = h("div.paused-note", { role: "status" }, "Paused — weak connection");
+      entry.tile.append(entry.pausedNote);
+    }
+    entry.tile.classList.toggle("paused", paused);
+    if (entry.pausedNote) entry.pausedNote.hidden = !paused;
+  }
+
+  /** A presented screen: the presenter's name on it, no pin (it is always large), no camera state. */
+  function updateScreenEntry(entry, person) {
+    const label = `${person.name} is presenting`;
+    entry.name.textContent = label;
+    entry.avatar.firstChild.textContent = initials(person.name);
+    entry.tile.classList.add("screen");
+    entry.tile.dataset.presenter = person.name;
+    entry.tile.setAttribute("aria-label", label);
+    entry.mutedIcon.hidden = true;
+    entry.handIcon.hidden = true;
+    entry.pin.hidden = true;
     entry.showVideo();
   }
 
@@ -377,18 +461,22 @@ export function renderMeeting(root, options) {
     }
     if (state.pinned && !call.participants.has(state.pinned)) state.pinned = null; // he left
     for (const person of call.participants.values()) if (person.talking && !person.isMe) state.speaker = person.id;
-    const entries = wanted.map(({ key, person, slot }) => {
+    const entries = wanted.map(({ key, person, slot, screen }) => {
       let entry = tileByKey.get(key);
       if (!entry) {
         entry = makeTile(key);
         tileByKey.set(key, entry);
       }
-      updateEntry(entry, person, slot);
+      updateEntry(entry, person, slot, screen);
       return entry;
     });
-    tiles.classList.toggle("speaker", state.layout === "speaker");
-    tiles.classList.toggle("grid", state.layout !== "speaker");
-    if (state.layout === "speaker" && entries.length) layoutSpeaker(entries);
+    // a presented screen takes the stage, whatever the layout; the others (the presenter's camera too) in the strip
+    const presented = entries.find((entry) => entry.screen) || null;
+    const speakerView = state.layout === "speaker" || presented !== null;
+    tiles.classList.toggle("speaker", speakerView);
+    tiles.classList.toggle("grid", !speakerView);
+    tiles.classList.toggle("presenting", presented !== null);
+    if (speakerView && entries.length) layoutSpeaker(entries, presented);
     else layoutGrid(entries);
     for (const entry of [...entries, selfEntry]) {
       if (entry.video.srcObject && entry.video.paused) entry.video.play().catch(() => {}); // moved nodes pause
@@ -399,7 +487,7 @@ export function renderMeeting(root, options) {
 
   function layoutGrid(entries) {
     const width = stage.clientWidth - 24;
-    const height = stage.clientHeight - 24;
+    const height = stage.clientHeight - 24 - (parseFloat(getComputedStyle(tiles).marginTop) || 0); // the presenting bar's room
     const all = [...entries, selfEntry];
     const capacity = gridCapacity(width, height);
     let shown = all;
@@ -420,8 +508,9 @@ export function renderMeeting(root, options) {
     for (const entry of entries) entry.tile.classList.remove("main");
   }
 
-  function layoutSpeaker(entries) {
+  function layoutSpeaker(entries, presented = null) {
     const main =
+      presented ||
       entries.find((entry) => entry.personId && entry.personId === state.pinned) ||
       entries.find((entry) => entry.personId && entry.personId === state.speaker) ||
       entries.find((entry) => entry.slot) ||
@@ -435,17 +524,22 @@ export function renderMeeting(root, options) {
     const people = [...call.participants.values()].sort((a, b) => (a.isMe === b.isMe ? a.name.localeCompare(b.name) : a.isMe ? -1 : 1));
     if (!people.some((p) => p.isMe)) people.unshift({ id: "me", name: options.myName || "You", isMe: true, talking: false, muted: !state.micOn });
     const host = options.host;
+    const presenting = new Set(call.presenters().map(({ person }) => person.id));
     replace(
       peopleList,
-      people.map((p) =>
-        h(
-          `li${p.talking ? ".talking" : ""}`,
+      people.map((p) => {
+        // a muted row never shows talking: the server's word on it can lag the mute by a moment
+        const muted = p.isMe ? !state.micOn : p.muted;
+        const talking = p.talking && !muted;
+        return h(
+          `li${talking ? ".talking" : ""}`,
           { dataset: { channel: p.id } },
           h("span.dot", { "aria-hidden": "true" }, initials(p.name)),
           h("span.who", {}, p.name, p.isMe ? h("span.you", {}, " (you)") : null),
+          (p.isMe ? call.screenTrack : presenting.has(p.id)) ? h("span.present-icon", { title: "Presenting", "aria-label": "presenting" }, icon("screen")) : null,
           (p.isMe ? state.hand : p.handRaised) ? h("span.hand-icon", { title: "Hand raised", "aria-label": "hand raised" }, icon("hand")) : null,
-          p.talking ? h("span.talk-indicator", { "aria-label": "talking" }, h("i"), h("i"), h("i")) : null,
-          (p.isMe ? !state.micOn : p.muted) ? h("span.muted-icon", {}, icon("micOff", "muted")) : null,
+          talking ? h("span.talk-indicator", { "aria-label": "talking" }, h("i"), h("i"), h("i")) : null,
+          muted ? h("span.muted-icon", {}, icon("micOff", "muted")) : null,
           host && !p.isMe
             ? h(
                 "span.host-actions",
@@ -462,15 +556,15 @@ export function renderMeeting(root, options) {
                 ),
               )
             : null,
-        ),
-      ),
+        );
+      }),
     );
     countBadge.textContent = String(people.length);
     peopleHeading.textContent = `In the meeting (${people.length})`;
   }
 
   // Speaking while muted: say so (from a copy of the microphone's track, since the muted one carries silence).
-  const stopMutedHint = (() => {
+  const mutedHint = () => {
     const track = call.localStream.getAudioTracks()[0];
     if (!track || !hasMicrophone(call.localStream)) return () => {};
     const probe = track.clone();
@@ -491,7 +585,16 @@ export function renderMeeting(root, options) {
       stop();
       probe.stop();
     };
-  })();
+  };
+  let stopMutedHint = mutedHint();
+  const onDevices = () => {
+    // the self view and the muted hint follow the new camera and microphone
+    selfVideo.srcObject = null;
+    selfVideo.srcObject = call.localStream;
+    selfVideo.play().catch(() => {});
+    stopMutedHint();
+    stopMutedHint = mutedHint();
+  };
 
   const started = call.joinedAt || Date.now();
   const timer = setInterval(() => {
@@ -526,6 +629,12 @@ export function renderMeeting(root, options) {
   call.addEventListener("participants", onChange);
   call.addEventListener("reconnecting", onReconnecting);
   call.addEventListener("chat", onChat);
+  const onScreen = () => {
+    updateControls(); // first: the presenting bar's room changes the grid
+    render();
+  };
+  call.addEventListener("screen", onScreen);
+  call.addEventListener("devices", onDevices);
   call.addEventListener("reconnected", onReconnected);
   window.addEventListener("resize", onResize);
   const stageSize = new ResizeObserver(() => render()); // the side panel opening resizes the stage too
@@ -540,6 +649,9 @@ export function renderMeeting(root, options) {
       call.removeEventListener("participants", onChange);
       call.removeEventListener("reconnecting", onReconnecting);
       call.removeEventListener("chat", onChat);
+      call.removeEventListener("screen", onScreen);
+      call.removeEventListener("devices", onDevices);
+      settings.destroy();
       stopMutedHint();
       call.removeEventListener("reconnected", onReconnected);
       window.removeEventListener("resize", onResize);

@@ -24,6 +24,18 @@ export function offeredDirections(sdp) {
   return directions;
 }
 
+/** `sdp` with `a=content:slides` in the m-section of `mid`. */
+export function markSlides(sdp, mid) {
+  return sdp
+    .split(/\r\n(?=m=)/)
+    .map((section) =>
+      new RegExp(`^a=mid:${mid.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\r?$`, "m").test(section) && !/^a=content:/m.test(section)
+        ? section.replace(/^(a=mid:.*)$/m, "$1\r\na=content:slides")
+        : section,
+    )
+    .join("\r\n");
+}
+
 // With no STUN or TURN server, every candidate is a host candidate, known within milliseconds: the offer goes out
 // once no new candidate has come for this long, rather than when Chrome declares gathering complete (~150 ms more).
 const HOST_CANDIDATES_SETTLED_MS = 40;
@@ -100,8 +112,23 @@ export class MultiTrackSessionDescriptionHandler extends SessionDescriptionHandl
     });
   }
 
+  /** What goes on the wire: the shared screen's m-line marked `a=content:slides` (RFC 4796), so the server tells
+   * it from the camera. (The browser keeps its own description: it takes no munged SDP.) */
+  getLocalSessionDescription() {
+    return super.getLocalSessionDescription().then((description) => {
+      const transceiver = this.slidesTransceiver && this.slidesTransceiver();
+      if (!transceiver || !transceiver.mid) return description;
+      return { type: description.type, sdp: markSlides(description.sdp, transceiver.mid) };
+    });
+  }
+
   updateDirection(options) {
     const pc = this.peerConnection;
+    if (pc && pc.signalingState === "stable" && !(options && options.hold)) {
+      // our own re-offer (a screen share starting or stopping): each m-line keeps the direction the app gave it
+      // (the stock one turns a sendonly screen into sendrecv and an inactive one into recvonly)
+      return Promise.resolve();
+    }
     if (!pc || pc.signalingState !== "have-remote-offer" || !pc.remoteDescription) {
       return super.updateDirection(options);
     }

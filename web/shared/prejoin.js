@@ -183,7 +183,7 @@ export function renderPrejoin(root, options) {
 
   const changeDevice = () => {
     const devices = { audioId: audioSelect.value || undefined, videoId: videoSelect.value || undefined };
-    saveDevices(devices);
+    saveDevices({ ...savedDevices(), ...devices }); // the speaker chosen in a meeting stays
     state.opening = open(devices);
   };
   audioSelect.addEventListener("change", changeDevice);

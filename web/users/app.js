@@ -7,6 +7,7 @@ import { renderPrejoin } from "/shared/prejoin.js";
 import { stopStream } from "/shared/media.js";
 import { EventStream } from "./events.js";
 import { LOBBY_EVENTS, Lobby } from "./lobby.js";
+import { PRESENCE_EVENTS, Presence, liveText } from "./presence.js";
 import { Session } from "./session.js";
 
 const root = document.getElementById("app");
@@ -17,6 +18,7 @@ const meetingViewModule = () => import("/shared/meeting-view.js");
 const state = {
   me: null, // users/me
   events: null,
+  presence: null, // who is in each meeting now (the list's "Live now" badges)
   lobbies: new Map(), // meeting uuid -> Lobby on the list page
   meetings: [],
   call: null,
@@ -118,7 +120,9 @@ async function afterSignIn() {
     return unreachablePage(error, () => afterSignIn());
   }
   if (!state.events) {
-    state.events = new EventStream(session.api, LOBBY_EVENTS);
+    state.events = new EventStream(session.api, [...LOBBY_EVENTS, ...PRESENCE_EVENTS]);
+    state.presence = new Presence(session.api, state.events);
+    state.presence.addEventListener("change", (event) => renderLive(event.detail));
     state.events.open();
   }
   route();
@@ -134,6 +138,8 @@ async function signOut() {
   leaveEverything();
   if (state.events) state.events.close();
   state.events = null;
+  if (state.presence) state.presence.destroy();
+  state.presence = null;
   state.me = null;
   await session.signOut();
   window.location.hash = "";
@@ -247,6 +253,7 @@ async function loadMeetings(highlight) {
   try {
     const reply = await session.api.get("/api/confd/1.1/users/me/meetings?order=creation_time&direction=desc");
     state.meetings = reply.items;
+    if (state.presence) state.presence.refresh(state.meetings.map((m) => m.uuid)); // the badges follow when read
   } catch (error) {
     if (error.status === 401) return signInPage("Your session has expired. Sign in again.");
     const list = document.getElementById("meetings");
@@ -300,6 +307,7 @@ function meetingItem(meeting) {
           timeLeft(meeting.expire_time),
         ),
         meeting.require_authorization ? h("span.badge.lock", {}, icon("lock"), "Lobby") : null,
+        liveBadge(meeting.uuid),
         h("span", { title: "Extension to dial from a phone" }, `Ext. ${meeting.exten}`),
       ),
     ),
@@ -331,6 +339,29 @@ function meetingItem(meeting) {
     item.append(lobby.element);
   }
   return item;
+}
+
+/** "Live now: N" while people are in the meeting (hidden otherwise). */
+function liveBadge(meetingUuid) {
+  const badge = h("span.badge.live", { "data-live": meetingUuid, role: "status" });
+  updateLiveBadge(badge, meetingUuid);
+  return badge;
+}
+
+function updateLiveBadge(badge, meetingUuid) {
+  const count = state.presence ? state.presence.count(meetingUuid) : 0;
+  const text = liveText(count);
+  badge.hidden = !text;
+  badge.textContent = text || "";
+  badge.title = text ? `${count} ${count === 1 ? "person is" : "people are"} in this meeting now` : "";
+  badge.dataset.count = String(count);
+}
+
+/** The badges of the list, without redrawing it (a meeting's, or all). */
+function renderLive(meetingUuid) {
+  for (const badge of document.querySelectorAll("#meetings [data-live]")) {
+    if (!meetingUuid || badge.dataset.live === meetingUuid) updateLiveBadge(badge, badge.dataset.live);
+  }
 }
 
 async function copyLink(link) {

@@ -1,5 +1,6 @@
 // The operators' live view (master tenant administrators): the last minutes of load as small charts, and the
-// rooms as they are now, polled from GET /api/calld/1.0/live (the same numbers as /metrics).
+// rooms as they are now with each participant's call quality, polled from GET /api/calld/1.0/live (the same
+// numbers as /metrics and the calld participants API).
 
 import { h, replace } from "/shared/dom.js";
 
@@ -40,8 +41,47 @@ function chart({ title, unit, max }, values, key) {
   );
 }
 
+/** A loss fraction (0..1) as a percentage; the worse of audio and video; "—" before any figure. */
+function loss(...fractions) {
+  const known = fractions.filter((f) => f !== null && f !== undefined);
+  return known.length ? `${(Math.max(...known) * 100).toFixed(1)} %` : "—";
+}
+
+function kbps(bitrate) {
+  return String(Math.round((bitrate || 0) / 1000));
+}
+
+/** The call-quality cells of one participant (the same figures as the calld participants API). */
+function qualityCells(q) {
+  if (!q) return ["rtt", "loss", "sends", "receives"].map((key) => h("td.muted", { dataset: { quality: key } }, "—"));
+  const { audio, video } = q;
+  const rtt = q.round_trip_time === null ? "—" : `${(q.round_trip_time * 1000).toFixed(1)} ms`;
+  const shown = video.out.layers.map((layer) => layer.resolution).filter(Boolean);
+  return [
+    h("td", { dataset: { quality: "rtt" }, title: "Round trip, from his receiver reports" }, rtt),
+    h(
+      "td",
+      { dataset: { quality: "loss" }, title: "Packets lost on the way to us (in) and to him (out), last interval" },
+      `in ${loss(audio.in.fraction_lost, video.in.fraction_lost)} · out ${loss(audio.out.fraction_lost, video.out.fraction_lost)}`,
+    ),
+    h(
+      "td",
+      { dataset: { quality: "sends" }, title: "What he sends: audio / video kbit/s" },
+      `${kbps(audio.in.bitrate)} / ${kbps(video.in.bitrate)} kbit/s`,
+      video.in.resolution ? h("div.muted", {}, video.in.resolution) : null,
+    ),
+    h(
+      "td",
+      { dataset: { quality: "receives" }, title: "What he receives: audio / video kbit/s" },
+      `${kbps(audio.out.bitrate)} / ${kbps(video.out.bitrate)} kbit/s`,
+      shown.length ? h("div.muted", {}, shown.join(", ")) : null,
+    ),
+  ];
+}
+
 function roomsTable(rooms) {
   if (!rooms.length) return h("p.muted", { id: "live-no-rooms" }, "No meeting in progress.");
+  const headings = ["Name", "Kind", "State", "Round trip", "Loss", "Sends (a / v)", "Receives (a / v)", "SIP Call-ID"];
   return h(
     "div.stack",
     { id: "live-rooms" },
@@ -51,20 +91,25 @@ function roomsTable(rooms) {
         { dataset: { meeting: room.meeting_uuid } },
         h("h2", {}, `${room.name || `Meeting ${room.meeting_uuid.slice(0, 8)}`} · ${room.participants.length} in it`),
         h(
-          "table.live-table",
+          "div.table-scroll",
           {},
-          h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Kind"), h("th", {}, "State"), h("th", {}, "SIP Call-ID"))),
           h(
-            "tbody",
+            "table.live-table",
             {},
-            room.participants.map((p) =>
-              h(
-                "tr",
-                {},
-                h("td", {}, p.caller_id_name || p.caller_id_number || p.id),
-                h("td", {}, p.kind),
-                h("td", {}, [p.talking ? "talking" : "", p.muted ? "muted" : ""].filter(Boolean).join(", ") || "—"),
-                h("td.mono", {}, p.call_id),
+            h("thead", {}, h("tr", {}, headings.map((text) => h("th", {}, text)))),
+            h(
+              "tbody",
+              {},
+              room.participants.map((p) =>
+                h(
+                  "tr",
+                  { dataset: { participant: p.id } },
+                  h("td", {}, p.caller_id_name || p.caller_id_number || p.id),
+                  h("td", {}, p.kind),
+                  h("td", {}, [p.talking ? "talking" : "", p.muted ? "muted" : ""].filter(Boolean).join(", ") || "—"),
+                  qualityCells(p.call_quality),
+                  h("td.mono", {}, p.call_id),
+                ),
               ),
             ),
           ),
