@@ -81,10 +81,14 @@ async def received(page: Any) -> dict[str, Any]:
     return result or {"video": {}, "audioSamples": 0}
 
 
-async def tile_mid(page: Any, participant: str) -> str:
-    """The mid of the tile showing that participant (waits for it)."""
-    tile = page.locator(f"#tiles .tile[data-participant='{participant}']")
-    await tile.wait_for(timeout=15_000)
+async def tile_mid(page: Any, participant: str, wait_s: float = 20.0) -> str:
+    """The mid of the slot showing that participant's video (waits for it).
+
+    His tile comes with the room's participant list, before the room maps a slot to his video (only once that video
+    has a frame): wait for the mid, not for the tile.
+    """
+    tile = page.locator(f"#tiles .tile[data-participant='{participant}'][data-mid]:not([data-mid=''])")
+    await tile.wait_for(timeout=wait_s * 1000)
     mid = await tile.get_attribute("data-mid")
     assert mid, f"the tile of {participant} has no mid"
     return mid
@@ -92,3 +96,63 @@ async def tile_mid(page: Any, participant: str) -> str:
 
 async def lit_pixels(page: Any, mid: str) -> float:
     return float(await page.evaluate(LIT_PIXELS_JS, mid))
+
+
+# Inbound stream counters of the page's call: per video mid {framesDecoded, freezeCount, totalFreezesDuration,
+# keyFramesDecoded, packetsLost, packetsReceived, nackCount, pliCount, bytesReceived}, and audio
+# {totalSamplesReceived, concealedSamples, silentConcealedSamples, packetsReceived, packetsLost, jitterBufferDelay,
+# jitterBufferEmittedCount, bytesReceived}.
+INBOUND_JS = """
+async () => {
+  const call = window.__meeting && window.__meeting.call;
+  const pc = call && call.peerConnection;
+  if (!pc) return null;
+  const video = {};
+  const audio = { totalSamplesReceived: 0, concealedSamples: 0, silentConcealedSamples: 0, packetsReceived: 0,
+                  packetsLost: 0, jitterBufferDelay: 0, jitterBufferEmittedCount: 0, bytesReceived: 0 };
+  for (const transceiver of pc.getTransceivers()) {
+    if (!transceiver.mid || !transceiver.receiver) continue;
+    const stats = await transceiver.receiver.getStats();
+    for (const r of stats.values()) {
+      if (r.type !== 'inbound-rtp') continue;
+      if (r.kind === 'video') {
+        video[transceiver.mid] = { framesDecoded: r.framesDecoded || 0, freezeCount: r.freezeCount || 0,
+          totalFreezesDuration: r.totalFreezesDuration || 0, keyFramesDecoded: r.keyFramesDecoded || 0,
+          packetsLost: r.packetsLost || 0, packetsReceived: r.packetsReceived || 0, nackCount: r.nackCount || 0,
+          pliCount: r.pliCount || 0, bytesReceived: r.bytesReceived || 0 };
+      } else if (r.kind === 'audio') {
+        for (const key of Object.keys(audio)) audio[key] += r[key] || 0;
+      }
+    }
+  }
+  return { video, audio };
+}
+"""
+
+# The ICE candidate pair the call uses: {local: candidateType, relayProtocol: "udp"|"tcp"|"tls"|null, remote: type}.
+SELECTED_PAIR_JS = """
+async () => {
+  const call = window.__meeting && window.__meeting.call;
+  const pc = call && call.peerConnection;
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  for (const report of stats.values()) {
+    if (report.type !== 'transport' || !report.selectedCandidatePairId) continue;
+    const pair = stats.get(report.selectedCandidatePairId);
+    const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
+    return { local: local.candidateType, relayProtocol: local.relayProtocol || null, remote: remote.candidateType,
+             state: pair.state };
+  }
+  return null;
+}
+"""
+
+
+async def inbound(page: Any) -> dict[str, Any]:
+    result: dict[str, Any] | None = await page.evaluate(INBOUND_JS)
+    return result or {"video": {}, "audio": {}}
+
+
+async def selected_pair(page: Any) -> dict[str, Any] | None:
+    result: dict[str, Any] | None = await page.evaluate(SELECTED_PAIR_JS)
+    return result
