@@ -36,8 +36,11 @@ class Member:
         pc = self.media.pc
         gather_host_candidates(pc, ["127.0.0.1"], None)
         await pc.setLocalDescription(await pc.createOffer())
-        self.call = await self.sip.invite(extension, pc.localDescription.sdp.encode())
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=self.call.answer.decode(), type="answer"))
+
+        async def apply(answer: bytes) -> None:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.decode(), type="answer"))
+
+        self.call = await self.sip.invite(extension, pc.localDescription.sdp.encode(), on_answer=apply)
         return self.call
 
     async def answer_offer(self, offer: bytes) -> bytes:

@@ -292,7 +292,16 @@ class SipClient:
             response = await self._transact(f"REGISTER {uri} SIP/2.0", [*base, ("CSeq", "2 REGISTER"), auth])
         return response
 
-    async def invite(self, extension: str, offer: bytes, extra: list[tuple[str, str]] | None = None) -> Call:
+    async def invite(
+        self,
+        extension: str,
+        offer: bytes,
+        extra: list[tuple[str, str]] | None = None,
+        on_answer: Callable[[bytes], Awaitable[None]] | None = None,
+    ) -> Call:
+        """Call an extension. `on_answer` applies the 200 OK's answer before the ACK goes, as browsers do: the server
+        may re-INVITE as soon as it has the ACK, and an offer arriving before the answer is applied would meet a
+        peer connection still waiting for its answer."""
         uri = f"sip:{extension}@{self.domain}"
         call = Call(call_id=secrets.token_hex(10), local_tag=secrets.token_hex(4), remote_uri=uri)
         self.calls[call.call_id] = call
@@ -321,6 +330,8 @@ class SipClient:
         call.remote_target = contact[contact.index("<") + 1 : contact.index(">")] if "<" in contact else contact
         call.route = list(reversed(response.all("Record-Route")))
         call.answer = response.body
+        if on_answer is not None:
+            await on_answer(response.body)
         await self._send(build(f"ACK {call.remote_target} SIP/2.0", self._dialog_headers(call, "ACK", call.cseq)))
         return call
 
