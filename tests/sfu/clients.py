@@ -136,6 +136,7 @@ class WebRtcClient:
         self.name = name
         self.address = address
         self.ports = ports
+        self.bundle_policy = bundle_policy
         self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=bundle_policy))
         self.pc.addTrack(ToneTrack(tone))
         if colour is not None:
@@ -186,6 +187,18 @@ class WebRtcClient:
         gather_host_candidates(self.pc, [self.address], self.ports)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self.participant.accept_slots_answer(self.pc.localDescription.sdp)
+
+    async def restart(self) -> None:
+        """Go on with a new peer connection sending the same tracks, the old one closed: what this peer can do where a
+        browser restarts ICE and makes a new DTLS association (aiortc does neither on a live connection). The
+        pictures received so far are forgotten."""
+        tracks = [sender.track for sender in self.pc.getSenders() if sender.track is not None]
+        old, self.pc = self.pc, RTCPeerConnection(RTCConfiguration(bundlePolicy=self.bundle_policy))
+        for track in tracks:
+            self.pc.addTrack(track)
+        self.pc.on("track", self._on_track)
+        await old.close()
+        self.video.clear()
 
     def recorded(self) -> np.ndarray:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, dtype=np.int16)
