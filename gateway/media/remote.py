@@ -409,8 +409,8 @@ class RemoteMedia:
         worker.seen_at = time.monotonic()
         self._announced.set()
         for room_id in body.get("owned", {}).get(self.queue_name, []):
-            room = self.rooms.get(room_id)
-            held_there = room is not None and room.worker is worker
+            held = self.rooms.get(room_id)
+            held_there = held is not None and held.worker is worker
             if not held_there and room_id not in self._placing and (worker_id, room_id) not in self._opening:
                 self._close_stale(worker, room_id)
 

@@ -137,10 +137,9 @@ class WebRtcClient:
         self.address = address
         self.ports = ports
         self.bundle_policy = bundle_policy
-        self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=bundle_policy))
-        self.pc.addTrack(ToneTrack(tone))
-        if colour is not None:
-            self.pc.addTrack(ColourTrack(colour))
+        self.tone = tone
+        self.colour = colour
+        self.pc = self._new_connection()
         self.audio: list[np.ndarray] = []
         self.recording = False
         #: colours seen per received video track id, in arrival order
@@ -149,7 +148,14 @@ class WebRtcClient:
         #: the server's offers of slots, as it sent them
         self.offers: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self.pc.on("track", self._on_track)
+
+    def _new_connection(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=self.bundle_policy))
+        pc.addTrack(ToneTrack(self.tone))
+        if self.colour is not None:
+            pc.addTrack(ColourTrack(self.colour))
+        pc.on("track", self._on_track)
+        return pc
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.ensure_future(self._consume(track)))
@@ -191,12 +197,9 @@ class WebRtcClient:
     async def restart(self) -> None:
         """Go on with a new peer connection sending the same tracks, the old one closed: what this peer can do where a
         browser restarts ICE and makes a new DTLS association (aiortc does neither on a live connection). The
-        pictures received so far are forgotten."""
-        tracks = [sender.track for sender in self.pc.getSenders() if sender.track is not None]
-        old, self.pc = self.pc, RTCPeerConnection(RTCConfiguration(bundlePolicy=self.bundle_policy))
-        for track in tracks:
-            self.pc.addTrack(track)
-        self.pc.on("track", self._on_track)
+        pictures received so far are forgotten. (New tracks: aiortc stops a sender's track when its connection
+        fails.)"""
+        old, self.pc = self.pc, self._new_connection()
         await old.close()
         self.video.clear()
 
