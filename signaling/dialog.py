@@ -32,6 +32,21 @@ __all__ = ["BaseDialogHandler", "Dialog", "DialogError", "DialogHandler", "Dialo
 log = logging.getLogger(__name__)
 
 
+#: the longest a re-INVITE refused with 500 and a Retry-After waits before it is tried again (RFC 3261 section 14.2
+#: has the peer pick 0-10 s)
+MAX_RETRY_AFTER = 10.0
+
+
+def _retry_after(response: SipResponse) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value.split(";")[0].split("(")[0].strip())
+    except ValueError:
+        return None
+
+
 class DialogState(Enum):
     EARLY = "early"
     CONFIRMED = "confirmed"  # the UAS got the ACK / the UAC sent it
@@ -285,6 +300,12 @@ class Dialog:
             if response.status == 491 and attempt < 2:
                 delay = random.uniform(2.1, 4.0) if self.is_uas else random.uniform(0.0, 2.0)
                 await asyncio.sleep(delay * self.stack.config.timers.t1 / 0.5)
+                continue
+            retry_after = _retry_after(response)
+            if response.status == 500 and retry_after is not None and attempt < 2:
+                # the peer is still busy with the last offer/answer (RFC 3261 section 14.2, RFC 6337 section 4.3:
+                # sip.js while it applies the answer an ACK brought): again after the time it asks for
+                await asyncio.sleep(min(retry_after, MAX_RETRY_AFTER))
                 continue
             if response.status in (408, 481):
                 self._terminate("timeout" if response.status == 408 else "gone")

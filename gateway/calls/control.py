@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 FULL = "meeting is full"
 DRAINING = "server is restarting: call again in a moment"
 NO_MEDIA = "no media server available: call again in a moment"
+#: seconds between the re-INVITE that moved a call's media and the one that offers it video slots again
+SLOTS_AFTER_MOVE = 0.5
 #: why a call ends when its media could not follow the room to another media worker
 MEDIA_NOT_MOVED = "media server lost, and the call could not move to another"
 DTMF_SIGNAL = re.compile(rb"Signal\s*=\s*([0-9*#A-Da-d])")
@@ -277,6 +279,9 @@ class MeetingCall(BaseDialogHandler):
                 if self.left:
                     return
                 await self._join_again(old)
+                # sip.js refuses a re-INVITE (500, Retry-After up to 10 s) while it still applies the answer our ACK
+                # brought (RFC 6337 section 4.3): the next one (video slots) waits a moment rather than be refused
+                await asyncio.sleep(SLOTS_AFTER_MOVE)
         except (DialogError, SfuError, OSError) as exc:
             logger.warning("%s: media not moved to the room's new media worker (%s)", self.participant_id, exc)
             await self.hangup(MEDIA_NOT_MOVED)
@@ -286,7 +291,7 @@ class MeetingCall(BaseDialogHandler):
             await self.hangup(MEDIA_NOT_MOVED)
             return
         logger.info("%s: media moved to the room's new media worker in %.2f s", self.participant_id,
-                    time.monotonic() - started)  # fmt: skip
+                    time.monotonic() - started - SLOTS_AFTER_MOVE)  # fmt: skip
         self.room.refresh_slots()
         self.ensure_slots()
 
