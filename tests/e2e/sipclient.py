@@ -113,9 +113,12 @@ class Call:
     reinvites: int = 0
     infos: list[SipMessage] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    #: re-INVITEs without SDP (we offered in the 200 OK, the answer came in the ACK)
+    reoffers: int = 0
 
 
 Answerer = Callable[[bytes], Awaitable[bytes]]
+Offerer = Callable[[], Awaitable[bytes]]
 
 
 class SipClient:
@@ -127,6 +130,9 @@ class SipClient:
         self.transport = "WS"
         self.calls: dict[str, Call] = {}
         self.on_offer: Answerer | None = None
+        #: a re-INVITE without SDP: our offer for the 200 OK, and what takes the answer that comes in the ACK
+        self.on_reoffer: Offerer | None = None
+        self.on_answer: Callable[[bytes], Awaitable[None]] | None = None
         #: how in-dialog MESSAGEs are answered (baresip answers them 415), and how many came
         self.message_status = 200
         self.messages_received = 0
@@ -232,6 +238,9 @@ class SipClient:
         call = self.calls.get(request.header("Call-ID") or "")
         method = request.method
         if method == "ACK":
+            if call is not None and request.body:
+                assert self.on_answer is not None, "an ACK brought an answer and nothing takes it"
+                await self.on_answer(request.body)
             return
         if call is None:
             if method == "OPTIONS":
@@ -241,8 +250,13 @@ class SipClient:
             return
         if method == "INVITE":
             call.reinvites += 1
-            assert self.on_offer is not None, "a re-INVITE came and nothing answers offers"
-            answer = await self.on_offer(request.body)
+            if request.body:
+                assert self.on_offer is not None, "a re-INVITE came and nothing answers offers"
+                answer = await self.on_offer(request.body)
+            else:
+                assert self.on_reoffer is not None, "a re-INVITE without SDP came and nothing makes offers"
+                call.reoffers += 1
+                answer = await self.on_reoffer()
             await self._respond(
                 request, 200, "OK", answer, [("Contact", self.contact), ("Content-Type", "application/sdp")]
             )
