@@ -21,6 +21,7 @@ from tests.e2e.workers import (  # noqa: F401 (fixtures)
     rabbitmq_answers,
     remote_media,
     settings_fixture,
+    workers_announced,
     workers_fixture,
 )
 from tests.waiting import until
@@ -34,7 +35,7 @@ async def test_two_browsers_follow_their_room_to_the_other_worker(
     site: Site, browser: Browser, workers: list[subprocess.Popen[bytes]]
 ) -> None:
     media = remote_media(site.api)
-    await until(lambda: len(media.alive_workers()) == 2, 15, "both workers to announce themselves")
+    await workers_announced(media, 2)
     owner, link = await _join_as_owner(browser, site, "Failover")
     guest = await _join_as_guest(browser, link, "Gina")
     await _assert_receiving(owner, "Gina")

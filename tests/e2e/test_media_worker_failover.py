@@ -24,6 +24,7 @@ from tests.e2e.workers import (  # noqa: F401 (fixtures)
     rabbitmq_answers,
     remote_media,
     settings_fixture,
+    workers_announced,
     workers_fixture,
 )
 from tests.sfu.clients import RtpPhone, tone_power
@@ -62,7 +63,7 @@ async def test_a_room_moves_to_the_other_worker_when_its_worker_is_killed(
     api: Api, room: Room, workers: list[subprocess.Popen[bytes]]
 ) -> None:
     media = remote_media(api)
-    await until(lambda: len(media.alive_workers()) == 2, 15, "both workers to announce themselves")
+    await workers_announced(media, 2)
     meeting, alice_token, a, b, c = await three_in_a_meeting(api, room)
     await meeting_media.hear_and_see_each_other(a, b, c)
     members = (a, b, c)
@@ -135,7 +136,7 @@ async def test_a_phone_follows_the_room_to_the_other_worker(
 ) -> None:
     """A plain-RTP phone is offered the other worker's address by re-INVITE, and hears and is heard again."""
     media = remote_media(api)
-    await until(lambda: len(media.alive_workers()) == 2, 15, "both workers to announce themselves")
+    await workers_announced(media, 2)
     _, alice_token = await api.create_user("alice")
     meeting = await api.create_meeting(alice_token)
     browser = await room.member(guest_credentials(meeting), 440, "red")
@@ -185,7 +186,7 @@ async def test_a_phone_follows_the_room_to_the_other_worker(
 async def test_with_no_worker_left_everyone_gets_a_bye_with_the_reason(api: Api, room: Room, exchange: str) -> None:
     with media_workers(exchange, ("31000-31499",)) as (only,):
         media = remote_media(api)
-        await until(lambda: len(media.alive_workers()) == 1, 15, "the worker to announce itself")
+        await workers_announced(media, 1)
         _, alice_token = await api.create_user("alice")
         meeting = await api.create_meeting(alice_token)
         a = await room.member(guest_credentials(meeting), 440, "red")
@@ -208,7 +209,7 @@ async def test_a_worker_cut_off_and_back_closes_the_room_that_moved_away(
     """SIGSTOP: the worker is silent but its room is still there; once it is taken for dead and the room has moved,
     SIGCONT (the partition heals): it is told to close that room, and reports none."""
     media = remote_media(api)
-    await until(lambda: len(media.alive_workers()) == 2, 15, "both workers to announce themselves")
+    await workers_announced(media, 2)
     _, alice_token = await api.create_user("alice")
     meeting = await api.create_meeting(alice_token)
     a = await room.member(guest_credentials(meeting), 440, "red")

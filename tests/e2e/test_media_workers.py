@@ -28,6 +28,7 @@ from tests.e2e.workers import (  # noqa: F401 (fixtures)
     rabbitmq_answers,
     remote_media,
     settings_fixture,
+    workers_announced,
     workers_fixture,
 )
 from tests.waiting import until
@@ -54,7 +55,7 @@ async def test_rooms_spread_over_two_workers_and_calls_are_controlled_as_in_proc
     api: Api, room: Room, workers: list[subprocess.Popen[bytes]]
 ) -> None:
     media = remote_media(api)
-    await until(lambda: len(media.alive_workers()) == 2, 15, "both workers to announce themselves")
+    await workers_announced(media, 2)
     _, alice_token = await api.create_user("alice")
     first = await api.create_meeting(alice_token)
     second = await api.create_meeting(alice_token, name="Other")
@@ -133,7 +134,7 @@ async def test_rooms_spread_over_two_workers_and_calls_are_controlled_as_in_proc
 
 async def test_a_phone_over_udp_in_a_room_on_a_worker(api: Api, room: Room, workers: list[Any]) -> None:
     """Plain RTP to and from the worker's own port (its answer names it), as in-process."""
-    await until(lambda: len(remote_media(api).alive_workers()) == 2, 15, "both workers to announce themselves")
+    await workers_announced(remote_media(api), 2)
     await meeting_media.test_phone_over_udp_hears_and_is_heard(api, room)
     # the audio went through a worker (its own counters, announced from its process)
     workers_seen = remote_media(api).workers.values()

@@ -21,6 +21,7 @@ from gateway.app import CALL_CONTROL
 from gateway.config import Settings
 from gateway.media.remote import RemoteMedia
 from tests.conftest import Api, make_settings
+from tests.waiting import until
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 #: the checkout under test, for the processes the tests start (whichever checkout the environment installed)
@@ -53,6 +54,15 @@ def remote_media(api: Api) -> RemoteMedia:
     media = api.client.app[CALL_CONTROL].media
     assert isinstance(media, RemoteMedia)
     return media
+
+
+#: a worker process takes a few seconds to import and connect, many more on a loaded machine (CI saw 15 s go by)
+WORKERS_START_SECONDS = 45
+
+
+async def workers_announced(media: RemoteMedia, count: int) -> None:
+    """Until `count` workers have announced themselves to the server's media side."""
+    await until(lambda: len(media.alive_workers()) == count, WORKERS_START_SECONDS, f"{count} workers to announce")
 
 
 def end(processes: list[subprocess.Popen[bytes]]) -> None:
