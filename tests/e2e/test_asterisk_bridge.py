@@ -26,7 +26,7 @@ from tests.e2e.confbridge_peer import ConfBridgePeer
 from tests.e2e.conftest import Member, Room, guest_credentials
 from tests.e2e.sipclient import CallRefused
 from tests.e2e.workers import media_workers, new_exchange, rabbitmq_answers, remote_media_env
-from tests.sfu.clients import tone_power
+from tests.sfu.clients import record, tone_power
 from tests.waiting import until
 
 PEER_TONE = 660.0
@@ -110,13 +110,8 @@ async def join_member(api: Api, session: aiohttp.ClientSession, meeting: dict[st
 
 
 async def member_hears(member: Member, frequency: float, seconds: float = 1.5) -> float:
-    member.media.audio.clear()
-    member.media.recording = True
-    await asyncio.sleep(seconds)
-    member.media.recording = False
-    samples = member.media.recorded().astype(np.float64)
-    assert samples.size > 48000 * seconds * 0.5, "the member received too little audio"
-    return tone_power(samples, frequency)
+    await record(member.media, seconds=seconds)
+    return tone_power(member.media.recorded().astype(np.float64), frequency)
 
 
 async def peer_hears(peer: ConfBridgePeer, seconds: float = 1.5) -> tuple[float, float]:
