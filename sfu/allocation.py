@@ -221,7 +221,9 @@ class BandwidthAllocator:
         changed = False
         for slot in slots:
             if slot.active and slot.target is not None:
-                options = layers[id(slot)] = self._layer_options(slot, now)
+                options = self._layer_options(slot, now)
+                # a layer not measured yet (just started) is not offered: it would look free
+                options = layers[id(slot)] = [o for o in options if self.source_bitrate(o) > 0] or options
                 rates = [(self.source_bitrate(layer), self.keyframe_burst(layer)) for layer in options]
                 shown = slot.layer
                 layer = options.index(shown) if shown in options and slot.layer_rank is not None else None

@@ -42,6 +42,8 @@ STRAIN_WINDOW = 1.0
 #: ... or when the estimator's REMB falls below this share of its previous one; the floor is then withdrawn this long
 STRAIN_FALL = 0.9
 STRAIN_HOLD = 10.0
+#: the floor is sent on its own at this interval while the estimator sends no REMB
+FLOOR_REPEAT = 1.0
 
 
 class _StreamStatistics(ReceptionStatistics):
@@ -102,6 +104,7 @@ class UpstreamFeedback:
         self.nacks_sent = 0
         #: the latest REMB sent, and when the link last showed strain
         self.remb: int | None = None
+        self._remb_at = -1e9
         self.strained_at = -1e9
         self._streams: dict[int, _StreamStatistics] = {}
         self._estimator = RemoteBitrateEstimator()
@@ -134,12 +137,24 @@ class UpstreamFeedback:
                 )
                 if remb is not None:
                     bitrate, ssrcs = remb
-                    bitrate = self._remb_bitrate(bitrate, packet.arrival)
-                    self.remb = bitrate
-                    fci = pack_remb_fci(bitrate, ssrcs)
-                    self._send(bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self.rtcp_ssrc, media_ssrc=0, fci=fci)))
+                    self._send_remb(self._remb_bitrate(bitrate, packet.arrival), ssrcs, packet.arrival)
         if self.remb_floor:
             self._watch_loss(packet.arrival)
+
+    def _send_remb(self, bitrate: int, ssrcs: list[int], now: float) -> None:
+        self.remb, self._remb_at = bitrate, now
+        fci = pack_remb_fci(bitrate, ssrcs)
+        self._send(bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self.rtcp_ssrc, media_ssrc=0, fci=fci)))
+
+    def floor_remb(self, now: float | None = None) -> None:
+        """The floor as REMB, when the estimator has said nothing for `FLOOR_REPEAT` (it says nothing for its first
+        3 s, when a browser takes a REMB as its starting rate) and the link shows no strain."""
+        now = time.monotonic() if now is None else now
+        if not self.remb_floor or not self._streams or now - self._remb_at < FLOOR_REPEAT:
+            return
+        if now - self.strained_at < STRAIN_HOLD:
+            return
+        self._send_remb(max(int(self.remb_floor), self._estimated or 0), list(self._streams), now)
 
     def _remb_bitrate(self, estimated: int, now: float) -> int:
         """What the REMB says: the estimator's figure, raised to the floor while the link shows no strain."""
@@ -195,3 +210,4 @@ class UpstreamFeedback:
             report = self.receiver_report()
             if report is not None:
                 self._send(report)
+            self.floor_remb()

@@ -191,19 +191,22 @@ def test_a_slot_changes_layer_on_that_layer_s_keyframe_with_continuous_numbering
     assert len(path.rtp) == 1 and requests == []
     for step in range(1, 4):
         for layer, ssrc in ((q, 11), (h, 12), (f, 13)):
-            layer.on_packet(rtp(vp8_payload(100 + step), 1000 + step, 90000 + 3000 * step, ssrc=ssrc))
+            packet = rtp(
+                vp8_payload(100 + step), 1000 + step, 90000 + 3000 * step, ssrc=ssrc, arrival=now - 1 + step / 10
+            )
+            layer.on_packet(packet)
     assert len(path.rtp) == 4  # q's packets only
 
     slot.select_layer(f)  # its keyframe is a second old, with much after it: a fresh one is asked for
     assert slot.layer is f and slot.current is q and slot.target is camera and requests == ["f"]
     for layer, ssrc in ((q, 11), (h, 12), (f, 13)):
-        layer.on_packet(rtp(vp8_payload(104), 1004, 102000, ssrc=ssrc))
+        layer.on_packet(rtp(vp8_payload(104), 1004, 102000, ssrc=ssrc, arrival=now))
     assert len(path.rtp) == 5  # still q's, until f's keyframe
-    f.on_packet(rtp(vp8_keyframe(105, 1280, 720), 1005, 105000, ssrc=13))
+    f.on_packet(rtp(vp8_keyframe(105, 1280, 720), 1005, 105000, ssrc=13, arrival=now))
     assert slot.current is f and slot.pending is None and len(path.rtp) == 6
-    q.on_packet(rtp(vp8_payload(105), 1005, 105000, ssrc=11))
+    q.on_packet(rtp(vp8_payload(105), 1005, 105000, ssrc=11, arrival=now))
     assert len(path.rtp) == 6  # q is no longer forwarded
-    f.on_packet(rtp(vp8_payload(106), 1006, 108000, ssrc=13))
+    f.on_packet(rtp(vp8_payload(106), 1006, 108000, ssrc=13, arrival=now))
     sent = [RtpPacket.parse(data) for data in path.rtp]
     sequences = [packet.sequence_number for packet in sent]
     assert all(b == (a + 1) & 0xFFFF for a, b in itertools.pairwise(sequences)), sequences
@@ -277,11 +280,12 @@ def test_the_allocator_measures_each_layer_and_moves_the_slot_between_them() -> 
         allocator.measure([camera], now)
         pacer.bytes_sent += 250_000
         allocator.apply(pacer, [slot], now)
-    assert [round(allocator.source_bitrate(layer) / 1000) for layer in layers] == [133, 469, 1512]
+    assert [round(allocator.source_bitrate(layer) / 1000) for layer in layers] == [130, 469, 1512]
     assert slot.layer is layers[2] and slot.layer_rank == 2 and not slot.paused
     pacer.estimate.bitrate = 700_000  # congestion: down at once
     allocator.apply(pacer, [slot], start + 3)
     assert slot.layer is layers[1]
+    layers[0].last_arrival = layers[1].last_arrival = start + 3
     layers[2].last_arrival = -1e9  # the publisher stopped sending its top layer: it is no longer offered
     pacer.estimate.bitrate = 5_000_000
     assert allocator._layer_options(slot, start + 3) == layers[:2]
@@ -309,30 +313,38 @@ def test_a_simulcast_publisher_gets_remb_for_all_his_layers_until_his_link_is_st
 
     start = time.monotonic()
     sequence = 0
-    for millisecond in range(0, 3000, 10):  # 100 packets a second of 1,000 bytes, on time
-        now = start + millisecond / 1000
-        send_time = int(now * (1 << 18)) & 0xFFFFFF
-        data = rtp_bytes(b"\x00" * 1000, sequence, millisecond * 90, 77, extensions={2: send_time.to_bytes(3, "big")})
-        packet = MediaPacket.parse(data, "", now)
-        assert packet is not None
-        upstream.on_packet(packet)
-        sequence += 1
-    assert rembs() and min(rembs()) >= SIMULCAST_REMB  # the estimator alone says about 1.5 times 800 kbit/s
-    # a tenth of his packets lost over a second: his link is strained, the estimator's word alone goes out
+
+    def receive(first_ms: int, last_ms: int, lose_every: int = 0) -> None:
+        """100 packets a second of 1,000 bytes (about 800 kbit/s), on time; every `lose_every`-th lost."""
+        nonlocal sequence
+        for millisecond in range(first_ms, last_ms, 10):
+            now = start + millisecond / 1000
+            sequence += 1
+            if lose_every and sequence % lose_every == 0:
+                continue
+            stamp = (int(now * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
+            packet = MediaPacket.parse(
+                rtp_bytes(b"\x00" * 1000, sequence, millisecond * 90, 77, extensions={2: stamp}), "", now
+            )
+            assert packet is not None
+            upstream.on_packet(packet)
+
+    receive(0, 500)
+    upstream.floor_remb(start + 0.5)  # the estimator says nothing for its first seconds: the floor goes out alone
+    assert rembs() == [SIMULCAST_REMB]
+    upstream.floor_remb(start + 0.6)
+    assert len(rembs()) == 1  # not again so soon
+    receive(500, 5000)
+    assert len(rembs()) > 2 and min(rembs()) >= SIMULCAST_REMB  # the estimator alone says 1.5 times 800 kbit/s
+    # a tenth of his packets lost: his link is strained, the estimator's word alone goes out, and the floor is not
+    # sent on its own either
     sent.clear()
-    for millisecond in range(3000, 6000, 10):
-        now = start + millisecond / 1000
-        sequence += 1
-        if millisecond % 100 == 0:
-            continue
-        send_time = int(now * (1 << 18)) & 0xFFFFFF
-        data = rtp_bytes(b"\x00" * 1000, sequence, millisecond * 90, 77, extensions={2: send_time.to_bytes(3, "big")})
-        packet = MediaPacket.parse(data, "", now)
-        assert packet is not None
-        upstream.on_packet(packet)
+    receive(5000, 8000, lose_every=10)
     assert upstream.strained_at > start
     assert rembs() and rembs()[-1] < SIMULCAST_REMB and upstream.remb == rembs()[-1]
-    assert start + 6 - upstream.strained_at < STRAIN_HOLD
+    sent.clear()
+    upstream.floor_remb(start + 9)
+    assert rembs() == [] and start + 8 - upstream.strained_at < STRAIN_HOLD
 
 
 def test_a_packet_seen_again_is_a_repeat() -> None:
