@@ -65,6 +65,8 @@ KEYFRAME_PACKETS = 30
 SMOOTHING = 0.3
 #: a slot goes up a layer no sooner than this after it went down one
 RAISE_HOLD = 2.0
+#: the share of a congested link's estimate the layers above the lowest may take
+CONGESTED_SHARE = 0.7
 
 
 @dataclass
@@ -86,17 +88,22 @@ class Demand:
     def layer_bitrate(self, layer: int) -> float:
         return self.bitrate if layer == 0 else self.upper[layer - 1][0]
 
+    def layer_need(self, layer: int) -> float:
+        """What taking `layer` takes: its bitrate, or the rate its keyframe needs if more (it starts on one)."""
+        return max(self.bitrate, self.burst) if layer == 0 else max(self.upper[layer - 1])
+
     def next_up(self, layer: int | None) -> int:
         """The layer a probe aims at for it: the one above `layer` (None: paused, the lowest), or the top one."""
         return 0 if layer is None else min(layer + 1, len(self.upper))
 
 
 def allocate_layers(
-    available: float, demands: Sequence[Demand], now: float, proven: float | None = None
+    available: float, demands: Sequence[Demand], now: float, proven: float | None = None, congested: bool = False
 ) -> dict[Hashable, int | None]:
     """The layer each of the `demands` (in order of priority) gets, None for those to pause, given `available` bits
     a second for video, of which `proven` (None: all) are known to pass (they were sent lately): a paused slot
-    resumes, and a slot goes up a layer, only within those."""
+    resumes, and a slot goes up a layer, only within those. On a `congested` link (a cut moments ago, loss) the
+    layers above the lowest share only `CONGESTED_SHARE` of it: an estimate just cut still lags the link."""
     chosen: dict[Hashable, int | None] = {}
     left = available
     proven_left = available if proven is None else min(available, proven)
@@ -112,6 +119,8 @@ def allocate_layers(
             chosen[demand.key] = 0
         else:
             chosen[demand.key] = None
+    if congested:
+        left -= available * (1 - CONGESTED_SHARE)
     for demand in demands:
         if chosen[demand.key] is None or demand.paused or not demand.upper:
             continue  # a slot resumed starts on its lowest layer
@@ -250,7 +259,7 @@ class BandwidthAllocator:
             # the same (libwebrtc's sender never goes above the REMB either)
             remb = estimate.remb
             proven = (proven if remb is None else min(proven, remb)) - audio
-        chosen = allocate_layers(bitrate - audio, demands, now, proven)
+        chosen = allocate_layers(bitrate - audio, demands, now, proven, estimate.congested)
         to_pause = {key for key, layer in chosen.items() if layer is None}
         # a running slot is paused once it has not fitted for `PAUSE_AFTER` (the pacer absorbs a passing dip)
         unfit = {id(d.key): meters.unfit.get(id(d.key), now) for d in demands if d.key in to_pause and not d.paused}
@@ -330,7 +339,8 @@ class BandwidthAllocator:
             return
         if not meters.probing:
             meters.probing, meters.probe_started, meters.probe_rate = True, now, max(meters.sent.bitrate, audio)
-        needed = audio + sum(d.layer_bitrate(d.next_up(chosen[d.key])) for d in demands) * RESUME_HEADROOM
+        # what the slots need a layer up, their keyframes' bursts included (else the probe stops short of it)
+        needed = audio + sum(d.layer_need(d.next_up(chosen[d.key])) for d in demands) * RESUME_HEADROOM
         remb = estimate.remb
         ceiling = estimate.bitrate if remb is None else min(estimate.bitrate, remb)
         meters.probe_rate = min(needed, ceiling, max(meters.probe_rate, meters.sent.bitrate) * PROBE_STEP)

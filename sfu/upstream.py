@@ -10,7 +10,7 @@ A simulcast publisher is sent at least `remb_floor` (enough for all his layers: 
 estimate does not cover, and the estimator, which never says more than 1.5 times what it receives, would add them
 back one by one over many seconds), unless his own link shows strain: loss above `STRAIN_LOSS` over a window of a
 second or more, or the estimator's REMB falling (its detector saw a queue building). Then the estimator's word
-alone goes out for `STRAIN_HOLD`.
+alone goes out for `strain_hold` (doubling each time the link is strained again).
 """
 
 from __future__ import annotations
@@ -39,9 +39,12 @@ NACK_WINDOW = 128
 #: the publisher's link is strained when it loses more than this share of his packets over `STRAIN_WINDOW` ...
 STRAIN_LOSS = 0.05
 STRAIN_WINDOW = 1.0
-#: ... or when the estimator's REMB falls below this share of its previous one; the floor is then withdrawn this long
+#: ... or when the estimator's REMB falls below this share of its previous one; the floor is then withdrawn this long,
+#: twice as long each time the link is strained again (up to the max): a link that cannot carry the layers is not
+#: pushed to, over and over
 STRAIN_FALL = 0.9
 STRAIN_HOLD = 10.0
+STRAIN_HOLD_MAX = 120.0
 #: the floor is sent on its own at this interval while the estimator sends no REMB
 FLOOR_REPEAT = 1.0
 
@@ -105,6 +108,7 @@ class UpstreamFeedback:
         #: the latest REMB sent, and when the link last showed strain
         self.remb: int | None = None
         self._remb_at = -1e9
+        self.strain_hold = STRAIN_HOLD
         self.strained_at = -1e9
         self._streams: dict[int, _StreamStatistics] = {}
         self._estimator = RemoteBitrateEstimator()
@@ -152,7 +156,7 @@ class UpstreamFeedback:
         now = time.monotonic() if now is None else now
         if not self.remb_floor or not self._streams or now - self._remb_at < FLOOR_REPEAT:
             return
-        if now - self.strained_at < STRAIN_HOLD:
+        if now - self.strained_at < self.strain_hold:
             return
         self._send_remb(max(int(self.remb_floor), self._estimated or 0), list(self._streams), now)
 
@@ -160,10 +164,16 @@ class UpstreamFeedback:
         """What the REMB says: the estimator's figure, raised to the floor while the link shows no strain."""
         previous, self._estimated = self._estimated, estimated
         if previous is not None and estimated < previous * STRAIN_FALL:
-            self.strained_at = now
-        if now - self.strained_at < STRAIN_HOLD:
+            self._strained(now)
+        if now - self.strained_at < self.strain_hold:
             return estimated
         return max(estimated, int(self.remb_floor))
+
+    def _strained(self, now: float) -> None:
+        if self.remb_floor and now - self.strained_at >= self.strain_hold:
+            # strained again once the floor was back: withdrawn longer
+            self.strain_hold = STRAIN_HOLD if self.strained_at < 0 else min(STRAIN_HOLD_MAX, self.strain_hold * 2)
+        self.strained_at = now
 
     def _watch_loss(self, now: float) -> None:
         window = self._loss_window
@@ -176,7 +186,7 @@ class UpstreamFeedback:
             return
         self._loss_window = (now, expected, lost)
         if expected > window[1] and (lost - window[2]) / (expected - window[1]) > STRAIN_LOSS:
-            self.strained_at = now
+            self._strained(now)
 
     @property
     def packets_lost(self) -> int:

@@ -77,32 +77,51 @@ async def test_layers_follow_the_link_down_to_180p_and_back_up(
         source = calls[name].participant.participant.video_source
         assert source is not None and [layer.rid for layer in source.layers] == ["q", "h", "f"], name
     figures: dict[str, Any] = {}
-
-    # a clean link: each gets the other's 720p layer
-    figures["clean_720p_at_guest_s"], _ = await _width_when(guest, alice_at_guest, lambda w: w == 1280, 30)
-    figures["clean_720p_at_owner_s"], _ = await _width_when(owner, gina_at_owner, lambda w: w == 1280, 30)
-    alice = calls["Alice"].participant.participant.video_source
-    assert alice is not None
-    figures["alice_layers"] = [[layer.rid, layer.resolution] for layer in alice.layers]
-
-    link.limit_rate(2000)
-    figures["2mbit_settled_s"], figures["2mbit_width"] = await _width_when(guest, alice_at_guest, lambda w: w > 0, 10)
-    await asyncio.sleep(8)  # the estimate settles on the shaped link
-    figures["2mbit_width"] = (await received(guest))["video"][alice_at_guest]["width"]
-
-    link.limit_rate(300)
-    figures["down_to_180p_s"], _ = await _width_when(guest, alice_at_guest, lambda w: w == 320, 15)
-    figures["180p_fps"], figures["180p_widths"] = await _frame_rate(guest, alice_at_guest, 10)
-    figures["180p_widths"] = sorted(figures["180p_widths"])
-
-    link.limit_rate(2000)
-    figures["back_up_s"], figures["back_up_width"] = await _width_when(guest, alice_at_guest, lambda w: w > 320, 40)
-    (artifacts(request, "figures") / "simulcast.json").write_text(json.dumps(figures, indent=2))
-    logger.warning("simulcast figures: %s", json.dumps(figures))
-
+    try:
+        await _watch(request, guest, owner, link, calls, alice_at_guest, gina_at_owner, figures)
+    finally:
+        for name in ("Alice", "Gina"):
+            source = calls[name].participant.participant.video_source
+            now = time.monotonic()
+            figures[f"{name}_layers"] = [
+                [layer.rid, layer.resolution, layer.packets, layer.keyframes, round(now - layer.last_arrival, 1)]
+                for layer in source.layers
+            ]
+        (artifacts(request, "figures") / "simulcast.json").write_text(json.dumps(figures, indent=2))
+        logger.warning("simulcast figures: %s", json.dumps(figures))
     # asserted generously (a loaded CI machine); the figures above say what was measured
     assert figures["down_to_180p_s"] <= 5, figures
     assert figures["180p_fps"] >= 10, figures
     assert figures["180p_widths"] == [320], figures  # nothing larger squeezed through the thin link
     assert figures["back_up_s"] <= 20, figures
     await weak.shot(guest, "guest-back-up")
+
+
+async def _watch(
+    request: pytest.FixtureRequest,
+    guest: Any,
+    owner: Any,
+    shaped: WeakLink,
+    calls: dict[str, Any],
+    alice_at_guest: str,
+    gina_at_owner: str,
+    figures: dict[str, Any],
+) -> None:
+    """The clean link, then 2 Mbit/s, 300 kbit/s and 2 Mbit/s again: what the guest receives of Alice (`figures`)."""
+    # a clean link: each gets the other's 720p layer
+    figures["clean_720p_at_guest_s"], _ = await _width_when(guest, alice_at_guest, lambda w: w == 1280, 30)
+    figures["clean_720p_at_owner_s"], _ = await _width_when(owner, gina_at_owner, lambda w: w == 1280, 30)
+    shaped.limit_rate(2000)
+    figures["2mbit_settled_s"], figures["2mbit_width"] = await _width_when(guest, alice_at_guest, lambda w: w > 0, 10)
+    await asyncio.sleep(8)  # the estimate settles on the shaped link
+    figures["2mbit_width"] = (await received(guest))["video"][alice_at_guest]["width"]
+
+    logger.warning("limiting to 300 kbit/s")
+    shaped.limit_rate(300)
+    figures["down_to_180p_s"], _ = await _width_when(guest, alice_at_guest, lambda w: w == 320, 15)
+    figures["180p_fps"], figures["180p_widths"] = await _frame_rate(guest, alice_at_guest, 10)
+    figures["180p_widths"] = sorted(figures["180p_widths"])
+
+    logger.warning("back to 2 Mbit/s")
+    shaped.limit_rate(2000)
+    figures["back_up_s"], figures["back_up_width"] = await _width_when(guest, alice_at_guest, lambda w: w > 320, 40)
