@@ -55,6 +55,8 @@ PAUSE_AFTER = 2.0
 #: a probe starts once the link has had no cut for this long; a probe that ends in a cut doubles it, up to the max
 PROBE_WAIT = 4.0
 PROBE_WAIT_MAX = 16.0
+#: ... and up to this while no slot is paused (a probe for a layer up only)
+LAYER_PROBE_WAIT_MAX = 6.0
 #: each round of a probe sends this much more than the last (about 30 % a second at `INTERVAL`)
 PROBE_STEP = 1.15
 #: bytes each packet costs beyond its payload (RTP header and extensions, SRTP tag, UDP and IP)
@@ -331,14 +333,17 @@ class BandwidthAllocator:
         if meters.probing and estimate.decreased_at > meters.probe_started:
             meters.probe_wait = min(PROBE_WAIT_MAX, meters.probe_wait * 2)
             meters.probing = False
-        quiet = now - max(estimate.decreased_at, meters.resumed_at) >= meters.probe_wait and not estimate.congested
         wanting = [d for d in demands if chosen[d.key] is None or (chosen[d.key] or 0) < len(d.upper)]
+        # a probe for a layer up risks less than one for a paused slot (the slot goes on below): retried sooner
+        wait = meters.probe_wait if any(d.paused for d in demands) else min(meters.probe_wait, LAYER_PROBE_WAIT_MAX)
+        quiet = now - max(estimate.decreased_at, meters.resumed_at) >= wait and not estimate.congested
         if not wanting or not quiet:
             meters.probing = False
             pacer.probe(0)
             return
         if not meters.probing:
             meters.probing, meters.probe_started, meters.probe_rate = True, now, max(meters.sent.bitrate, audio)
+            logger.debug("probing from %.0f kbit/s (waited %.0f s)", meters.probe_rate / 1e3, wait)
         # what the slots need a layer up, their keyframes' bursts included (else the probe stops short of it)
         needed = audio + sum(d.layer_need(d.next_up(chosen[d.key])) for d in demands) * RESUME_HEADROOM
         remb = estimate.remb
