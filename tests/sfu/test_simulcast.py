@@ -27,6 +27,17 @@ from .test_rtprewriter import rtp, vp8_payload
 
 FINGERPRINT = ":".join(["AB"] * 32)
 
+#: each m-section's transport lines (one bundle)
+TRANSPORT = [
+    "c=IN IP4 0.0.0.0",
+    "a=rtcp:9 IN IP4 0.0.0.0",
+    "a=ice-ufrag:abcd",
+    "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+    "a=ice-options:trickle",
+    f"a=fingerprint:sha-256 {FINGERPRINT}",
+    "a=setup:actpass",
+]
+
 #: what Chromium offers for a microphone and a camera sent with three `sendEncodings` (rid q, h, f): no a=ssrc for
 #: the video, its layers named by rid
 CHROME_OFFER = "\r\n".join(
@@ -39,13 +50,7 @@ CHROME_OFFER = "\r\n".join(
         "a=extmap-allow-mixed",
         "a=msid-semantic: WMS stream",
         "m=audio 9 UDP/TLS/RTP/SAVPF 111",
-        "c=IN IP4 0.0.0.0",
-        "a=rtcp:9 IN IP4 0.0.0.0",
-        "a=ice-ufrag:abcd",
-        "a=ice-pwd:abcdefghijklmnopqrstuvwx",
-        "a=ice-options:trickle",
-        f"a=fingerprint:sha-256 {FINGERPRINT}",
-        "a=setup:actpass",
+        *TRANSPORT,
         "a=mid:0",
         "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
         "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
@@ -56,13 +61,7 @@ CHROME_OFFER = "\r\n".join(
         "a=fmtp:111 minptime=10;useinbandfec=1",
         "a=ssrc:1001 cname:camera",
         "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
-        "c=IN IP4 0.0.0.0",
-        "a=rtcp:9 IN IP4 0.0.0.0",
-        "a=ice-ufrag:abcd",
-        "a=ice-pwd:abcdefghijklmnopqrstuvwx",
-        "a=ice-options:trickle",
-        f"a=fingerprint:sha-256 {FINGERPRINT}",
-        "a=setup:actpass",
+        *TRANSPORT,
         "a=mid:1",
         "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
         "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
