@@ -238,6 +238,11 @@ class BandwidthAllocator:
                 rates = [(self.source_bitrate(layer), self.keyframe_burst(layer)) for layer in options]
                 shown = slot.layer
                 layer = options.index(shown) if shown in options and slot.layer_rank is not None else None
+                if len(options) > slot.offered_layers:
+                    # a layer more than at the last choice (the publisher's encoder added it as his estimate grew,
+                    # or it had not been measured yet): chosen afresh, on the estimate, like a new slot's
+                    layer = None
+                slot.offered_layers = len(options)
                 demands.append(
                     Demand(
                         slot,

@@ -324,6 +324,8 @@ class VideoSlot:
         self.layer_rank: int | None = None
         #: when it last went down a layer (it goes up again only after a while)
         self.lowered_at = -1e9
+        #: how many layers of its source the allocator offered it at its last choice
+        self.offered_layers = 0
 
     @property
     def layer(self) -> VideoSource | None:
