@@ -43,8 +43,8 @@ STRAIN_WINDOW = 1.0
 #: twice as long each time the link is strained again (up to the max): a link that cannot carry the layers is not
 #: pushed to, over and over
 STRAIN_FALL = 0.9
-STRAIN_HOLD = 10.0
-STRAIN_HOLD_MAX = 120.0
+STRAIN_HOLD = 30.0
+STRAIN_HOLD_MAX = 300.0
 #: the floor is sent on its own at this interval while the estimator sends no REMB
 FLOOR_REPEAT = 1.0
 
