@@ -117,7 +117,8 @@ class Room(EventEmitter):
             self.max_participants = max_participants
         if self.is_full:
             raise RoomFull(self.id, self.max_participants)
-        participant_id = f"{self.id}-{next(self._ids)}"
+        # a participant moved here from another media process keeps the id he had there
+        participant_id = str((info or {}).get("participant_id") or f"{self.id}-{next(self._ids)}")
         leg = make_leg(participant_id)
         self._joining += 1
         try:

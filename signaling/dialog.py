@@ -4,8 +4,9 @@ A `Dialog` is identified by Call-ID, local tag and remote tag. It keeps the rout
 remote target (refreshed by re-INVITE and UPDATE) and the `Flow` it lives on, so that in-dialog requests to a
 WebSocket peer whose Contact is `*.invalid` go back over its connection.
 
-The application talks to a dialog with `reinvite`, `update`, `message`, `info`, `options`, `bye`, and hears
-from it through a `DialogHandler` (`BaseDialogHandler` has do-nothing defaults).
+The application talks to a dialog with `reinvite` (or `reinvite_for_offer`, where the peer offers), `update`,
+`message`, `info`, `options`, `bye`, and hears from it through a `DialogHandler` (`BaseDialogHandler` has do-nothing
+defaults).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,6 +30,21 @@ if TYPE_CHECKING:
 __all__ = ["BaseDialogHandler", "Dialog", "DialogError", "DialogHandler", "DialogState", "RequestFailed"]
 
 log = logging.getLogger(__name__)
+
+
+#: the longest a re-INVITE refused with 500 and a Retry-After waits before it is tried again (RFC 3261 section 14.2
+#: has the peer pick 0-10 s)
+MAX_RETRY_AFTER = 10.0
+
+
+def _retry_after(response: SipResponse) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value.split(";")[0].split("(")[0].strip())
+    except ValueError:
+        return None
 
 
 class DialogState(Enum):
@@ -240,36 +257,64 @@ class Dialog:
     ) -> bytes:
         """Send a re-INVITE with an SDP offer, ACK its 2xx and return the answer. On 491 (glare) it waits the
         random time of section 14.1 and tries again, twice at most. Other failures raise RequestFailed."""
+        async with self._invite_lock:
+            response, tx, cseq = await self._invite(sdp, content_type, headers)
+            self._send_ack(cseq, tx)
+            return response.body
+
+    async def reinvite_for_offer(self, answer: Callable[[bytes], Awaitable[bytes]]) -> bytes:
+        """Send a re-INVITE without SDP: the peer makes a fresh offer in its 2xx (RFC 3261 section 14.1; a browser
+        gathers anew), `answer` turns it into our answer, which goes in the ACK. Returns the peer's offer. If
+        `answer` fails, the ACK goes without SDP and its error is raised: the caller should end the call."""
+        async with self._invite_lock:
+            response, tx, cseq = await self._invite(b"", None, None)
+            try:
+                answer_sdp = await answer(response.body)
+            except BaseException:
+                self._send_ack(cseq, tx)
+                raise
+            self._send_ack(cseq, tx, answer_sdp)
+            return response.body
+
+    async def _invite(
+        self, body: bytes, content_type: str | None, headers: list[tuple[str, str]] | None
+    ) -> tuple[SipResponse, ClientTransaction | None, int]:
+        """One re-INVITE transaction, retried on 491: its 2xx (not yet ACKed), transaction and CSeq."""
         if not self.confirmed.is_set() and self.is_uas:
             # sip.js drops a re-INVITE that arrives before its ACK was processed
             await self.confirmed.wait()
-        async with self._invite_lock:
-            for attempt in range(3):
-                if self.state is DialogState.TERMINATED:
-                    raise DialogError("dialog terminated")
-                flow = await self._flow()
-                req = self.create_request("INVITE", sdp, content_type, headers)
-                self._outgoing_invite = True
-                try:
-                    response, tx, sent = await self.stack.transact(req, flow, self.credentials)
-                finally:
-                    self._outgoing_invite = False
-                self.local_seq = max(self.local_seq, sent.cseq.seq)
-                if 200 <= response.status < 300:
-                    self._refresh_target(response)
-                    self._send_ack(sent.cseq.seq, tx)
-                    return response.body
-                if response.status == 491 and attempt < 2:
-                    delay = random.uniform(2.1, 4.0) if self.is_uas else random.uniform(0.0, 2.0)
-                    await asyncio.sleep(delay * self.stack.config.timers.t1 / 0.5)
-                    continue
-                if response.status in (408, 481):
-                    self._terminate("timeout" if response.status == 408 else "gone")
-                raise RequestFailed(response)
+        for attempt in range(3):
+            if self.state is DialogState.TERMINATED:
+                raise DialogError("dialog terminated")
+            flow = await self._flow()
+            req = self.create_request("INVITE", body, content_type, headers)
+            self._outgoing_invite = True
+            try:
+                response, tx, sent = await self.stack.transact(req, flow, self.credentials)
+            finally:
+                self._outgoing_invite = False
+            self.local_seq = max(self.local_seq, sent.cseq.seq)
+            if 200 <= response.status < 300:
+                self._refresh_target(response)
+                return response, tx, sent.cseq.seq
+            if response.status == 491 and attempt < 2:
+                delay = random.uniform(2.1, 4.0) if self.is_uas else random.uniform(0.0, 2.0)
+                await asyncio.sleep(delay * self.stack.config.timers.t1 / 0.5)
+                continue
+            retry_after = _retry_after(response)
+            if response.status == 500 and retry_after is not None and attempt < 2:
+                # the peer is still busy with the last offer/answer (RFC 3261 section 14.2, RFC 6337 section 4.3:
+                # sip.js while it applies the answer an ACK brought): again after the time it asks for
+                await asyncio.sleep(min(retry_after, MAX_RETRY_AFTER))
+                continue
+            if response.status in (408, 481):
+                self._terminate("timeout" if response.status == 408 else "gone")
+            raise RequestFailed(response)
         raise RequestFailed(response)  # pragma: no cover - loop always returns or raises
 
-    def _send_ack(self, cseq: int, tx: ClientTransaction | None) -> None:
-        ack = self.create_request("ACK", cseq=cseq).serialize()
+    def _send_ack(self, cseq: int, tx: ClientTransaction | None, sdp: bytes = b"") -> None:
+        content_type = "application/sdp" if sdp else None
+        ack = self.create_request("ACK", sdp, content_type, cseq=cseq).serialize()
         self._acks = {cseq: ack}
         self.flow.send(ack)
         if tx is not None:

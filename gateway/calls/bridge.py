@@ -273,7 +273,6 @@ class BridgeLink:
         The leg's receive path only stamps each packet's time; this loop sleeps until the stamp would be that old.
         """
         settings = self.bridge.settings
-        leg = call.participant
         keepalive = settings.keepalive_seconds
         silence = settings.rtp_silence_seconds
         next_keepalive = time.monotonic() + keepalive if keepalive > 0 else math.inf
@@ -281,6 +280,7 @@ class BridgeLink:
         try:
             while not call.ended.is_set():
                 now = time.monotonic()
+                leg = call.participant  # another one after the room moved to another media worker
                 last = leg.last_received_at
                 silence_due = math.inf
                 if silence > 0 and last is not None and last != probed_after and leg.receives_audio:

@@ -4,6 +4,11 @@ participant live and die together.
 CallControl (the stack's InviteHandler) routes through the dial plan, enforces the cap, joins the room and
 answers. MeetingRoom follows one meeting's SFU room and sends the room updates. MeetingCall is one participant:
 his dialog's handler, his seat in the conference registry, his ordered outbox of MESSAGEs.
+
+When the media worker holding a room is lost, the room opens again on another (``moved``) and each call brings its
+participant back into it without leaving its dialog: a re-INVITE without SDP to a browser (it offers afresh in the
+200 OK: ICE restart, new DTLS; the answer goes in the ACK), a re-INVITE offering the new worker's address to a
+plain-RTP leg. What call control holds of his state (muted, pinned) follows him.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ logger = logging.getLogger(__name__)
 FULL = "meeting is full"
 DRAINING = "server is restarting: call again in a moment"
 NO_MEDIA = "no media server available: call again in a moment"
+#: seconds between the re-INVITE that moved a call's media and the one that offers it video slots again
+SLOTS_AFTER_MOVE = 0.5
+#: why a call ends when its media could not follow the room to another media worker
+MEDIA_NOT_MOVED = "media server lost, and the call could not move to another"
 DTMF_SIGNAL = re.compile(rb"Signal\s*=\s*([0-9*#A-Da-d])")
 #: RFC 5168's keyframe request, in the form Asterisk sends (and video phones expect)
 PICTURE_FAST_UPDATE = (
@@ -90,6 +99,8 @@ class MeetingCall(BaseDialogHandler):
         self.left = False
         #: the camera turned off in the app (the slot keeps its place; others show an avatar instead)
         self.video_muted = False
+        #: whom the app pinned (None: following the speakers); set again on his media if the room moves
+        self.pinned: str | None = None
         self.hand_raised = False
         self.slots_shown: dict[str, str | None] | None = None
         self.screens_shown: list[str] = []
@@ -108,6 +119,9 @@ class MeetingCall(BaseDialogHandler):
         #: an offer of slots failed (refused, or the media side could not make one): none is tried again
         self._slots_failed = False
         self._sender = asyncio.get_running_loop().create_task(self._send_messages())
+        self._listen(participant)
+
+    def _listen(self, participant: MediaParticipant) -> None:
         participant.on("closed", self._participant_closed)
         participant.on("picture_fast_update", lambda: _spawn(self._tasks, self._ask_keyframe()))
 
@@ -224,6 +238,7 @@ class MeetingCall(BaseDialogHandler):
             self.room.chat(self, message.text or "")
             return 200
         if message.type == "Pin":
+            self.pinned = message.pinned
             self.participant.pin(message.pinned)
             return 200
         if message.muted is not None:
@@ -250,6 +265,73 @@ class MeetingCall(BaseDialogHandler):
         # The media side ended (ICE lost, kicked from the room): end the call too.
         if not self.left:
             _spawn(self._tasks, self.hangup(reason))
+
+    # -- the room moved to another media worker
+    def follow_room(self) -> None:
+        """His room is open again on another media worker (the one it was on is lost): his media joins it there."""
+        _spawn(self._tasks, self._rejoin())
+
+    async def _rejoin(self) -> None:
+        started = time.monotonic()
+        old = self.participant
+        try:
+            async with self._negotiation:
+                if self.left:
+                    return
+                await self._join_again(old)
+                # sip.js refuses a re-INVITE (500, Retry-After up to 10 s) while it still applies the answer our ACK
+                # brought (RFC 6337 section 4.3): the next one (video slots) waits a moment rather than be refused
+                await asyncio.sleep(SLOTS_AFTER_MOVE)
+        except (DialogError, SfuError, OSError) as exc:
+            logger.warning("%s: media not moved to the room's new media worker (%s)", self.participant_id, exc)
+            await self.hangup(MEDIA_NOT_MOVED)
+            return
+        except Exception:
+            logger.exception("%s: media not moved to the room's new media worker", self.participant_id)
+            await self.hangup(MEDIA_NOT_MOVED)
+            return
+        logger.info("%s: media moved to the room's new media worker in %.2f s", self.participant_id,
+                    time.monotonic() - started - SLOTS_AFTER_MOVE)  # fmt: skip
+        self.room.refresh_slots()
+        self.ensure_slots()
+
+    async def _join_again(self, old: MediaParticipant) -> None:
+        """Join the moved room with his id, by re-INVITE in his dialog (see the module docstring)."""
+        media_room = self.room.media_room
+        capacity = self.room.control.capacity()
+        info = {"name": self.seat.caller_id_name, "number": self.seat.caller_id_number, "call_id": self.call_id,
+                "participant_id": old.id}  # fmt: skip
+        if old.kind == "webrtc":
+
+            async def answer(offer: bytes) -> bytes:
+                participant, sdp = await media_room.join_webrtc(offer.decode(errors="replace"), info,
+                                                                max_participants=capacity)  # fmt: skip
+                self._adopt(participant, old)
+                return sdp.encode()
+
+            await self.dialog.reinvite_for_offer(answer)
+        else:
+            participant, offer = await media_room.join_rtp_outbound(info, max_participants=capacity)
+            self._adopt(participant, old)
+            answer_sdp = await self.dialog.reinvite(offer.encode())
+            await participant.accept_answer(answer_sdp.decode(errors="replace"))
+
+    def _adopt(self, participant: MediaParticipant, old: MediaParticipant) -> None:
+        """His new media in the moved room takes the place of the old, with what call control holds of his state."""
+        self.participant = participant
+        self._listen(participant)
+        if self.seat.mute is not None:
+            self.seat.mute = participant.set_muted
+        if self.seat.quality is not None:
+            self.seat.quality = lambda: participant.quality.to_json()
+        if old.muted:
+            participant.set_muted(True)
+        if self.pinned is not None:
+            participant.pin(self.pinned)
+        # slots offered to the old media do not count against the new
+        self._slots_failed = False
+        if self.left:
+            _spawn(self._tasks, participant.close("left"))
 
     # -- messages, in order, one at a time
     def send(self, body: bytes) -> None:
@@ -321,9 +403,17 @@ class MeetingRoom:
         media_room.on("talking", self._talking)
         media_room.on("muted", lambda participant_id, _muted: self._muted(participant_id))
         media_room.on("video_changed", self._video_changed)
+        media_room.on("moved", self._moved)
 
     def members(self) -> list[MeetingCall]:
         return list(self.calls.values())
+
+    def _moved(self) -> None:
+        """The room is open again on another media worker: everyone's media follows it."""
+        logger.info("meeting %s: its room moved to another media worker, %d calls follow", self.meeting_uuid,
+                    len(self.calls))  # fmt: skip
+        for call in self.calls.values():
+            call.follow_room()
 
     def _video_changed(self) -> None:
         """Someone's video came or went, or a slot shows someone else: the apps are told who is in which slot, and

@@ -8,7 +8,10 @@ ParticipantClosed, SfuError).
 
 Room events (`MediaRoom.on`): ``joined`` (participant id), ``left`` (participant id, reason), ``talking``
 (participant id, bool), ``muted`` (participant id, bool), ``video_changed`` () (a slot shows someone else, or is
-paused or resumed, or a video source came or went: subscribers may want more slots), ``closed`` ().
+paused or resumed, or a video source came or went: subscribers may want more slots), ``moved`` () (the media
+process holding the room was lost and the room is open again, empty, in another: every participant must join it
+again, by `join_*` with ``info["participant_id"]`` his id, and his old MediaParticipant is closed without a
+``closed`` event; rooms in this process never move), ``closed`` ().
 Participant events (`MediaParticipant.on`): ``closed`` (reason) (the media side ended him: ICE lost, kicked),
 ``picture_fast_update`` () (a keyframe is wanted from him and his phone may heed only a SIP INFO, RFC 5168).
 """
@@ -156,7 +159,8 @@ class MediaRoom(Protocol):
     async def join_webrtc(
         self, offer: str, info: dict[str, Any], *, max_participants: int
     ) -> tuple[MediaParticipant, str]:
-        """Join with a browser's offer; the participant and the answer."""
+        """Join with a browser's offer; the participant and the answer (``info["participant_id"]``: the id he is to
+        have, when he comes back into a room that moved; a new one otherwise)."""
         ...
 
     async def join_rtp(

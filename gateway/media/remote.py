@@ -5,12 +5,19 @@ The control role listens to the workers' announcements and places each new room 
 of lately. A room's participants are copies: what call control reads synchronously (muted, slots, whether an offer
 is wanted, call quality, when RTP last came) is the state the worker sent with its last event or reply; commands go
 to the worker, in order.
+
+A worker not heard of for `wire.WORKER_SILENCE_SECONDS` is taken for dead (killed, or cut off): each of its rooms is
+opened again, with the same options, on the least-loaded live worker, and the room says ``moved``: call control
+brings each participant back into it (same participant id) by re-INVITE. With no live worker left, the rooms close
+and their participants with them. A worker taken for dead that speaks again (a network partition) is told to close
+the rooms it no longer holds for this control role.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -36,6 +43,8 @@ logger = logging.getLogger(__name__)
 PLACEMENT_WAIT = 10.0
 #: how much the last RTP time of a participant copy may move before it is taken as new (transit jitter)
 RECEIVED_SLACK = 0.05
+#: why a room's participants are ended when its worker is lost and no other can take the room
+NO_WORKER_LEFT = "media server lost, and no other media server to move the meeting to"
 
 
 @dataclass
@@ -54,7 +63,7 @@ class WorkerInfo:
     seen_at: float = 0.0
 
     def alive(self, now: float) -> bool:
-        return now - self.seen_at <= wire.ANNOUNCE_MISSED * self.interval + 1.0
+        return now - self.seen_at <= max(wire.WORKER_SILENCE_SECONDS, wire.ANNOUNCE_MISSED * self.interval)
 
 
 class Quality:
@@ -81,6 +90,8 @@ class RemoteParticipant(EventEmitter):
     def __init__(self, room: RemoteRoom, state: dict[str, Any]) -> None:
         super().__init__()
         self.room = room
+        #: where his leg is (the room may move on without him: a copy of a lost leg)
+        self.worker = room.worker
         self.id = str(state["id"])
         self.kind = str(state["kind"])
         self.muted = False
@@ -94,7 +105,7 @@ class RemoteParticipant(EventEmitter):
         self.apply(state)
 
     def __repr__(self) -> str:
-        return f"RemoteParticipant({self.id!r} on {self.room.worker.id})"
+        return f"RemoteParticipant({self.id!r} on {self.worker.id})"
 
     def apply(self, state: dict[str, Any]) -> None:
         self.muted = bool(state["muted"])
@@ -117,7 +128,9 @@ class RemoteParticipant(EventEmitter):
         return list(self._slots)
 
     async def _call(self, op: str, **args: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self.room.media.request(self.room.worker, op, participant=self.id, **args)
+        if self.worker is not self.room.worker:
+            raise MediaUnavailable(f"participant {self.id}: his media worker {self.worker.id} is lost")
+        result: dict[str, Any] = await self.room.media.request(self.worker, op, participant=self.id, **args)
         if result.get("state") is not None:
             self.apply(result["state"])
         return result
@@ -137,7 +150,7 @@ class RemoteParticipant(EventEmitter):
 
     def _command(self, op: str, **args: Any) -> None:
         if not self.closed:
-            self.room.media.command(self.room.worker, op, participant=self.id, **args)
+            self.room.media.command(self.worker, op, participant=self.id, **args)
 
     def request_keyframes(self) -> None:
         self._command("keyframes")
@@ -155,7 +168,7 @@ class RemoteParticipant(EventEmitter):
         if self.closed:
             return
         try:
-            await self.room.media.request(self.room.worker, "close", participant=self.id, reason=reason)
+            await self.room.media.request(self.worker, "close", participant=self.id, reason=reason)
         except SfuError as exc:
             logger.warning("%s: not closed on its media worker (%s)", self.id, exc)
         self._ended(reason)
@@ -169,27 +182,41 @@ class RemoteParticipant(EventEmitter):
         self.emit("closed", reason)
         self.remove_all_listeners()
 
+    def _lost(self) -> None:
+        """His leg was on a worker taken for dead: this copy ends without a ``closed`` event (his call is not over:
+        he joins the room again where it moved)."""
+        self._finished = self.closed = True
+        self.wants_offer = False
+        self.remove_all_listeners()
+
 
 class RemoteRoom(EventEmitter):
     """A MediaRoom in a media worker."""
 
-    def __init__(self, media: RemoteMedia, room_id: str, worker: WorkerInfo) -> None:
+    def __init__(self, media: RemoteMedia, room_id: str, worker: WorkerInfo, options: RoomOptions) -> None:
         super().__init__()
         self.media = media
         self.id = room_id
         self.worker = worker
+        #: what it was opened with, and set since: it is opened again with them if it moves to another worker
+        self.options = options
         self.closed = False
         self.participants: dict[str, RemoteParticipant] = {}
         self.participant_count = 0
+        #: participant ids are given here rather than by the worker, so that they stay unique when the room moves
+        self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"RemoteRoom({self.id!r} on {self.worker.id}, {self.participant_count} participants)"
 
     def set_options(self, options: RoomOptions) -> None:
         if not self.closed:
+            self.options = options
             self.media.command(self.worker, "options", room=self.id, options=wire.options_to_json(options))
 
     async def _join(self, kind: str, offer: str | None, info: dict[str, Any], max_participants: int) -> Any:
+        if not info.get("participant_id"):
+            info = {**info, "participant_id": f"{self.id}-{next(self._ids)}"}
         result = await self.media.request(
             self.worker, "join", room=self.id, kind=kind, offer=offer, info=info, max_participants=max_participants
         )
@@ -223,15 +250,25 @@ class RemoteRoom(EventEmitter):
             logger.warning("room %s: not closed on its media worker (%s)", self.id, exc)
         self._ended()
 
-    def _ended(self) -> None:
+    def _ended(self, reason: str = "room closed") -> None:
         if self.closed:
             return
         self.closed = True
         for participant in list(self.participants.values()):
-            participant._ended("room closed")
+            participant._ended(reason)
         self.media._forget(self)
         self.emit("closed")
         self.remove_all_listeners()
+
+    def _moved(self, worker: WorkerInfo) -> None:
+        """Opened again, empty, on `worker` (its worker was lost): the participant copies of the lost legs end
+        quietly, and call control is told to bring everyone back."""
+        self.worker = worker
+        for participant in list(self.participants.values()):
+            participant._lost()
+        self.participants.clear()
+        self.participant_count = 0
+        self.emit("moved")
 
     def on_event(self, body: dict[str, Any]) -> None:
         """An event of the worker's room, with its participants' states at that moment."""
@@ -277,20 +314,28 @@ class RemoteMedia:
         self.workers: dict[str, WorkerInfo] = {}
         self.rooms: dict[str, RemoteRoom] = {}
         self._placing: dict[str, asyncio.Future[RemoteRoom]] = {}
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: (worker id, room id) of the rooms being opened: a worker listing one in its announcement is not told to
+        #: close it
+        self._opening: set[tuple[str, str]] = set()
+        self._pending: dict[str, tuple[WorkerInfo, asyncio.Future[dict[str, Any]]]] = {}
         self._announced = asyncio.Event()
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._commands: asyncio.Queue[tuple[WorkerInfo, dict[str, Any]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._moves: set[asyncio.Task[None]] = set()
         #: what workers gone counted, and what /metrics was last given (counters never go down)
         self._retired = MediaCounters()
         self._exposed = MediaCounters()
 
     async def start(self) -> None:
         """Connect in the background (start-up does not wait for the broker; placements wait for a worker)."""
-        self._tasks = [asyncio.create_task(self._connect()), asyncio.create_task(self._send_commands())]
+        self._tasks = [
+            asyncio.create_task(self._connect()),
+            asyncio.create_task(self._send_commands()),
+            asyncio.create_task(self._watch_workers()),
+        ]
 
     async def _connect(self) -> None:
         self._connection = await connect(self.url, f"meetings control {self.id}")
@@ -307,11 +352,11 @@ class RemoteMedia:
 
     async def close(self) -> None:
         await asyncio.gather(*(room.close("shutdown") for room in list(self.rooms.values())), return_exceptions=True)
-        for task in self._tasks:
+        for task in [*self._tasks, *self._moves]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for pending in self._pending.values():
+        for _, pending in self._pending.values():
             if not pending.done():
                 pending.set_exception(MediaUnavailable("the control role is stopping"))
         if self._connection is not None:
@@ -347,7 +392,7 @@ class RemoteMedia:
                 self._retired.add(wire.counters_from_json(body.get("counters", {})))
                 del self.workers[worker_id]
                 logger.info("media worker %s stopped", worker_id)
-                # its rooms are gone with it: their calls end (moving them to another worker is for later)
+                # it closed its rooms before saying goodbye (their calls end): any left end here
                 for room in [room for room in self.rooms.values() if room.worker is worker]:
                     room._ended()
             return
@@ -363,6 +408,60 @@ class RemoteMedia:
         worker.counters = wire.counters_from_json(body.get("counters", {}))
         worker.seen_at = time.monotonic()
         self._announced.set()
+        for room_id in body.get("owned", {}).get(self.queue_name, []):
+            held = self.rooms.get(room_id)
+            held_there = held is not None and held.worker is worker
+            if not held_there and room_id not in self._placing and (worker_id, room_id) not in self._opening:
+                self._close_stale(worker, room_id)
+
+    def _close_stale(self, worker: WorkerInfo, room_id: str) -> None:
+        """The worker still has a room this control role holds elsewhere now (or closed): it is told to close it."""
+        logger.info("media worker %s still has room %s, moved away or closed: closing it there", worker.id, room_id)
+        self.command(worker, "close_room", room=room_id, reason="moved to another media worker")
+
+    async def _watch_workers(self) -> None:
+        """Take a worker that has gone silent for dead, and move its rooms."""
+        while True:
+            await asyncio.sleep(wire.ANNOUNCE_SECONDS / 2)
+            now = time.monotonic()
+            for worker in [worker for worker in self.workers.values() if not worker.alive(now)]:
+                self._worker_lost(worker, now - worker.seen_at)
+
+    def _worker_lost(self, worker: WorkerInfo, silence: float) -> None:
+        rooms = [room for room in self.rooms.values() if room.worker is worker and not room.closed]
+        logger.warning("media worker %s (pid %d on %s) not heard of for %.1f s: taken for dead, %d rooms to move",
+                       worker.id, worker.pid, worker.host, silence, len(rooms))  # fmt: skip
+        del self.workers[worker.id]
+        self._retired.add(worker.counters)
+        for correlation, (target, pending) in list(self._pending.items()):
+            if target is worker and not pending.done():
+                pending.set_exception(MediaUnavailable(f"media worker {worker.id} is lost"))
+                del self._pending[correlation]
+        for room in rooms:
+            task = asyncio.get_running_loop().create_task(self._move(room, worker))
+            self._moves.add(task)
+            task.add_done_callback(self._moves.discard)
+
+    async def _move(self, room: RemoteRoom, lost: WorkerInfo) -> None:
+        """Open the room again on the least-loaded live worker (the next one if that fails), then have its
+        participants brought back (``moved``); with none left, the room ends."""
+        for worker in sorted(self.alive_workers(), key=self._load):
+            if room.closed:
+                return
+            try:
+                await self._open(worker, room.id, room.options)
+            except SfuError as exc:
+                logger.warning("room %s: not opened on media worker %s (%s)", room.id, worker.id, exc)
+                continue
+            if room.closed:  # everyone left meanwhile
+                self.command(worker, "close_room", room=room.id, reason="empty")
+                return
+            logger.info("room %s moved from lost media worker %s to %s", room.id, lost.id, worker.id)
+            self.command(lost, "close_room", room=room.id, reason="moved to another media worker")
+            room._moved(worker)
+            return
+        logger.warning("room %s: its media worker %s is lost and no other can take it", room.id, lost.id)
+        room._ended(NO_WORKER_LEFT)
 
     # -- rooms
     async def room(self, room_id: str, options: RoomOptions) -> RemoteRoom:
@@ -377,9 +476,8 @@ class RemoteMedia:
         self._placing[room_id] = future
         try:
             worker = await self._choose_worker()
-            options_json = wire.options_to_json(options)
-            await self.request(worker, "open", room=room_id, options=options_json, owner=self.queue_name)
-            room = RemoteRoom(self, room_id, worker)
+            await self._open(worker, room_id, options)
+            room = RemoteRoom(self, room_id, worker, options)
             self.rooms[room_id] = room
             logger.info("room %s placed on media worker %s", room_id, worker.id)
             future.set_result(room)
@@ -390,6 +488,14 @@ class RemoteMedia:
             raise
         finally:
             del self._placing[room_id]
+
+    async def _open(self, worker: WorkerInfo, room_id: str, options: RoomOptions) -> None:
+        self._opening.add((worker.id, room_id))
+        try:
+            options_json = wire.options_to_json(options)
+            await self.request(worker, "open", room=room_id, options=options_json, owner=self.queue_name)
+        finally:
+            self._opening.discard((worker.id, room_id))
 
     def _forget(self, room: RemoteRoom) -> None:
         if self.rooms.get(room.id) is room:
@@ -413,7 +519,7 @@ class RemoteMedia:
             raise MediaUnavailable("not connected to the broker")
         correlation = uuid.uuid4().hex
         pending: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[correlation] = pending
+        self._pending[correlation] = (worker, pending)
         try:
             body = {"op": op, "args": args}
             outgoing = wire.message(body, reply_to=self.queue_name, correlation_id=correlation, type="request")
@@ -450,14 +556,21 @@ class RemoteMedia:
         try:
             body = json.loads(incoming.body)
             if incoming.type == "reply":
-                pending = self._pending.get(incoming.correlation_id or "")
-                if pending is not None and not pending.done():
-                    pending.set_result(body)
+                waiting = self._pending.get(incoming.correlation_id or "")
+                if waiting is not None and not waiting[1].done():
+                    waiting[1].set_result(body)
             elif incoming.type == "announce":
                 self._announcement(body)
             elif incoming.type == "event":
                 room = self.rooms.get(str(body["room"]))
-                if room is not None:
+                worker_id = str(body.get("worker", ""))
+                if room is not None and (not worker_id or worker_id == room.worker.id):
                     room.on_event(body)
+                elif room is not None and body["event"] != "closed":
+                    # the room has moved away from the worker that speaks of it
+                    worker = self.workers.get(worker_id) or WorkerInfo(
+                        worker_id, wire.worker_queue(self.exchange_name, worker_id)
+                    )
+                    self._close_stale(worker, room.id)
         except Exception:
             logger.exception("media: a message from a worker could not be used")

@@ -1,12 +1,14 @@
 """What the control role and media workers say to each other over RabbitMQ, as JSON.
 
 One topic exchange per deployment (config `media.workers_exchange`). Workers publish their announcements on it
-(routing key ``announce``: who, which queue, load, media counters; ``gone`` when stopping) and listen on it for
-``discover`` (a control role starting asks everyone to announce at once). Requests go to a worker's own queue through
-the default exchange, with `reply_to` (the control role's queue) and a `correlation_id`; the worker answers there,
-and publishes its rooms' events to the same queue (the room's owner), in order, on one channel: a reply never
-overtakes the events that came before it. Each event carries the states of the room's participants at that moment
-(`participant_state`), so that the control role's copies read what the worker has.
+(routing key ``announce``: who, which queue, load, media counters, which rooms it holds for which control role;
+``gone`` when stopping) and listen on it for ``discover`` (a control role starting asks everyone to announce at
+once). Requests go to a worker's own queue through the default exchange, with `reply_to` (the control role's queue)
+and a `correlation_id`; the worker answers there, and publishes its rooms' events to the same queue (the room's
+owner), in order, on one channel: a reply never overtakes the events that came before it. Each event carries the
+states of the room's participants at that moment (`participant_state`), so that the control role's copies read what
+the worker has, and names the worker: once a room has moved away from a worker taken for dead, what that worker
+still says of it is ignored (and the worker is told to close it).
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ from .local import LocalParticipant
 
 ANNOUNCE = "announce"
 DISCOVER = "discover"
-#: how often workers announce themselves and send their rooms' participant states (the bridge's RTP watch reads
-#: those states: keep it below `asterisk.rtp_silence_seconds`)
-ANNOUNCE_SECONDS = 1.0
-#: a worker not heard of for this many announcement intervals is left out of placements
-ANNOUNCE_MISSED = 3
+#: how often workers announce themselves: often, so that a worker that died (SIGKILL: no goodbye) is noticed fast
+ANNOUNCE_SECONDS = 0.5
+#: a worker not heard of for this long (or for this many of its announcement intervals, if longer) is taken for
+#: dead: its rooms move to another worker
+WORKER_SILENCE_SECONDS = 2.0
+ANNOUNCE_MISSED = 4
+#: how often workers send their rooms' participant states (the bridge's RTP watch reads those states: keep it below
+#: `asterisk.rtp_silence_seconds`)
+TICK_SECONDS = 1.0
 
 
 def worker_queue(exchange: str, worker_id: str) -> str:

@@ -42,6 +42,7 @@ class MediaWorker:
         settings: MediaSettings,
         worker_id: str | None = None,
         announce_seconds: float = wire.ANNOUNCE_SECONDS,
+        tick_seconds: float = wire.TICK_SECONDS,
     ) -> None:
         self.url = url
         self.exchange_name = exchange
@@ -49,6 +50,7 @@ class MediaWorker:
         self.queue_name = wire.worker_queue(exchange, self.id)
         self.settings = settings
         self.announce_seconds = announce_seconds
+        self.tick_seconds = tick_seconds
         self.media = LocalMedia(SFU(settings))
         #: each room's owner: the control role's queue its events go to
         self.owners: dict[str, str] = {}
@@ -130,7 +132,18 @@ class MediaWorker:
             "cpu": round((cpu - cpu_then) / (now - then), 3) if now > then else 0.0,
             "counters": wire.counters_to_json(self.media.media_counters()),
             "interval": self.announce_seconds,
+            "owned": self.rooms_by_owner(),
         }
+
+    def rooms_by_owner(self) -> dict[str, list[str]]:
+        """The open rooms, by the control role that placed each (a control role that moved one away after taking
+        this worker for dead sees it here, and has it closed)."""
+        owned: dict[str, list[str]] = {}
+        for room_id, owner in self.owners.items():
+            room = self.media.rooms.get(room_id)
+            if room is not None and not room.closed:
+                owned.setdefault(owner, []).append(room_id)
+        return owned
 
     async def _publish_announcement(self, gone: bool = False) -> None:
         if self._exchange is not None:
@@ -148,7 +161,7 @@ class MediaWorker:
     async def _tick_every(self) -> None:
         """Each room's participant states with their call quality, for the owner's copies (quality, RTP watch)."""
         while True:
-            await asyncio.sleep(self.announce_seconds)
+            await asyncio.sleep(self.tick_seconds)
             for room_id, room in list(self.media.rooms.items()):
                 if not room.closed and room_id in self.owners:
                     self._event(room, "tick", quality=True)
@@ -196,7 +209,7 @@ class MediaWorker:
         if owner is None:
             return
         states = [wire.participant_state(p, quality=quality) for p in list(room.participants.values())]
-        body = {"room": room.id, "event": name, "args": list(args), "states": states, **extra}
+        body = {"room": room.id, "worker": self.id, "event": name, "args": list(args), "states": states, **extra}
         self._outgoing.put_nowait((owner, wire.message(body, type="event")))
 
     def _watch_room(self, room: LocalRoom) -> None:

@@ -36,8 +36,11 @@ class Member:
         pc = self.media.pc
         gather_host_candidates(pc, ["127.0.0.1"], None)
         await pc.setLocalDescription(await pc.createOffer())
-        self.call = await self.sip.invite(extension, pc.localDescription.sdp.encode())
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=self.call.answer.decode(), type="answer"))
+
+        async def apply(answer: bytes) -> None:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.decode(), type="answer"))
+
+        self.call = await self.sip.invite(extension, pc.localDescription.sdp.encode(), on_answer=apply)
         return self.call
 
     async def answer_offer(self, offer: bytes) -> bytes:
@@ -46,6 +49,18 @@ class Member:
         gather_host_candidates(pc, ["127.0.0.1"], None)
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp.encode()
+
+    async def offer_again(self) -> bytes:
+        """A re-INVITE without SDP (his room moved to another media worker): where a browser offers afresh with an ICE
+        restart, this peer offers from a new peer connection (`WebRtcClient.restart`)."""
+        await self.media.restart()
+        pc = self.media.pc
+        gather_host_candidates(pc, ["127.0.0.1"], None)
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc.localDescription.sdp.encode()
+
+    async def accept_answer(self, answer: bytes) -> None:
+        await self.media.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.decode(), type="answer"))
 
     def messages(self, kind: str) -> list[dict[str, Any]]:
         assert self.call is not None
@@ -79,6 +94,8 @@ class Room:
         assert registered.status == 200, registered.first_line
         member = Member(WebRtcClient(credentials[0], tone, colour), sip)
         sip.on_offer = member.answer_offer
+        sip.on_reoffer = member.offer_again
+        sip.on_answer = member.accept_answer
         self.members.append(member)
         return member
 

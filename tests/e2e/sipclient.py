@@ -113,9 +113,12 @@ class Call:
     reinvites: int = 0
     infos: list[SipMessage] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    #: re-INVITEs without SDP (we offered in the 200 OK, the answer came in the ACK)
+    reoffers: int = 0
 
 
 Answerer = Callable[[bytes], Awaitable[bytes]]
+Offerer = Callable[[], Awaitable[bytes]]
 
 
 class SipClient:
@@ -127,6 +130,9 @@ class SipClient:
         self.transport = "WS"
         self.calls: dict[str, Call] = {}
         self.on_offer: Answerer | None = None
+        #: a re-INVITE without SDP: our offer for the 200 OK, and what takes the answer that comes in the ACK
+        self.on_reoffer: Offerer | None = None
+        self.on_answer: Callable[[bytes], Awaitable[None]] | None = None
         #: how in-dialog MESSAGEs are answered (baresip answers them 415), and how many came
         self.message_status = 200
         self.messages_received = 0
@@ -232,6 +238,9 @@ class SipClient:
         call = self.calls.get(request.header("Call-ID") or "")
         method = request.method
         if method == "ACK":
+            if call is not None and request.body:
+                assert self.on_answer is not None, "an ACK brought an answer and nothing takes it"
+                await self.on_answer(request.body)
             return
         if call is None:
             if method == "OPTIONS":
@@ -241,8 +250,13 @@ class SipClient:
             return
         if method == "INVITE":
             call.reinvites += 1
-            assert self.on_offer is not None, "a re-INVITE came and nothing answers offers"
-            answer = await self.on_offer(request.body)
+            if request.body:
+                assert self.on_offer is not None, "a re-INVITE came and nothing answers offers"
+                answer = await self.on_offer(request.body)
+            else:
+                assert self.on_reoffer is not None, "a re-INVITE without SDP came and nothing makes offers"
+                call.reoffers += 1
+                answer = await self.on_reoffer()
             await self._respond(
                 request, 200, "OK", answer, [("Contact", self.contact), ("Content-Type", "application/sdp")]
             )
@@ -292,7 +306,16 @@ class SipClient:
             response = await self._transact(f"REGISTER {uri} SIP/2.0", [*base, ("CSeq", "2 REGISTER"), auth])
         return response
 
-    async def invite(self, extension: str, offer: bytes, extra: list[tuple[str, str]] | None = None) -> Call:
+    async def invite(
+        self,
+        extension: str,
+        offer: bytes,
+        extra: list[tuple[str, str]] | None = None,
+        on_answer: Callable[[bytes], Awaitable[None]] | None = None,
+    ) -> Call:
+        """Call an extension. `on_answer` applies the 200 OK's answer before the ACK goes, as browsers do: the server
+        may re-INVITE as soon as it has the ACK, and an offer arriving before the answer is applied would meet a
+        peer connection still waiting for its answer."""
         uri = f"sip:{extension}@{self.domain}"
         call = Call(call_id=secrets.token_hex(10), local_tag=secrets.token_hex(4), remote_uri=uri)
         self.calls[call.call_id] = call
@@ -321,6 +344,8 @@ class SipClient:
         call.remote_target = contact[contact.index("<") + 1 : contact.index(">")] if "<" in contact else contact
         call.route = list(reversed(response.all("Record-Route")))
         call.answer = response.body
+        if on_answer is not None:
+            await on_answer(response.body)
         await self._send(build(f"ACK {call.remote_target} SIP/2.0", self._dialog_headers(call, "ACK", call.cseq)))
         return call
 

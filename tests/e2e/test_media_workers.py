@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,20 @@ import aiohttp
 import pytest
 
 from bench.serving import serving
-from gateway.app import CALL_CONTROL
-from gateway.config import Settings
-from gateway.media.remote import RemoteMedia
-from tests.conftest import Api, make_settings
+from tests.conftest import Api
 from tests.e2e import test_meeting_media as meeting_media
 from tests.e2e.conftest import Member, Room, guest_credentials, user_line
 from tests.e2e.served import guest, join, make_meeting
-from tests.e2e.workers import BROKER, SOURCE, media_workers, new_exchange, rabbitmq_answers, remote_media_env
+from tests.e2e.workers import (  # noqa: F401 (fixtures)
+    BROKER,
+    SOURCE,
+    exchange_fixture,
+    rabbitmq_answers,
+    remote_media,
+    settings_fixture,
+    workers_announced,
+    workers_fixture,
+)
 from tests.waiting import until
 
 pytestmark = pytest.mark.slow
@@ -46,34 +51,11 @@ def children_of(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-@pytest.fixture
-def exchange() -> str:
-    return new_exchange()
-
-
-@pytest.fixture
-def workers(exchange: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Two `meetings media-worker` processes, each with its own RTP ports."""
-    with media_workers(exchange) as processes:
-        yield processes
-
-
-@pytest.fixture
-def settings(database_url: str, exchange: str) -> Settings:
-    return make_settings(database_url, **remote_media_env(exchange))
-
-
-def remote_media(api: Api) -> RemoteMedia:
-    media = api.client.app[CALL_CONTROL].media
-    assert isinstance(media, RemoteMedia)
-    return media
-
-
 async def test_rooms_spread_over_two_workers_and_calls_are_controlled_as_in_process(
     api: Api, room: Room, workers: list[subprocess.Popen[bytes]]
 ) -> None:
     media = remote_media(api)
-    await until(lambda: len(media.alive_workers()) == 2, 15, "both workers to announce themselves")
+    await workers_announced(media, 2)
     _, alice_token = await api.create_user("alice")
     first = await api.create_meeting(alice_token)
     second = await api.create_meeting(alice_token, name="Other")
@@ -152,7 +134,7 @@ async def test_rooms_spread_over_two_workers_and_calls_are_controlled_as_in_proc
 
 async def test_a_phone_over_udp_in_a_room_on_a_worker(api: Api, room: Room, workers: list[Any]) -> None:
     """Plain RTP to and from the worker's own port (its answer names it), as in-process."""
-    await until(lambda: len(remote_media(api).alive_workers()) == 2, 15, "both workers to announce themselves")
+    await workers_announced(remote_media(api), 2)
     await meeting_media.test_phone_over_udp_hears_and_is_heard(api, room)
     # the audio went through a worker (its own counters, announced from its process)
     workers_seen = remote_media(api).workers.values()

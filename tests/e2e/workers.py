@@ -1,5 +1,7 @@
 """Media worker processes for tests, on the real RabbitMQ at 127.0.0.1:5672: each test names its own exchange (so
-its own queues), and the processes it starts are ended by PID, whatever happens."""
+its own queues), and the processes it starts are ended by PID, whatever happens. A test module that wants them
+imports the fixtures (`exchange`, `workers`: two workers, `settings`: a server whose rooms go to them) by their
+function names."""
 
 from __future__ import annotations
 
@@ -12,6 +14,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
+
+from gateway.app import CALL_CONTROL
+from gateway.config import Settings
+from gateway.media.remote import RemoteMedia
+from tests.conftest import Api, make_settings
+from tests.waiting import until
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 #: the checkout under test, for the processes the tests start (whichever checkout the environment installed)
@@ -39,10 +49,27 @@ def remote_media_env(exchange: str) -> dict[str, str]:
     }
 
 
+def remote_media(api: Api) -> RemoteMedia:
+    """The server's rooms, in media workers."""
+    media = api.client.app[CALL_CONTROL].media
+    assert isinstance(media, RemoteMedia)
+    return media
+
+
+#: a worker process takes a few seconds to import and connect, many more on a loaded machine (CI saw 15 s go by)
+WORKERS_START_SECONDS = 45
+
+
+async def workers_announced(media: RemoteMedia, count: int) -> None:
+    """Until `count` workers have announced themselves to the server's media side."""
+    await until(lambda: len(media.alive_workers()) == count, WORKERS_START_SECONDS, f"{count} workers to announce")
+
+
 def end(processes: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM (they close their rooms), SIGKILL to any still there after 10 s."""
+    """SIGTERM (they close their rooms), SIGKILL to any still there after 10 s (a stopped one is woken first)."""
     for process in processes:
         if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
             process.send_signal(signal.SIGTERM)
     for process in processes:
         try:
@@ -69,3 +96,21 @@ def media_workers(
         yield processes
     finally:
         end(processes)
+
+
+@pytest.fixture(name="exchange")
+def exchange_fixture() -> str:
+    return new_exchange()
+
+
+@pytest.fixture(name="workers")
+def workers_fixture(exchange: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Two `meetings media-worker` processes, each with its own RTP ports."""
+    with media_workers(exchange) as processes:
+        yield processes
+
+
+@pytest.fixture(name="settings")
+def settings_fixture(database_url: str, exchange: str) -> Settings:
+    """A server whose rooms go to the media workers on `exchange`."""
+    return make_settings(database_url, **remote_media_env(exchange))

@@ -136,10 +136,10 @@ class WebRtcClient:
         self.name = name
         self.address = address
         self.ports = ports
-        self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=bundle_policy))
-        self.pc.addTrack(ToneTrack(tone))
-        if colour is not None:
-            self.pc.addTrack(ColourTrack(colour))
+        self.bundle_policy = bundle_policy
+        self.tone = tone
+        self.colour = colour
+        self.pc = self._new_connection()
         self.audio: list[np.ndarray] = []
         self.recording = False
         #: colours seen per received video track id, in arrival order
@@ -148,7 +148,14 @@ class WebRtcClient:
         #: the server's offers of slots, as it sent them
         self.offers: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self.pc.on("track", self._on_track)
+
+    def _new_connection(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=self.bundle_policy))
+        pc.addTrack(ToneTrack(self.tone))
+        if self.colour is not None:
+            pc.addTrack(ColourTrack(self.colour))
+        pc.on("track", self._on_track)
+        return pc
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.ensure_future(self._consume(track)))
@@ -186,6 +193,15 @@ class WebRtcClient:
         gather_host_candidates(self.pc, [self.address], self.ports)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self.participant.accept_slots_answer(self.pc.localDescription.sdp)
+
+    async def restart(self) -> None:
+        """Go on with a new peer connection sending the same tracks, the old one closed: what this peer can do where a
+        browser restarts ICE and makes a new DTLS association (aiortc does neither on a live connection). The
+        pictures received so far are forgotten. (New tracks: aiortc stops a sender's track when its connection
+        fails.)"""
+        old, self.pc = self.pc, self._new_connection()
+        await old.close()
+        self.video.clear()
 
     def recorded(self) -> np.ndarray:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, dtype=np.int16)
