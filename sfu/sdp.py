@@ -161,3 +161,60 @@ def set_labels(text: str, labels: dict[str, str]) -> str:
             continue  # replaced by the one written after a=mid
         out.append(line)
     return "\r\n".join(out)
+
+
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+
+
+def _section(text: str, mid: str) -> list[str]:
+    """The lines of the m-section whose mid is `mid` (none when there is no such section)."""
+    for section in text.replace("\r\n", "\n").split("\nm=")[1:]:
+        lines = [line.strip() for line in section.split("\n")]
+        if f"a=mid:{mid}" in lines:
+            return lines
+    return []
+
+
+def simulcast_rids(text: str, mid: str) -> list[str]:
+    """The RTP stream ids (RFC 8851) an offer's m-section `mid` sends as simulcast (RFC 8853), in the order of its
+    ``a=simulcast:send`` (each stream's first alternative; one the sender marked paused, ``~``, still counts), and
+    only those it declares with ``a=rid:<id> send``; empty when it sends no simulcast."""
+    lines = _section(text, mid)
+    declared = set()
+    for line in lines:
+        if line.startswith("a=rid:"):
+            fields = line[len("a=rid:") :].split()
+            if len(fields) >= 2 and fields[1] == "send":
+                declared.add(fields[0])
+    for line in lines:
+        if line.startswith("a=simulcast:"):
+            fields = line[len("a=simulcast:") :].split()
+            for direction, streams in zip(fields[::2], fields[1::2], strict=False):
+                if direction == "send":
+                    rids = [stream.split(",")[0].lstrip("~") for stream in streams.split(";")]
+                    return [rid for rid in dict.fromkeys(rids) if rid in declared]
+    return []
+
+
+def accept_simulcast(text: str, mid: str, rids: list[str]) -> str:
+    """An answer whose m-section `mid` receives the simulcast streams `rids` (``a=rid:<id> recv`` each and
+    ``a=simulcast:recv``, RFC 8853 section 5.3): without them a browser sends its lowest stream only."""
+    if not rids:
+        return text
+    lines = text.split("\r\n")
+    out: list[str] = []
+    in_section = False
+    for line in lines:
+        if line.startswith("m="):
+            in_section = False
+        elif line == f"a=mid:{mid}":
+            in_section = True
+            out.append(line)
+            out += [f"a=rid:{rid} recv" for rid in rids]
+            out.append("a=simulcast:recv " + ";".join(rids))
+            continue
+        elif in_section and line.startswith(("a=rid:", "a=simulcast:")):
+            continue
+        out.append(line)
+    return "\r\n".join(out)
