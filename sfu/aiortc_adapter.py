@@ -29,9 +29,6 @@ loudly when an upgrade changes one. What is borrowed, and why:
   ``aiortc.rtcpeerconnection`` reads: ``createOffer`` renumbers every m-line with aiortc's own payload types and
   extension IDs, which a re-offer must not do (Chrome refuses a changed extension ID, and a started sender or
   receiver keeps the numbers it began with). ``create_reoffer`` lends it the numbers already negotiated.
-- ``RTCRtpTransceiver._headerExtensions`` (set as a remote description is applied): aiortc negotiates only the
-  header extensions it writes itself (MID, abs-send-time); `accept_header_extensions` adds the RTP stream id ones
-  (RFC 8852) a simulcast publisher needs answered, whose packets we route ourselves.
 - ``aiortc.clock.current_ntp_time`` / ``current_ms`` (public functions, replaced): see `use_fast_clock`.
 - ``RTCIceGatherer._connection`` / aioice ``Connection._protocols``, ``Connection.get_component_candidates`` and
   ``aioice.ice.StunProtocol``: aioice never gathers 127.0.0.1 and binds ephemeral ports; host candidates are gathered
@@ -59,7 +56,7 @@ import aiortc.clock
 import aiortc.rtcpeerconnection
 import pylibsrtp
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import CODECS, HEADER_EXTENSIONS
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -145,16 +142,6 @@ def tap_rtcp_packets(receiver: RTCRtpReceiver, handler: Callable[[AnyRtcpPacket]
         await original(packet)
 
     receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
-
-
-def accept_header_extensions(
-    transceiver: RTCRtpTransceiver, extensions: Sequence[RTCRtpHeaderExtensionParameters]
-) -> None:
-    """Have `transceiver`'s next answer (or offer) carry `extensions` (as the peer numbered them) besides those
-    aiortc negotiated. Call after each remote description is applied (applying one negotiates afresh)."""
-    negotiated = transceiver._headerExtensions
-    known = {extension.uri for extension in negotiated}
-    negotiated += [extension for extension in extensions if extension.uri not in known]
 
 
 def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:

@@ -7,12 +7,6 @@ source without a broken picture: it keeps forwarding the previous source until t
 (asked for at once) and the previous source's frame in progress has ended (a receiver given the first half of a
 frame followed by another stream's keyframe may try to decode the half), then replays the new source's packets from
 that keyframe; the rewrite keeps sequence numbers, timestamps and VP8 picture IDs continuous.
-
-Simulcast: a publisher that sends his camera in several layers (RFC 8853: one RTP stream per resolution) is still one
-`VideoSource` to the room; each layer is a `VideoSource` of its own in its `layers` (lowest first), which receives
-that stream's packets. A slot shows one layer at a time: the room assigns it the source, the allocator
-(sfu/allocation.py) picks the layer (`VideoSlot.select_layer`), and a change of layer is a switch like any other:
-from the target layer's keyframe on, with the numbering kept continuous.
 """
 
 from __future__ import annotations
@@ -39,14 +33,6 @@ RECENT_KEYFRAME_AGE = 1.5
 RECENT_PACKETS_LIMIT = 600
 #: a switch whose keyframe has come waits at most this long for the current source's frame to end
 FRAME_END_WAIT = 0.2
-#: a simulcast layer from which nothing came for this long is not being sent (the publisher's encoder dropped it)
-LAYER_IDLE = 1.0
-#: the height a layer must have, at least, to suit a slot that cannot change layer (a phone's): 360 lines
-SUITED_HEIGHT = 360
-#: a change of layer replays the target layer's recent keyframe only if it came this recently
-LAYER_REPLAY_SPAN = 0.25
-#: the usual names of simulcast layers, lowest first (until their keyframes tell their resolutions)
-LAYER_NAMES = ("q", "h", "f")
 
 
 class PacketSink(Protocol):
@@ -102,64 +88,11 @@ class VideoSource:
         self._picture_id15 = 0
         self._highest: int | None = None
         self._ssrc: int | None = None
-        #: a simulcast source's layers, lowest first (empty: the source is its own only layer)
-        self.layers: list[VideoSource] = []
-        #: a layer's source, and its RTP stream id (RFC 8852)
-        self.parent: VideoSource | None = None
-        self.rid: str | None = None
-        #: when its latest packet came
-        self.last_arrival = -1e9
-
-    @property
-    def group(self) -> VideoSource:
-        """The source as the room knows it: a layer's parent, else the source itself."""
-        return self.parent or self
-
-    @property
-    def renditions(self) -> list[VideoSource]:
-        """What a slot can show of it: its layers, lowest first, or itself."""
-        return self.layers or [self]
-
-    def add_layer(self, rid: str, request_keyframe: Callable[[], None]) -> VideoSource:
-        """A simulcast layer more, sent as the RTP stream `rid`; layers are kept lowest first (by the usual names
-        until their keyframes tell their sizes)."""
-        layer = VideoSource(self.owner_id, self.codec_name, request_keyframe, self.content)
-        layer.parent, layer.rid = self, rid
-        self.layers.append(layer)
-        self._order_layers()
-        return layer
-
-    def _order_layers(self) -> None:
-        if all(layer.resolution is not None for layer in self.layers):
-            self.layers.sort(key=lambda layer: layer.resolution[0] * layer.resolution[1] if layer.resolution else 0)
-        else:
-            names = {name: index for index, name in enumerate(LAYER_NAMES)}
-            order = {id(layer): index for index, layer in enumerate(self.layers)}
-            self.layers.sort(key=lambda layer: (names.get(layer.rid or "", len(names)), order[id(layer)]))
-
-    def sending(self, now: float) -> bool:
-        """Whether packets of it came lately (a simulcast encoder drops its upper layers when its link is short)."""
-        return now - self.last_arrival < LAYER_IDLE
-
-    def suited_layer(self) -> VideoSource:
-        """The layer for a slot that cannot change layer: the smallest of at least `SUITED_HEIGHT` lines among those
-        being sent, else the largest sent (the layer above the lowest while their sizes are unknown)."""
-        now = time.monotonic()
-        layers = [layer for layer in self.renditions if layer.sending(now)] or self.renditions
-        if all(layer.resolution is not None for layer in layers):
-            tall = [layer for layer in layers if layer.resolution and layer.resolution[1] >= SUITED_HEIGHT]
-            return tall[0] if tall else layers[-1]
-        return layers[min(1, len(layers) - 1)]
 
     def on_packet(self, packet: MediaPacket) -> None:
         """A video packet from the publisher (payload type already that of the source's codec)."""
         self.packets += 1
         self.octets += packet.payload_end - packet.payload_start
-        self.last_arrival = packet.arrival
-        parent = self.parent
-        if parent is not None:
-            parent.packets += 1
-            parent.octets += packet.payload_end - packet.payload_start
         if packet.ssrc != self._ssrc:  # a new sender (a restarted phone): its numbering starts afresh
             self._ssrc, self._highest, self._picture_id7 = packet.ssrc, None, None
         vp8 = packet.vp8
@@ -174,14 +107,10 @@ class VideoSource:
         ):
             self.keyframes += 1
             if vp8 is not None:
-                resolution = vp8_resolution(packet.data, packet.payload_start + vp8.length, packet.payload_end)
-                if resolution is not None and resolution != self.resolution:
-                    self.resolution = resolution
-                    if parent is not None:
-                        parent._layer_resized()
-            if parent is not None:
-                # the publisher's keyframe rate: that of its busiest layer (each layer is a stream of its own)
-                parent.keyframes = max(parent.keyframes, self.keyframes)
+                self.resolution = (
+                    vp8_resolution(packet.data, packet.payload_start + vp8.length, packet.payload_end)
+                    or self.resolution
+                )
             self._recent = [packet]
             self._recent_at = packet.arrival
             self._request_waiting = False
@@ -204,21 +133,6 @@ class VideoSource:
             if self.frames == 1 and self.on_first_frame is not None:
                 # after the slots had it: slots assigned now start from the recent packets, this one included
                 self.on_first_frame()
-            if parent is not None and self.frames > parent.frames:
-                parent._layer_frame(self.frames)
-
-    def _layer_frame(self, frames: int) -> None:
-        """A layer's frame count: the source's is that of its layer that sent most (each layer carries each
-        frame, at its own size)."""
-        first = self.frames == 0
-        self.frames = frames
-        if first and self.on_first_frame is not None:
-            self.on_first_frame()
-
-    def _layer_resized(self) -> None:
-        self._order_layers()
-        sizes = [layer.resolution for layer in self.layers if layer.resolution is not None]
-        self.resolution = max(sizes, key=lambda size: size[0] * size[1]) if sizes else None
 
     def _unwrap_picture_id(self, packet: MediaPacket) -> None:
         vp8 = packet.vp8
@@ -255,13 +169,8 @@ class VideoSource:
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per `KEYFRAME_REQUEST_INTERVAL` (asked again sooner: when
-        it ends, with the first packet after it, unless a keyframe came meanwhile); of every layer, a simulcast
-        source (the one slots start on is not known yet)."""
+        it ends, with the first packet after it, unless a keyframe came meanwhile)."""
         if self.closed:
-            return
-        if self.layers:
-            for layer in self.layers:
-                layer.request_keyframe()
             return
         if time.monotonic() - self._last_request < KEYFRAME_REQUEST_INTERVAL:
             self._request_waiting = True
@@ -272,15 +181,11 @@ class VideoSource:
         self._last_request = time.monotonic()
         self._request_waiting = False
         self.keyframe_requests += 1
-        if self.parent is not None:
-            self.parent.keyframe_requests += 1
         self._request_keyframe()
 
     def close(self) -> None:
         self.closed = True
         self._recent = []
-        for layer in self.layers:
-            layer.close()
         for slot in list(self.slots):
             slot.source_closed(self)
         self.slots.clear()
@@ -317,60 +222,19 @@ class VideoSlot:
         self._frame_open = False
         #: nothing reached the subscriber yet, its path not being connected: the pending source waits for it
         self._await_connection = False
-        #: False: the slot keeps the layer that suits a receiver that cannot change (`VideoSource.suited_layer`: a
-        #: phone's), whatever its bandwidth
-        self.adaptive = True
-        #: the layer the allocator chose for it (an index in its source's renditions; None: none chosen yet)
-        self.layer_rank: int | None = None
-        #: when it last went down a layer (it goes up again only after a while)
-        self.lowered_at = -1e9
-        #: how many layers of its source the allocator offered it at its last choice
-        self.offered_layers = 0
-
-    @property
-    def layer(self) -> VideoSource | None:
-        """The layer (or single-layer source) this slot shows, or is switching to."""
-        return self.pending or self.current
 
     @property
     def target(self) -> VideoSource | None:
-        """The source this slot shows, or is switching to (as the room knows it: the layer's source)."""
-        layer = self.pending or self.current
-        return layer.group if layer is not None else None
+        """The source this slot shows, or is switching to."""
+        return self.pending or self.current
 
     def accepts(self, source: VideoSource) -> bool:
         return self.active and (self.codec_name is None or self.codec_name == source.codec_name)
 
     def assign(self, source: VideoSource | None) -> None:
-        """Show `source` from its next keyframe on; until then keep showing the current source. Of a simulcast
-        source, the layer of the rank the slot had (the lowest for a new slot: the allocator raises it)."""
+        """Show `source` from its next keyframe on; until then keep showing the current source."""
         if source is self.target:
             return
-        if source is None:
-            self._switch_to(None)
-            return
-        if not self.adaptive:
-            self._switch_to(source.suited_layer())
-            return
-        layers = source.renditions
-        self._switch_to(layers[min(self.layer_rank or 0, len(layers) - 1)])
-
-    def select_layer(self, layer: VideoSource) -> None:
-        """Show `layer` of the source the slot shows (the allocator's choice), from its next keyframe on."""
-        source = self.target
-        if source is None or layer.group is not source:
-            return
-        layers = source.renditions
-        rank = layers.index(layer)
-        shown = self.layer
-        if self.layer_rank is not None and shown in layers and rank < layers.index(shown):
-            self.lowered_at = time.monotonic()
-        self.layer_rank = rank
-        if layer is not shown:
-            self._switch_to(layer)
-
-    def _switch_to(self, source: VideoSource | None) -> None:
-        """Show `source` (a layer, or a single-layer source; None: nothing) from its next keyframe on."""
         if self.pending is not None:
             self.pending.slots.discard(self)
             self.pending = None
@@ -387,11 +251,8 @@ class VideoSlot:
         self._pending_since = time.monotonic()
         if self.paused:
             return  # shown once it resumes (from a keyframe then)
-        recent = source.recent_packets()
-        changing_layer = self.current is not None and self.current.group is source.group
-        if recent and not (changing_layer and recent[-1].arrival - recent[0].arrival > LAYER_REPLAY_SPAN):
-            # a keyframe came moments ago: start from it as soon as the current frame has ended (another layer of
-            # the source shown, only if little followed it: the receiver has a picture, a burst would cost more)
+        if source.recent_packets():
+            # a keyframe came moments ago: start from it as soon as the current frame has ended
             self._pending_ready_at = self._pending_since
             self._switch_when_frame_ended()
             return
@@ -499,12 +360,6 @@ class VideoSlot:
         if paused:
             self.paused_at = time.monotonic()
             return True
-        if self.pending is not None:
-            # a switch chosen while paused (another layer, another source): resuming starts from its keyframe
-            if self.current is not None and self.current is not self.pending:
-                self.current.slots.discard(self)
-            self.current, self.pending, self._pending_ready_at = self.pending, None, None
-            self.switches += 1
         source = self.current
         if source is None or self.sender is None:
             return True
@@ -522,8 +377,8 @@ class VideoSlot:
         return True
 
     def on_keyframe_request(self) -> None:
-        """The subscriber sent PLI or FIR: pass it on to the publisher being shown (or switched to), for that layer."""
-        source = self.layer
+        """The subscriber sent PLI or FIR: pass it on to the publisher being shown (or switched to)."""
+        source = self.target
         if source is not None:
             source.request_keyframe()
 

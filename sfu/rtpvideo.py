@@ -27,7 +27,6 @@ from .forwarder import VideoSlot, VideoSource
 from .pacer import Pacer
 from .ports import PortAllocator, bind_rtp_pair
 from .quality import InboundStream, MediaCounters
-from .repeats import RepeatFilter
 from .rtprewriter import MediaPacket
 from .rtpsender import PlainRtpPath, SlotSender, send_reports
 from .sdp import media_destination
@@ -190,8 +189,6 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         self._sender_address: tuple[str, int] | None = None
         self._last_received = 0.0
         self._probation: _Probation | None = None
-        #: packets that came twice are dropped on the way in
-        self._repeats = RepeatFilter()
         self._fir_sequence = 0
         self._closed = False
 
@@ -287,7 +284,6 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         self._update_path()
         if send and self.slot is None:
             self.slot = VideoSlot(0, None, codec.name)
-            self.slot.adaptive = False  # a phone gets the one simulcast layer that suits it (360 lines or more)
             self.slot.sender = self._slot_sender(self.slot, codec)
             self.slot.active = True
             slot = self.slot
@@ -348,8 +344,6 @@ class RtpVideoStream(asyncio.DatagramProtocol):
         self._receive(source, packet)
 
     def _receive(self, source: VideoSource, packet: MediaPacket) -> None:
-        if self._repeats.repeated(packet.ssrc, packet.sequence):
-            return
         self.packets_received += 1
         self._last_received = packet.arrival
         self._remote_ssrc = packet.ssrc

@@ -5,12 +5,6 @@ aiortc's receiver did this when it received the video itself; packet-level forwa
 statistics (RFC 3550), NACKs for the gaps (RFC 4585; the publisher's RTX answers come back through the same
 forwarding, where they fill the subscribers' gaps too), and REMB from aiortc's own remote bitrate estimator (which
 is what lets a browser raise its sending rate).
-
-A simulcast publisher is sent at least `remb_floor` (enough for all his layers: a browser drops the layers its
-estimate does not cover, and the estimator, which never says more than 1.5 times what it receives, would add them
-back one by one over many seconds), unless his own link shows strain: loss above `STRAIN_LOSS` over a window of a
-second or more, or the estimator's REMB falling (its detector saw a queue building). Then the estimator's word
-alone goes out for `strain_hold` (doubling each time the link is strained again).
 """
 
 from __future__ import annotations
@@ -36,17 +30,6 @@ from .rtprewriter import VIDEO_CLOCK_RATE, MediaPacket, find_extension, seq_newe
 
 #: missing sequence numbers tracked per stream for NACKs
 NACK_WINDOW = 128
-#: the publisher's link is strained when it loses more than this share of his packets over `STRAIN_WINDOW` ...
-STRAIN_LOSS = 0.05
-STRAIN_WINDOW = 1.0
-#: ... or when the estimator's REMB falls below this share of its previous one; the floor is then withdrawn this long,
-#: twice as long each time the link is strained again (up to the max): a link that cannot carry the layers is not
-#: pushed to, over and over
-STRAIN_FALL = 0.9
-STRAIN_HOLD = 30.0
-STRAIN_HOLD_MAX = 300.0
-#: the floor is sent on its own at this interval while the estimator sends no REMB
-FLOOR_REPEAT = 1.0
 
 
 class _StreamStatistics(ReceptionStatistics):
@@ -91,29 +74,13 @@ class _StreamStatistics(ReceptionStatistics):
 class UpstreamFeedback:
     """Receiver-side RTCP for one publisher's video (its primary SSRCs), sent through `send_rtcp`."""
 
-    def __init__(
-        self,
-        send_rtcp: Callable[[bytes], bool],
-        rtcp_ssrc: int,
-        abs_send_time_id: int | None,
-        *,
-        remb_floor: float = 0,
-    ) -> None:
-        """`remb_floor`: the least REMB sent while the publisher's link shows no strain (a simulcast publisher)."""
+    def __init__(self, send_rtcp: Callable[[bytes], bool], rtcp_ssrc: int, abs_send_time_id: int | None) -> None:
         self.send_rtcp = send_rtcp
         self.rtcp_ssrc = rtcp_ssrc
         self.abs_send_time_id = abs_send_time_id
-        self.remb_floor = remb_floor
         self.nacks_sent = 0
-        #: the latest REMB sent, and when the link last showed strain
-        self.remb: int | None = None
-        self._remb_at = -1e9
-        self.strain_hold = STRAIN_HOLD
-        self.strained_at = -1e9
         self._streams: dict[int, _StreamStatistics] = {}
         self._estimator = RemoteBitrateEstimator()
-        self._estimated: int | None = None
-        self._loss_window: tuple[float, int, int] | None = None  # (start, packets expected, lost) of all streams
 
     def on_packet(self, packet: MediaPacket) -> None:
         stream = self._streams.get(packet.ssrc)
@@ -140,53 +107,8 @@ class UpstreamFeedback:
                     ssrc=packet.ssrc,
                 )
                 if remb is not None:
-                    bitrate, ssrcs = remb
-                    self._send_remb(self._remb_bitrate(bitrate, packet.arrival), ssrcs, packet.arrival)
-        if self.remb_floor:
-            self._watch_loss(packet.arrival)
-
-    def _send_remb(self, bitrate: int, ssrcs: list[int], now: float) -> None:
-        self.remb, self._remb_at = bitrate, now
-        fci = pack_remb_fci(bitrate, ssrcs)
-        self._send(bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self.rtcp_ssrc, media_ssrc=0, fci=fci)))
-
-    def floor_remb(self, now: float | None = None) -> None:
-        """The floor as REMB, when the estimator has said nothing for `FLOOR_REPEAT` (it says nothing for its first
-        3 s, when a browser takes a REMB as its starting rate) and the link shows no strain."""
-        now = time.monotonic() if now is None else now
-        if not self.remb_floor or not self._streams or now - self._remb_at < FLOOR_REPEAT:
-            return
-        if now - self.strained_at < self.strain_hold:
-            return
-        self._send_remb(max(int(self.remb_floor), self._estimated or 0), list(self._streams), now)
-
-    def _remb_bitrate(self, estimated: int, now: float) -> int:
-        """What the REMB says: the estimator's figure, raised to the floor while the link shows no strain."""
-        previous, self._estimated = self._estimated, estimated
-        if previous is not None and estimated < previous * STRAIN_FALL:
-            self._strained(now)
-        if now - self.strained_at < self.strain_hold:
-            return estimated
-        return max(estimated, int(self.remb_floor))
-
-    def _strained(self, now: float) -> None:
-        if self.remb_floor and now - self.strained_at >= self.strain_hold:
-            # strained again once the floor was back: withdrawn longer
-            self.strain_hold = STRAIN_HOLD if self.strained_at < 0 else min(STRAIN_HOLD_MAX, self.strain_hold * 2)
-        self.strained_at = now
-
-    def _watch_loss(self, now: float) -> None:
-        window = self._loss_window
-        if window is not None and now - window[0] < STRAIN_WINDOW:
-            return
-        expected = sum(stream.expected for stream in self._streams.values())
-        lost = sum(stream.lost for stream in self._streams.values())
-        if window is None or expected < window[1]:
-            self._loss_window = (now, expected, lost)
-            return
-        self._loss_window = (now, expected, lost)
-        if expected > window[1] and (lost - window[2]) / (expected - window[1]) > STRAIN_LOSS:
-            self._strained(now)
+                    fci = pack_remb_fci(*remb)
+                    self._send(bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self.rtcp_ssrc, media_ssrc=0, fci=fci)))
 
     @property
     def packets_lost(self) -> int:
@@ -220,4 +142,3 @@ class UpstreamFeedback:
             report = self.receiver_report()
             if report is not None:
                 self._send(report)
-            self.floor_remb()

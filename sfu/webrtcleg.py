@@ -6,12 +6,6 @@ encoded packets. Video: the publisher's RTP packets are taken at the DTLS transp
 other publishers' packets through our own `SlotSender` (header rewrite, SRTP, one send) and the leg's `Pacer`
 (its rate from the participant's `BandwidthEstimate`; the mix, sent by aiortc, is charged to it), aiortc's senders
 for them only negotiating. Nothing is decoded or encoded here.
-
-Simulcast (a browser's camera in several layers, RFC 8853): aiortc cannot receive RTP stream ids, so the leg does
-it. The answer accepts the offered layers (``a=rid:... recv``, ``a=simulcast:recv``) and the RTP stream id header
-extensions (RFC 8852); each packet's stream id names its layer the first time its SSRC is seen (a browser stops
-writing it once our receiver reports name the SSRC), its repaired stream id that of a retransmission stream; each
-layer is a layer of the camera's one `VideoSource`, with its own keyframe requests (to its SSRC).
 """
 
 from __future__ import annotations
@@ -36,7 +30,6 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.codecs import is_rtx
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
 from aiortc.sdp import MediaDescription, SessionDescription
 
@@ -51,8 +44,7 @@ from .pacer import Pacer
 from .packettrack import EncodedTrack
 from .ports import PortAllocator
 from .quality import InboundStream, LinkState, MediaCounters, ReceiverReport
-from .repeats import RepeatFilter
-from .rtprewriter import ABS_SEND_TIME_URI, MID_URI, MediaPacket, find_extension, unwrap_rtx
+from .rtprewriter import ABS_SEND_TIME_URI, MID_URI, MediaPacket, unwrap_rtx
 from .rtpsender import SlotSender, add_video_figures, send_reports
 from .rtpvideo import keyframe_request
 from .settings import MediaSettings
@@ -67,9 +59,6 @@ AUDIO_PREFERENCE = ("opus", "G722", "PCMU", "PCMA")
 SRTP_AUDIO_OVERHEAD = 12 + 12 + 10
 #: encoded audio packets queued for the sender before the oldest are dropped
 AUDIO_QUEUE_LIMIT = 3
-#: the REMB a simulcast publisher is sent at least, while his link shows no strain: enough for every layer (our
-#: apps' three come to about 2.2 Mbit/s); below it a browser drops its upper layers
-SIMULCAST_REMB = 2_500_000
 
 
 class MixTrack(EncodedTrack):
@@ -147,19 +136,6 @@ class WebRtcLeg(EventEmitter):
         self._screen_ssrcs: tuple[int | None, int | None] = (None, None)  # its primary and RTX SSRCs (the offer's)
         self._screen_payload_types: dict[int, str] = {}
         self._screen_rtx_types: dict[int, int] = {}
-        #: the camera's simulcast: its RTP stream ids as offered, the stream id extensions of the offer (and the IDs
-        #: answered), each layer by stream id, and what the packets taught: each layer's SSRC, and for each
-        #: retransmission SSRC the SSRC it repairs
-        self._video_rids: list[str] = []
-        self._rid_extensions: list[RTCRtpHeaderExtensionParameters] = []
-        self._rid_id = 0
-        self._repaired_rid_id = 0
-        self._layers: dict[str, VideoSource] = {}
-        self._layer_ssrcs: dict[int, VideoSource] = {}
-        self._rid_ssrcs: dict[str, int] = {}
-        self._repaired_ssrcs: dict[int, int] = {}
-        #: packets that came twice are dropped on the way in
-        self._repeats = RepeatFilter()
         self._transport_tapped = False
         self._slot_transceivers: list[RTCRtpTransceiver] = []
         self._path: aiortc_adapter.IceSrtpPath | None = None
@@ -196,11 +172,6 @@ class WebRtcLeg(EventEmitter):
         for media in description.media:
             if media.kind == "video" and media.rtp.muxId not in self._slides_mids:
                 self._video_ssrc = sdp.primary_ssrc(media)
-                self._video_rids = sdp.simulcast_rids(offer, media.rtp.muxId or "")
-                if self._video_rids:
-                    self._rid_extensions = [
-                        e for e in media.rtp.headerExtensions if e.uri in (sdp.RID_URI, sdp.REPAIRED_RID_URI)
-                    ]
                 self.offered_video_codecs = tuple(
                     dict.fromkeys(c.name.upper() for c in media.rtp.codecs if not is_rtx(c))
                 )
@@ -329,13 +300,6 @@ class WebRtcLeg(EventEmitter):
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp.align_bundled_setup(text), type=kind))
         except Exception as exc:
             raise SdpError(f"cannot apply the {kind}: {exc}") from exc
-        self._accept_rid_extensions()
-
-    def _accept_rid_extensions(self) -> None:
-        """The camera's m-line answers (and our re-offers keep) the RTP stream id extensions of a simulcast
-        publisher: aiortc negotiates them away with each description applied."""
-        if self._rid_extensions and self._video_transceiver is not None:
-            aiortc_adapter.accept_header_extensions(self._video_transceiver, self._rid_extensions)
 
     async def _local_answer(self) -> str:
         aiortc_adapter.gather_host_candidates(self.pc, self.settings.addresses(), self.ports)
@@ -369,13 +333,6 @@ class WebRtcLeg(EventEmitter):
                     }
                     if codecs and self.video_source is None and media.direction in ("recvonly", "sendrecv"):
                         self.video_source = VideoSource(self.participant_id, codecs[0].name, self._request_keyframe)
-                        extensions = {e.uri: e.id for e in media.rtp.headerExtensions}
-                        self._rid_id = extensions.get(sdp.RID_URI, 0)
-                        self._repaired_rid_id = extensions.get(sdp.REPAIRED_RID_URI, 0)
-                        if self._rid_id:
-                            for rid in self._video_rids:
-                                request = functools.partial(self._request_layer_keyframe, rid)
-                                self._layers[rid] = self.video_source.add_layer(rid, request)
                     if self.video_source is not None:
                         self._ensure_upstream(media)
             if media.kind == "video" and self._screen_transceiver is not None:
@@ -387,12 +344,7 @@ class WebRtcLeg(EventEmitter):
         """Receiver reports, NACKs and REMB for the video he sends (camera and screen alike, one per SSRC)."""
         if self._upstream is None and self._path is not None:
             extensions = {e.uri: e.id for e in media.rtp.headerExtensions}
-            self._upstream = UpstreamFeedback(
-                self._path.send_rtcp,
-                self._rtcp_ssrc,
-                extensions.get(ABS_SEND_TIME_URI),
-                remb_floor=SIMULCAST_REMB if self._layers else 0,
-            )
+            self._upstream = UpstreamFeedback(self._path.send_rtcp, self._rtcp_ssrc, extensions.get(ABS_SEND_TIME_URI))
             self._spawn(self._upstream.run_reports())
 
     def _sync_screen(self, media: MediaDescription) -> None:
@@ -442,7 +394,6 @@ class WebRtcLeg(EventEmitter):
                 self._tap_unused(transceiver.receiver)
             elif transceiver.kind == "video" and self._video_transceiver is None and self.video:
                 self._video_transceiver = transceiver
-                self._accept_rid_extensions()
                 transceiver.setCodecPreferences(_capabilities("video", self.video_codecs))
                 transceiver.direction = "recvonly"
                 self._tap_transport(transceiver)
@@ -466,10 +417,6 @@ class WebRtcLeg(EventEmitter):
         """The SDP as sent: the public address in place of the host ones, each slot's m-line labelled."""
         labels = {slot.mid: slot.label for slot in self.slots if slot.mid is not None and slot.label is not None}
         text = sdp.set_labels(text, labels)
-        camera = self._video_transceiver
-        if self._layers and camera is not None and camera.mid is not None:
-            # every description we send keeps receiving the layers (an offer without them would end the simulcast)
-            text = sdp.accept_simulcast(text, camera.mid, list(self._layers))
         return sdp.announce_address(text, self.settings.addresses(), self.settings.public_address)
 
     # media
@@ -506,54 +453,25 @@ class WebRtcLeg(EventEmitter):
         return True
 
     def _take_video(self, data: bytes, codec: str, repaired: int | None, screen: bool = False) -> None:
-        source: VideoSource | None
-        if screen:
-            source, original_ssrc = self.screen_source, self._screen_ssrcs[0]
-        elif self._layers:
-            source, original_ssrc = self._camera_layer(data, repaired is not None)
-        else:
-            source, original_ssrc = self.video_source, self._video_ssrc
         if repaired is not None:
+            original_ssrc = self._screen_ssrcs[0] if screen else self._video_ssrc
             if original_ssrc is None:
                 return
             original = unwrap_rtx(data, repaired, original_ssrc)
             if original is None:
                 return  # padding (bandwidth probing)
             data = original
-        upstream = self._upstream
+        source, upstream = (self.screen_source if screen else self.video_source), self._upstream
         if source is None:
             return
         packet = MediaPacket.parse(data, codec)
-        if packet is None or self._repeats.repeated(packet.ssrc, packet.sequence):
+        if packet is None:
             return
-        if self._video_ssrc is None and not screen and not self._layers:
+        if self._video_ssrc is None and not screen:
             self._video_ssrc = packet.ssrc
         if upstream is not None:
             upstream.on_packet(packet)
         source.on_packet(packet)
-
-    def _camera_layer(self, data: bytes, retransmission: bool) -> tuple[VideoSource | None, int | None]:
-        """The simulcast layer a camera packet belongs to, and the SSRC of that layer's media: known by the SSRC,
-        or learnt from the packet's (repaired) RTP stream id; (None, None) while neither tells."""
-        ssrc = int.from_bytes(data[8:12], "big")
-        if retransmission:
-            primary = self._repaired_ssrcs.get(ssrc)
-            if primary is None:
-                rid = _extension_text(data, self._repaired_rid_id)
-                primary = self._rid_ssrcs.get(rid) if rid is not None else None
-                if primary is None:
-                    return None, None
-                self._repaired_ssrcs[ssrc] = primary
-            return self._layer_ssrcs.get(primary), primary
-        layer = self._layer_ssrcs.get(ssrc)
-        if layer is None:
-            rid = _extension_text(data, self._rid_id)
-            layer = self._layers.get(rid) if rid is not None else None
-            if layer is None or rid is None:
-                return None, None
-            self._layer_ssrcs[ssrc] = layer
-            self._rid_ssrcs[rid] = ssrc
-        return layer, ssrc
 
     def _on_video_rtcp(self, packet: AnyRtcpPacket) -> None:
         if not isinstance(packet, RtcpSrPacket):
@@ -563,7 +481,7 @@ class WebRtcLeg(EventEmitter):
             if packet.ssrc == self._video_ssrc
             else self.screen_source
             if packet.ssrc == self._screen_ssrcs[0]
-            else self._layer_ssrcs.get(packet.ssrc)
+            else None
         )
         if source is not None:
             source.sender_report = (time.monotonic(), packet.sender_info.rtp_timestamp)
@@ -573,10 +491,6 @@ class WebRtcLeg(EventEmitter):
     def _request_keyframe(self) -> None:
         """PLI and FIR to the camera's primary SSRC (Chrome ignores requests for its RTX SSRC)."""
         self._send_keyframe_request(self._video_ssrc)
-
-    def _request_layer_keyframe(self, rid: str) -> None:
-        """PLI and FIR to the SSRC of the simulcast layer `rid` (a browser's encoder then sends a keyframe in it)."""
-        self._send_keyframe_request(self._rid_ssrcs.get(rid))
 
     def _request_screen_keyframe(self) -> None:
         self._send_keyframe_request(self._screen_ssrcs[0])
@@ -701,14 +615,3 @@ class WebRtcLeg(EventEmitter):
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self.remove_all_listeners()
-
-
-def _extension_text(data: bytes, extension_id: int) -> str | None:
-    """A text header extension's value (an RTP stream id), or None."""
-    value = find_extension(data, extension_id) if extension_id else None
-    if not value:
-        return None
-    try:
-        return value.decode("ascii")
-    except UnicodeDecodeError:
-        return None

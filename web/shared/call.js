@@ -20,7 +20,6 @@ import {
   SessionState,
   UserAgent,
 } from "sip.js"; // the pages' import map: the bundle built at set-up (web/sip-bundle.js), see web/README.md
-import { CAMERA_LAYERS } from "./media.js";
 import { MultiTrackSessionDescriptionHandler } from "./multi-track-sdh.js";
 import { mark } from "./marks.js";
 
@@ -261,7 +260,6 @@ export class MeetingCall extends EventTarget {
           },
         });
         handler.slidesTransceiver = () => this.screenTransceiver; // its m-line goes out marked a=content:slides
-        handler.videoEncodings = CAMERA_LAYERS; // the camera in three layers: the room forwards each subscriber one
         return handler;
       },
       delegate: {

@@ -64,26 +64,15 @@ export function microphoneConstraints(audioId) {
   return audioId ? { deviceId: { exact: audioId } } : true;
 }
 
-/** getUserMedia's video constraints for a camera (the default one without an id): 720p, which the call sends in
- * three layers (CAMERA_LAYERS) for the room to forward each subscriber the one his link and tile take. */
+/** getUserMedia's video constraints for a camera (the default one without an id): VGA is what the room forwards. */
 export function cameraConstraints(videoId) {
   return {
-    width: { ideal: 1280 },
-    height: { ideal: 720 },
+    width: { ideal: 640 },
+    height: { ideal: 480 },
     frameRate: { ideal: 24, max: 30 },
     ...(videoId ? { deviceId: { exact: videoId } } : {}),
   };
 }
-
-/**
- * The camera's simulcast layers (RFC 8853), lowest first: about 180p, 360p and 720p of a 720p camera, each with the
- * most it may take. The server forwards each subscriber one of them; the names are those it expects first.
- */
-export const CAMERA_LAYERS = [
-  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
-];
 
 /**
  * Open whatever the person has and allows: camera and microphone, one of them, or neither (listen-only).

@@ -5,8 +5,6 @@
 //   the offer to every transceiver (a first m-line offered recvonly would make every slot inactive).
 // And one for rejoining after a dropped connection: closing leaves the camera and microphone running (the stock one
 // stops them); they belong to the page, which stops them when the person leaves.
-// And the camera in simulcast layers: when `videoEncodings` is set, the camera's m-line is added with them
-// (`sendEncodings`: the stock one adds every track with addTrack, which sends one layer).
 
 import { SessionDescriptionHandler } from "sip.js";
 
@@ -88,28 +86,6 @@ export class MultiTrackSessionDescriptionHandler extends SessionDescriptionHandl
     return super.getDescription(options, modifiers).then((description) => {
       mark(first ? "invite-sent" : "reinvite-answer-ready");
       return description;
-    });
-  }
-
-  /**
-   * As the stock one, but a camera that is not sent yet goes out in the layers of `videoEncodings` (set by the
-   * call): its m-line is added after the microphone's (the first m-line must stay the audio, sendrecv).
-   */
-  setLocalMediaStream(stream) {
-    const pc = this._peerConnection;
-    const camera = stream.getVideoTracks()[0];
-    const encodings = this.videoEncodings;
-    const sendingVideo = pc && pc.getSenders().some((sender) => sender.track && sender.track.kind === "video");
-    if (!pc || !camera || !encodings || !encodings.length || sendingVideo) return super.setLocalMediaStream(stream);
-    return super.setLocalMediaStream(new MediaStream(stream.getAudioTracks())).then(() => {
-      const local = this._localMediaStream;
-      pc.addTransceiver(camera, {
-        direction: "sendrecv",
-        streams: [local],
-        sendEncodings: encodings.map((encoding) => ({ ...encoding })),
-      });
-      local.addTrack(camera);
-      SessionDescriptionHandler.dispatchAddTrackEvent(local, camera);
     });
   }
 
