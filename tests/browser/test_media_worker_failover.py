@@ -62,7 +62,7 @@ async def test_two_browsers_follow_their_room_to_the_other_worker(
 async def until_new_mid(page: Any, other: str, old: str) -> None:
     """The page's tile of `other` shows a slot other than `old` (the one he had on the lost worker)."""
     for _ in range(100):
-        if await tile_mid(page, other) != old:
+        if await tile_mid(page, other, wait_s=40) != old:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"the tile of {other} still shows the slot it had on the lost worker ({old})")
