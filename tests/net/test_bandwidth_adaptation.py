@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -26,24 +25,14 @@ from bench.sfu import media
 from sfu import SFU, Participant, Room, RoomOptions
 from sfu.aiortc_adapter import gather_host_candidates, on_keyframe_request, tap_encoded_frames, tap_rtp_packets
 from sfu.rtpsender import SlotSender
-from sfu.settings import MediaSettings
-from tests.netns import WeakLink, weak_link
+from tests.netns import WeakLink
 from tests.waiting import until
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def link() -> Iterator[WeakLink]:
-    with weak_link() as made:
-        yield made
-
-
-@pytest.fixture
-async def sfu(link: WeakLink) -> AsyncIterator[SFU]:
-    server = SFU(MediaSettings(host_addresses=(link.outside_address,), rtp_port_min=33000, rtp_port_max=33999))
-    yield server
-    await server.close()
+#: the SFU's RTP ports (tests/net/conftest.py)
+RTP_PORTS = (33000, 33999)
 
 
 class Publisher:

@@ -10,31 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from sfu import SFU, Participant, RoomOptions
 from sfu.aiortc_adapter import CONSENT_TIMEOUT, keep_consent_through_loss
-from sfu.settings import MediaSettings
-from tests.netns import WeakLink, weak_link
+from tests.netns import WeakLink
 from tests.sfu.clients import WebRtcClient, tone_power
 from tests.waiting import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.waits]
 
 
-@pytest.fixture
-def link() -> Iterator[WeakLink]:
-    with weak_link() as made:
-        yield made
-
-
-@pytest.fixture
-async def sfu(link: WeakLink) -> AsyncIterator[SFU]:
-    server = SFU(MediaSettings(host_addresses=(link.outside_address,), rtp_port_min=32000, rtp_port_max=32999))
-    yield server
-    await server.close()
+#: the SFU's RTP ports (tests/net/conftest.py)
+RTP_PORTS = (32000, 32999)
 
 
 async def hears(client: WebRtcClient, frequency: float, seconds: float = 1.0) -> bool:

@@ -7,17 +7,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from tests.netns import WeakLink, remove_leftovers, weak_link
-
-
-@pytest.fixture
-def link() -> Iterator[WeakLink]:
-    with weak_link() as made:
-        yield made
 
 
 def _receiver(address: str) -> socket.socket:
