@@ -25,6 +25,28 @@ def powers(member: Member) -> tuple[float, float]:
     return tone_power(samples, 440), tone_power(samples, 880)
 
 
+async def phone_on_line(api: Api, room: Room, token: str) -> tuple[SipClient, RtpPhone]:
+    """A plain-RTP phone (880 Hz, PCMU) on the SIP line of the user whose token is `token`, over UDP; it has not
+    registered yet."""
+    phone_sip = SipClient(*await user_line(api, token), api.services.settings.sip.domain)
+    await phone_sip.connect_udp(room.udp_address)
+    phone = RtpPhone(880)
+    await phone.open()
+    return phone_sip, phone
+
+
+async def browser_and_phone_hear_each_other(browser: Member, phone: RtpPhone) -> None:
+    """The browser-alike (440 Hz) hears the phone (880 Hz) and not itself; the phone hears the browser."""
+    await asyncio.sleep(2.0)
+    phone.received.clear()
+    await record([browser], 2.5)
+    heard = phone.decoded().astype(np.float64)
+    assert heard.size > 8000, "the phone received too little audio"
+    assert tone_power(heard, 440, 8000) > 0.2, "the phone does not hear the browser"
+    b440, b880 = powers(browser)
+    assert b880 > 0.2 and b440 < 0.02, (b440, b880)
+
+
 async def hear_and_see_each_other(a: Member, b: Member, c: Member) -> None:
     """A (440 Hz, red), B (880 Hz, green) and C (silent, blue): C hears both tones, A hears 880 and not 440, B 440
     and not 880; each sees the others' colours and never his own."""
@@ -90,10 +112,7 @@ async def test_phone_over_udp_hears_and_is_heard(api: Api, room: Room) -> None:
     browser = await room.member(guest_credentials(meeting), 440, "red")
     await browser.join("meeting-guest")
 
-    phone_sip = SipClient(*await user_line(api, alice_token), api.services.settings.sip.domain)
-    await phone_sip.connect_udp(room.udp_address)
-    phone = RtpPhone(880)
-    await phone.open()
+    phone_sip, phone = await phone_on_line(api, room, alice_token)
     try:
         assert (await phone_sip.register()).status == 200
         call = await phone_sip.invite(meeting["exten"], phone.offer().encode())
@@ -101,15 +120,7 @@ async def test_phone_over_udp_hears_and_is_heard(api: Api, room: Room) -> None:
         port = int(next(line for line in answer.splitlines() if line.startswith("m=audio")).split()[1])
         assert "RTP/AVP" in answer
         phone.start(("127.0.0.1", port))
-        await asyncio.sleep(2.0)
-        await record([browser], 2.5)
-        phone.received.clear()
-        await asyncio.sleep(2.0)
-        heard = phone.decoded().astype(np.float64)
-        assert heard.size > 8000, "the phone received too little audio"
-        b440, b880 = powers(browser)
-        assert b880 > 0.2 and b440 < 0.02, (b440, b880)
-        assert tone_power(heard, 440, 8000) > 0.2, "the phone does not hear the browser"
+        await browser_and_phone_hear_each_other(browser, phone)
         assert (await phone_sip.bye(call)).status == 200
     finally:
         await phone.close()
