@@ -203,6 +203,13 @@ async def site(api: Api) -> Site:
     return Site(api, url)
 
 
+@pytest.fixture
+def media_site(site: Site) -> Site:
+    """The site, for tests that call: its call control must serve SIP over WebSocket (a failure, not a skip)."""
+    assert site.has_sip_websocket, "the server has no /api/asterisk/ws route (SIP over WebSocket)"
+    return site
+
+
 async def sign_in(page: Any, site: Site, username: str, password: str) -> None:
     await page.goto(site.url + "/")
     await page.fill("#username", username)

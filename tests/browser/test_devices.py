@@ -12,7 +12,7 @@ import pytest
 
 from tests.browser.conftest import Browser, Site, artifacts, chromium
 from tests.browser.media import received
-from tests.browser.test_media_story import _assert_receiving, _join_as_guest, _join_as_owner, media_site  # noqa: F401
+from tests.browser.test_media_story import _assert_receiving, _join_as_guest, _join_as_owner
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -45,7 +45,7 @@ async def _options(page: Any, select: str) -> list[tuple[str, str]]:
 
 
 async def test_switching_devices_in_a_meeting_keeps_media_and_state_and_is_remembered(
-    media_site: Site,  # noqa: F811
+    media_site: Site,
     browser: Browser,
 ) -> None:
     owner, link = await _join_as_owner(browser, media_site, "Devices")

@@ -85,13 +85,6 @@ async () => {
 
 
 @pytest.fixture
-def media_site(site: Site) -> Site:
-    if not site.has_sip_websocket:
-        pytest.skip("call control is not mounted yet: the server has no /api/asterisk/ws route (SIP over WebSocket)")
-    return site
-
-
-@pytest.fixture
 async def origin() -> AsyncIterator[str]:
     async with other_origin({"/": PAGE}) as url:
         yield url

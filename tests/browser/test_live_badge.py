@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.conftest import Browser, Site, sign_in
-from tests.browser.test_media_story import _join_as_guest, media_site  # noqa: F401 (a fixture)
+from tests.browser.test_media_story import _join_as_guest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-async def test_live_now_follows_guests_joining_and_leaving(media_site: Site, browser: Browser) -> None:  # noqa: F811
+async def test_live_now_follows_guests_joining_and_leaving(media_site: Site, browser: Browser) -> None:
     _, token = await media_site.api.create_user("alice", "alice-password")
     meeting = await media_site.api.create_meeting(token, name="Open office")
     quiet = await media_site.api.create_meeting(token, name="Quiet room")

@@ -21,13 +21,6 @@ from tests.browser.media import lit_pixels, received, tile_mid
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture
-def media_site(site: Site) -> Site:
-    if not site.has_sip_websocket:
-        pytest.skip("call control is not mounted yet: the server has no /api/asterisk/ws route (SIP over WebSocket)")
-    return site
-
-
 async def _join_as_owner(browser: Browser, site: Site, meeting_name: str) -> tuple[Any, str]:
     await site.api.create_user("alice", "alice-password")
     owner = await browser.page("owner")

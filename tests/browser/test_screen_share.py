@@ -11,7 +11,7 @@ import pytest
 
 from tests.browser.conftest import Browser, Site
 from tests.browser.media import lit_pixels, received
-from tests.browser.test_media_story import _assert_receiving, _join_as_guest, _join_as_owner, media_site  # noqa: F401
+from tests.browser.test_media_story import _assert_receiving, _join_as_guest, _join_as_owner
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,7 +47,7 @@ async def _assert_screen_shown(page: Any) -> None:
 
 
 async def test_a_guest_presents_her_screen_stops_and_leaves_while_presenting(
-    media_site: Site,  # noqa: F811
+    media_site: Site,
     browser: Browser,
 ) -> None:
     owner, link = await _join_as_owner(browser, media_site, "Review")

@@ -34,13 +34,6 @@ RELAY_ADDRESS = "127.0.0.2"
 PORTS = 24
 
 
-@pytest.fixture
-def media_site(site: Site) -> Site:
-    if not site.has_sip_websocket:
-        pytest.skip("call control is not mounted yet: the server has no /api/asterisk/ws route (SIP over WebSocket)")
-    return site
-
-
 # {mid: inbound video stats} of every slot of the page's call
 VIDEO_STATS_JS = """
 async () => {

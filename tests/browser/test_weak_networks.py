@@ -71,13 +71,6 @@ def settings(database_url: str, link: WeakLink, turn: Coturn | None) -> Settings
 
 
 @pytest.fixture
-def media_site(site: Site) -> Site:
-    if not site.has_sip_websocket:
-        pytest.skip("call control is not mounted: no SIP over WebSocket")
-    return site
-
-
-@pytest.fixture
 async def browsers(
     request: pytest.FixtureRequest, media_site: Site, link: WeakLink, tmp_path: Path
 ) -> AsyncIterator[tuple[Browser, Browser]]:
